@@ -1,0 +1,205 @@
+"""SAM3 through transformers' `Sam3VideoModel` / `Sam3VideoProcessor` (CPU and CUDA).
+
+Frames are not handed to transformers up front (that would hold the whole video at 1008x1008
+float on the device, about 12 MB a frame): the inference session gets a lazy frame store that
+decodes and preprocesses a frame when the model asks for it, with the same video processor that
+`init_video_session(video=...)` would use. The session is otherwise a normal non-streaming one,
+so SAM3's warm-up heuristics ("hotstart") and backward propagation work as in transformers.
+
+The per-frame loop is ours rather than `propagate_in_video_iterator`: the same model calls in the
+same order, the same hotstart hold-back, but frames held back are released when the user stops
+instead of being lost, and the detect step's frame is not run twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..config import DEFAULTS
+from ..types import FrameResult, VideoInfo
+from ..video import VideoReader
+from . import load_errors
+
+
+class _LazyFrames(Mapping):
+    """`processed_frames` for a transformers session: index -> preprocessed (3, S, S) tensor."""
+
+    def __init__(self, reader: VideoReader, video_processor, device, dtype, keep: int = 4):
+        self._reader = reader
+        self._processor = video_processor
+        self._device = device
+        self._dtype = dtype
+        self._keep = keep
+        self._cache: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._reader)
+
+    def __iter__(self):
+        return iter(range(len(self)))
+
+    def __contains__(self, index) -> bool:
+        return isinstance(index, int) and 0 <= index < len(self)
+
+    def __getitem__(self, index: int):
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        rgb = self._reader[index]
+        pixels = self._processor(videos=rgb[None], device=self._device, return_tensors="pt").pixel_values_videos[0][0]
+        pixels = pixels.to(self._device, dtype=self._dtype)
+        self._cache[index] = pixels
+        while len(self._cache) > self._keep:
+            self._cache.popitem(last=False)
+        return pixels
+
+
+class TransformersBackend:
+    """A loaded `Sam3VideoModel` + processor, shared by every session of the process."""
+
+    name = "transformers"
+
+    def __init__(self, model_id: str, device: str, dtype: str):
+        import torch
+        from transformers import Sam3VideoModel, Sam3VideoProcessor
+
+        self.model_id = model_id
+        self.device = device
+        self.torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        with load_errors(model_id):
+            self.processor = Sam3VideoProcessor.from_pretrained(model_id)
+            model = Sam3VideoModel.from_pretrained(model_id, dtype=self.torch_dtype)
+        self.model = model.to(device).eval()
+        self.lock = threading.RLock()  # one model, many sessions: calls and thresholds go one at a time
+        self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
+
+    def open(self, path: str, info: VideoInfo) -> "TransformersSession":
+        return TransformersSession(self, path, info)
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Detection score needed for a new object; matching keeps the model's looser cut."""
+        det, new = self.default_thresholds
+        if threshold is not None:
+            det, new = min(det, threshold), threshold
+        self.model.score_threshold_detection = det
+        self.model.new_det_thresh = new
+
+
+class TransformersSession:
+    def __init__(self, backend: TransformersBackend, path: str, info: VideoInfo):
+        self.backend = backend
+        self.info = info
+        self.reader = VideoReader(path, info, cache_bytes=DEFAULTS.frame_cache_mb * 1024 * 1024)
+        self._threshold: float | None = None
+        self._phrases: tuple[str, ...] = ()
+        self._removed: set[int] = set()
+        self._pending: list = []  # raw outputs held back by the hotstart delay, oldest first
+        self._processed_unyielded: int | None = None  # frame run by detect, not yet yielded
+        self.state = None
+
+    # -- state -----------------------------------------------------------------------------
+    def _new_state(self):
+        b = self.backend
+        state = b.processor.init_video_session(
+            video=None, inference_device=b.device, video_storage_device=b.device, dtype=b.torch_dtype
+        )
+        state.processed_frames = _LazyFrames(self.reader, b.processor.video_processor, b.device, b.torch_dtype)
+        state.video_height, state.video_width = self.info.height, self.info.width
+        return state
+
+    def _step(self, frame_index: int, reverse: bool):
+        """Run the model on one frame and hold its output back as SAM3 does."""
+        model = self.backend.model
+        with self.backend.lock:
+            self.backend.set_threshold(self._threshold)
+            out = model(inference_session=self.state, frame_idx=frame_index, reverse=reverse)
+        if model.hotstart_delay > 0:
+            self.state.hotstart_removed_obj_ids.update(out.removed_obj_ids)
+        self._pending.append(out)
+
+    def _release(self, end: bool) -> list[FrameResult]:
+        """Outputs whose hold-back is over (all of them at the end of a run)."""
+        delay = self.backend.model.hotstart_delay
+        if end or delay <= 0:
+            ready, self._pending = self._pending, []
+        elif len(self._pending) >= delay:
+            ready, self._pending = self._pending[:1], self._pending[1:]
+        else:
+            ready = []
+        return [self._to_result(out) for out in ready]
+
+    def _to_result(self, out) -> FrameResult:
+        if self._removed:
+            out.obj_id_to_mask = {k: v for k, v in out.obj_id_to_mask.items() if k not in self._removed}
+        post = self.backend.processor.postprocess_outputs(self.state, out)
+        label_of = {int(i): text for text, ids in post["prompt_to_obj_ids"].items() for i in ids}
+        ids = post["object_ids"].cpu().numpy()
+        return FrameResult(
+            frame_index=int(out.frame_idx),
+            obj_ids=ids,
+            labels=[label_of[int(i)] for i in ids],
+            scores=post["scores"].float().cpu().numpy(),
+            boxes_xyxy=post["boxes"].float().cpu().numpy(),
+            masks=post["masks"].cpu().numpy(),
+        )
+
+    # -- the BackendSession interface ------------------------------------------------------
+    def detect(self, frame_index: int, phrases: Sequence[str], threshold: float | None = None) -> FrameResult:
+        self.state = self._new_state()  # a fresh session numbers objects as transformers does
+        self._pending, self._removed = [], set()
+        self._phrases, self._threshold = tuple(phrases), threshold
+        self.backend.processor.add_text_prompt(self.state, list(self._phrases))
+        self._step(frame_index, reverse=False)
+        self._processed_unyielded = frame_index
+        out = self._pending[-1]
+        return self._to_result(out)
+
+    def propagate(
+        self,
+        frame_indices: Sequence[int],
+        reverse: bool,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Iterator[FrameResult]:
+        if self.state is None:
+            raise RuntimeError("detect() must run before propagate()")
+        indices = list(frame_indices)
+        skip_first = bool(indices) and indices[0] == self._processed_unyielded and bool(self._pending)
+        if not skip_first:
+            yield from self._release(end=True)  # leftovers of an earlier run, if any
+        self._processed_unyielded = None
+        error: BaseException | None = None
+        for pos, index in enumerate(indices):
+            if pos == 0 and skip_first:
+                continue
+            if should_stop():
+                break
+            try:
+                self._step(index, reverse)
+            except Exception as err:  # e.g. out of memory: keep what was processed, then report
+                error = err
+                break
+            yield from self._release(end=False)
+        # frames already processed always reach the caller, also when it stops early
+        yield from self._release(end=True)
+        if error is not None:
+            raise error
+
+    def remove_object(self, obj_id: int) -> None:
+        with self.backend.lock:
+            if self.state is not None:
+                self.state.remove_object(int(obj_id), strict=False)
+        self._removed.add(int(obj_id))
+
+    def close(self) -> None:
+        self.state = None
+        self._pending = []
+        self.reader.close()
+        if str(self.backend.device).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()

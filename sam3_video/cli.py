@@ -1,0 +1,141 @@
+"""The command line: `python -m sam3_video segment|make-test-model ...`.
+
+Only parses arguments, shows progress and turns errors into one sentence and an exit code:
+0 done, 1 unexpected failure, 2 something the user can fix, 130 stopped with Ctrl-C (the frames
+done so far are saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from .config import DEFAULTS
+from .errors import Sam3VideoError
+from .types import DIRECTIONS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sam3_video", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show library warnings and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="detect phrases on a frame and track them through a video")
+    seg.add_argument("video", help="video file (mp4, mov, webm, mkv, avi, ...)")
+    seg.add_argument("--prompt", "-p", required=True, help='one or more phrases, comma-separated: "car, person"')
+    seg.add_argument("--out", "-o", required=True, help="output folder (created if missing)")
+    seg.add_argument("--model", default=DEFAULTS.model, help="hub id or local folder (default: %(default)s; env SAM3_MODEL)")
+    seg.add_argument("--backend", default=DEFAULTS.backend, choices=("auto", "transformers", "sam3"))
+    seg.add_argument("--device", default=DEFAULTS.device, help="auto, cuda, cuda:N or cpu (default: %(default)s)")
+    seg.add_argument("--dtype", default=DEFAULTS.dtype, choices=("auto", "float32", "bfloat16"))
+    seg.add_argument("--start-frame", type=int, default=0, help="frame to detect on (0-based, default 0)")
+    seg.add_argument("--direction", default="forward", choices=DIRECTIONS)
+    seg.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
+    seg.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
+    seg.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    mk = sub.add_parser("make-test-model", help="build a small random SAM3 in the real model's format")
+    mk.add_argument("dir", help="folder to write the model into")
+    mk.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _quiet_libraries(debug: bool) -> None:
+    if debug:
+        return
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _segment(args) -> int:
+    from tqdm import tqdm
+
+    from .backends import load_backend
+    from .pipeline import run
+    from .types import RunOptions
+
+    options = RunOptions(
+        prompts=(args.prompt,),
+        start_frame=args.start_frame,
+        direction=args.direction,
+        max_frames=args.max_frames,
+        threshold=args.threshold,
+    )
+    backend = load_backend(args.model, args.backend, args.device, args.dtype)
+    bar = None
+    interrupts = 0
+
+    def on_session(session) -> None:
+        def on_sigint(signum, frame):
+            nonlocal interrupts
+            interrupts += 1
+            if interrupts > 1:
+                raise KeyboardInterrupt
+            print("\nstopping after this frame; the frames done so far are kept (Ctrl-C again to quit now)", file=sys.stderr)
+            session.stop()
+
+        signal.signal(signal.SIGINT, on_sigint)
+
+    def on_progress(p) -> None:
+        nonlocal bar
+        if args.quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=p.total, unit="frame", desc="propagate", dynamic_ncols=True)
+        bar.update(p.done - bar.n)
+        bar.set_postfix(objects=len(p.result) if p.result is not None else 0)
+
+    try:
+        summary = run(args.video, options, args.out, backend=backend, on_progress=on_progress, on_session=on_session)
+    finally:
+        if bar is not None:
+            bar.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    labels = ", ".join(f"{label}: {n}" for label, n in summary.objects_per_label.items()) or "no objects"
+    print(
+        f"{summary.status}: {summary.frames_done}/{summary.frames_expected} frames in {summary.elapsed_s:.1f} s "
+        f"({labels}) -> {os.path.join(summary.out_dir, 'results.jsonl')}"
+    )
+    return 0 if summary.complete else 130
+
+
+def _make_test_model(args) -> int:
+    from .testmodel import make_test_model
+
+    path = make_test_model(args.dir, seed=args.seed)
+    print(f"small random SAM3 written to {path}; use it with --model {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _quiet_libraries(args.debug)
+    try:
+        if args.command == "segment":
+            return _segment(args)
+        return _make_test_model(args)
+    except Sam3VideoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped; the frames done so far are in the output folder", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"error: unexpected failure ({type(err).__name__}: {err}). Run again with --debug for details.", file=sys.stderr)
+        return 1

@@ -1,0 +1,114 @@
+"""The lossless results file: one JSON line per frame, masks as COCO run-length encoding.
+
+`results.jsonl` (one line per frame, in the order frames were released):
+
+    {"frame_index": 12,
+     "objects": [{"id": 3, "label": "car", "score": 0.91,
+                  "box_xyxy": [x0, y0, x1, y1],
+                  "mask": {"size": [H, W], "counts": "<COCO RLE string>"}}]}
+
+Scores and boxes are the float32 values written as decimals that read back to the same float32;
+masks decode bit for bit with `pycocotools.mask.decode` (or `read_results` here). Each line is
+flushed as it is written, so a stopped or crashed run leaves a valid file of the frames done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import IO, Iterator
+
+import numpy as np
+
+from .types import FrameResult
+
+
+def encode_mask(mask: np.ndarray) -> dict:
+    """(H, W) bool -> {"size": [H, W], "counts": str} (COCO RLE)."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_mask(rle: dict) -> np.ndarray:
+    """COCO RLE (counts as str or bytes) -> (H, W) bool."""
+    from pycocotools import mask as mask_utils
+
+    counts = rle["counts"]
+    counts = counts.encode("ascii") if isinstance(counts, str) else counts
+    return mask_utils.decode({"size": list(rle["size"]), "counts": counts}).astype(bool)
+
+
+def frame_to_json(result: FrameResult) -> dict:
+    return {
+        "frame_index": int(result.frame_index),
+        "objects": [
+            {
+                "id": int(obj_id),
+                "label": label,
+                "score": float(score),
+                "box_xyxy": [float(v) for v in box],
+                "mask": encode_mask(mask),
+            }
+            for obj_id, label, score, box, mask in zip(
+                result.obj_ids, result.labels, result.scores, result.boxes_xyxy, result.masks
+            )
+        ],
+    }
+
+
+def frame_from_json(record: dict, height: int, width: int) -> FrameResult:
+    objects = record["objects"]
+    masks = np.stack([decode_mask(o["mask"]) for o in objects]) if objects else np.zeros((0, height, width), bool)
+    return FrameResult(
+        frame_index=int(record["frame_index"]),
+        obj_ids=np.array([o["id"] for o in objects], np.int64),
+        labels=[o["label"] for o in objects],
+        scores=np.array([o["score"] for o in objects], np.float32),
+        boxes_xyxy=np.array([o["box_xyxy"] for o in objects], np.float32).reshape(-1, 4),
+        masks=masks,
+    )
+
+
+class ResultsWriter:
+    """Appends each `FrameResult` to `results.jsonl` as it arrives; memory stays flat."""
+
+    name = "results.jsonl"
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.path = os.path.join(os.fspath(out_dir), self.name)
+        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")
+        self.frames_written = 0
+
+    def write(self, result: FrameResult) -> None:
+        assert self._file is not None, "writer is closed"
+        self._file.write(json.dumps(frame_to_json(result), separators=(",", ":")) + "\n")
+        self._file.flush()
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_results(path: str | os.PathLike, height: int | None = None, width: int | None = None) -> Iterator[FrameResult]:
+    """Yield the `FrameResult`s of a results.jsonl (or of the folder holding one), sorted by frame.
+
+    `height`/`width` are only needed for files whose frames all have no objects; they default to
+    the size recorded in the neighbouring run.json.
+    """
+    path = os.fspath(path)
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, ResultsWriter.name)
+    if height is None or width is None:
+        manifest = os.path.join(folder, "run.json")
+        with open(manifest, encoding="utf-8") as f:
+            video = json.load(f)["video"]
+        height, width = video["height"], video["width"]
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    for record in sorted(records, key=lambda r: r["frame_index"]):
+        yield frame_from_json(record, height, width)

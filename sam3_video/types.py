@@ -1,0 +1,174 @@
+"""The types that flow through the package: video facts, run options and per-frame results.
+
+Data flows one way: video -> backend session -> `FrameResult` stream -> sinks. Nothing after the
+backend knows which backend produced a `FrameResult`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+Direction = Literal["forward", "backward", "both"]
+DIRECTIONS: tuple[str, ...] = ("forward", "backward", "both")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `video.probe` learns about a file, in display orientation (rotation applied)."""
+
+    path: str
+    width: int
+    height: int
+    num_frames: int  # frames that decode, counted from the container's packets
+    fps: float  # average: num_frames / duration, correct for variable frame rate too
+    duration: float  # seconds, first to last frame plus one frame
+    rotation: int = 0  # degrees counter-clockwise applied to decoded frames (0, 90, 180, 270)
+    codec: str = ""
+    has_audio: bool = False
+    variable_frame_rate: bool = False
+    timestamps: tuple[float, ...] = field(default=(), repr=False)  # seconds, one per frame
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width), the shape of every mask of this video."""
+        return (self.height, self.width)
+
+
+@dataclass
+class FrameResult:
+    """Every tracked object on one frame, as parallel arrays.
+
+    Attributes:
+        frame_index: 0-based index of the frame in display order.
+        obj_ids: (n,) int64, stable for the whole video.
+        labels: n phrases, the prompt that found each object.
+        scores: (n,) float32 in [0, 1].
+        boxes_xyxy: (n, 4) float32, pixels of the source frame: x0, y0, x1, y1.
+        masks: (n, H, W) bool at the source resolution.
+    """
+
+    frame_index: int
+    obj_ids: np.ndarray
+    labels: list[str]
+    scores: np.ndarray
+    boxes_xyxy: np.ndarray
+    masks: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.obj_ids = np.asarray(self.obj_ids, dtype=np.int64).reshape(-1)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        self.boxes_xyxy = np.asarray(self.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+        self.masks = np.asarray(self.masks, dtype=bool)
+        self.labels = [str(label) for label in self.labels]
+        n = len(self.obj_ids)
+        if self.masks.ndim != 3:
+            raise ValueError(f"masks must be (n, H, W), got shape {self.masks.shape}")
+        for name, length in (
+            ("labels", len(self.labels)),
+            ("scores", len(self.scores)),
+            ("boxes_xyxy", len(self.boxes_xyxy)),
+            ("masks", len(self.masks)),
+        ):
+            if length != n:
+                raise ValueError(f"{name} has {length} entries for {n} object ids")
+        if len(set(self.obj_ids.tolist())) != n:
+            raise ValueError(f"object ids repeat on frame {self.frame_index}: {self.obj_ids.tolist()}")
+
+    def __len__(self) -> int:
+        return len(self.obj_ids)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the masks."""
+        return (int(self.masks.shape[1]), int(self.masks.shape[2]))
+
+    @classmethod
+    def empty(cls, frame_index: int, height: int, width: int) -> "FrameResult":
+        return cls(
+            frame_index=frame_index,
+            obj_ids=np.zeros(0, np.int64),
+            labels=[],
+            scores=np.zeros(0, np.float32),
+            boxes_xyxy=np.zeros((0, 4), np.float32),
+            masks=np.zeros((0, height, width), bool),
+        )
+
+    def select(self, keep: np.ndarray | Sequence[bool]) -> "FrameResult":
+        """A new result with only the objects where `keep` is True."""
+        keep = np.asarray(keep, dtype=bool)
+        return FrameResult(
+            frame_index=self.frame_index,
+            obj_ids=self.obj_ids[keep],
+            labels=[label for label, k in zip(self.labels, keep) if k],
+            scores=self.scores[keep],
+            boxes_xyxy=self.boxes_xyxy[keep],
+            masks=self.masks[keep],
+        )
+
+    def without(self, obj_ids: set[int] | Sequence[int]) -> "FrameResult":
+        """A new result without the given object ids."""
+        drop = set(int(i) for i in obj_ids)
+        if not drop:
+            return self
+        return self.select([int(i) not in drop for i in self.obj_ids])
+
+    @staticmethod
+    def merge(results: Sequence["FrameResult"]) -> "FrameResult":
+        """Concatenate results of the same frame (ids must not collide), sorted by id."""
+        first = results[0]
+        masks = np.concatenate([r.masks for r in results]) if results else first.masks
+        ids = np.concatenate([r.obj_ids for r in results])
+        order = np.argsort(ids, kind="stable")
+        labels = [label for r in results for label in r.labels]
+        return FrameResult(
+            frame_index=first.frame_index,
+            obj_ids=ids[order],
+            labels=[labels[i] for i in order],
+            scores=np.concatenate([r.scores for r in results])[order],
+            boxes_xyxy=np.concatenate([r.boxes_xyxy for r in results])[order],
+            masks=masks[order],
+        )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to find and which frames to cover.
+
+    `max_frames` counts frames per direction, the start frame included: forward from 10 with
+    max_frames=5 covers 10..14; both from 10 covers 6..14.
+    """
+
+    prompts: tuple[str, ...]
+    start_frame: int = 0
+    direction: Direction = "forward"
+    max_frames: int | None = None  # None: to the end (and to frame 0 going backward)
+    threshold: float | None = None  # detection score needed to report an object; None: model's own
+
+
+def parse_prompts(text: str | Sequence[str]) -> tuple[str, ...]:
+    """'car, person' -> ('car', 'person'): stripped, empty parts and repeats dropped, order kept."""
+    parts = text.split(",") if isinstance(text, str) else [p for t in text for p in str(t).split(",")]
+    seen: dict[str, None] = {}
+    for part in parts:
+        phrase = " ".join(part.split())
+        if phrase and phrase.lower() not in (p.lower() for p in seen):
+            seen[phrase] = None
+    return tuple(seen)
+
+
+def frame_order(num_frames: int, start: int, direction: Direction, max_frames: int | None) -> list[int]:
+    """Frame indices in processing order: the start frame first, then away from it.
+
+    forward: start, start+1, ...; backward: start, start-1, ...; both: forward then start-1, ....
+    """
+    limit = num_frames if max_frames is None else max(1, int(max_frames))
+    forward = list(range(start, min(num_frames, start + limit)))
+    backward = list(range(start - 1, max(-1, start - limit), -1))
+    if direction == "forward":
+        return forward
+    if direction == "backward":
+        return [start] + backward
+    return forward + backward

@@ -1,0 +1,249 @@
+"""Video input: probe a file and stream its frames; knows nothing about models.
+
+Frames are decoded with PyAV as they are needed, in display orientation (the container's rotation
+applied), as RGB uint8 arrays of shape (H, W, 3). Frame indices follow presentation timestamps, so
+variable frame rate and B-frames give the same numbering as a player. Random access (for backward
+propagation) decodes a chunk from the nearest keyframe and keeps a small, byte-bounded cache, so
+memory does not grow with the length of the video.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+from .errors import VideoReadError
+from .types import VideoInfo
+
+log = logging.getLogger(__name__)
+
+#: Bytes of decoded frames kept for random access (source resolution, RGB uint8).
+DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
+#: Frames decoded per step when walking backwards.
+BACKWARD_CHUNK = 32
+
+
+def _open(path: str):
+    import av
+
+    if not os.path.exists(path):
+        raise VideoReadError(f"The video '{path}' does not exist. Check the path and try again.")
+    if os.path.isdir(path):
+        raise VideoReadError(f"'{path}' is a folder, not a video file. Pass the path of one video file.")
+    if os.path.getsize(path) == 0:
+        raise VideoReadError(f"The video '{path}' is an empty file. Upload or pass the complete video.")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except Exception as err:  # PyAV raises many error types for bad input
+        raise VideoReadError(
+            f"Could not read '{os.path.basename(path)}' as a video ({_reason(err)}). "
+            "Use a complete video file such as mp4, mov, webm, mkv or avi."
+        ) from None
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(
+            f"'{os.path.basename(path)}' has no video stream (it may be audio only or an image). "
+            "Use a file that contains video."
+        )
+    return container
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().rstrip(".")
+    # PyAV messages look like "[Errno 1094995529] Invalid data found when processing input: 'x.mp4'"
+    if "] " in text:
+        text = text.split("] ", 1)[1]
+    if ": '" in text:
+        text = text.split(": '", 1)[0]
+    return text[:200] or type(err).__name__
+
+
+def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Facts about a video: true frame count, average fps, display size, rotation, audio.
+
+    Counts frames from the container's packets (no decoding), so the count is right where the
+    header is wrong or the frame rate varies. Decodes the first frame to prove the video decodes.
+
+    Raises:
+        VideoReadError: with a sentence saying what is wrong, for anything that is not a
+            decodable video.
+    """
+    path = os.fspath(path)
+    name = os.path.basename(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        pts: list[int] = []
+        try:
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    pts.append(int(packet.pts))
+        except Exception as err:
+            log.warning("demuxing %s stopped early: %s", name, err)
+        container.seek(0, stream=stream) if pts else None
+        first = None
+        try:
+            for frame in container.decode(stream):
+                first = frame
+                break
+        except Exception as err:
+            raise VideoReadError(
+                f"'{name}' could not be decoded ({_reason(err)}). The file may be truncated or use "
+                "an unsupported codec; re-export it as H.264 mp4."
+            ) from None
+        if first is None:
+            raise VideoReadError(f"'{name}' contains no decodable video frames. Use a video with at least one frame.")
+        rotation = int(getattr(first, "rotation", 0) or 0) % 360
+        pts = sorted(set(pts))
+        if not pts:  # containers without timestamps: count by decoding
+            container.seek(0)
+            count = sum(1 for _ in container.decode(stream))
+            rate = float(stream.average_rate or 25.0)
+            timestamps = tuple(i / rate for i in range(count))
+        else:
+            timestamps = tuple((p - pts[0]) * time_base for p in pts)
+        num_frames = len(timestamps)
+        deltas = np.diff(timestamps) if num_frames > 1 else np.array([])
+        if len(deltas) and deltas.mean() > 0:
+            step = float(np.median(deltas))
+            duration = timestamps[-1] + step
+            fps = num_frames / duration
+            vfr = bool(deltas.max() > 1.5 * deltas.min() + 1e-6)
+        else:
+            rate = float(stream.average_rate or stream.guessed_rate or 25.0)
+            fps, duration, vfr = rate, num_frames / rate, False
+        width, height = first.width, first.height
+        if rotation in (90, 270):
+            width, height = height, width
+        return VideoInfo(
+            path=path,
+            width=int(width),
+            height=int(height),
+            num_frames=num_frames,
+            fps=float(fps),
+            duration=float(duration),
+            rotation=rotation,
+            codec=stream.codec_context.name,
+            has_audio=bool(container.streams.audio),
+            variable_frame_rate=vfr,
+            timestamps=timestamps,
+        )
+    finally:
+        container.close()
+
+
+class VideoReader:
+    """Decoded frames of one video, by index, in display orientation.
+
+    `reader[i]` returns frame i as RGB uint8 (H, W, 3). Going forward decodes sequentially; going
+    backward decodes `BACKWARD_CHUNK` frames from the nearest keyframe at a time. At most
+    `cache_bytes` of decoded frames are kept.
+    """
+
+    def __init__(self, path: str | os.PathLike, info: VideoInfo | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES):
+        self.path = os.fspath(path)
+        self.info = info or probe(self.path)
+        self._container = _open(self.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        tb = float(self._stream.time_base) if self._stream.time_base else 0.0
+        self._time_base = tb
+        self._pts: list[int] = []
+        self._index_of_pts: dict[int, int] = {}
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._frame_bytes = self.info.width * self.info.height * 3
+        self._decoder: Iterator | None = None
+        self._next_index = 0  # index the sequential decoder yields next
+        self._load_pts()
+
+    def _load_pts(self) -> None:
+        pts = []
+        for packet in self._container.demux(self._stream):
+            if packet.size and packet.pts is not None:
+                pts.append(int(packet.pts))
+        self._pts = sorted(set(pts))
+        self._index_of_pts = {p: i for i, p in enumerate(self._pts)}
+        self._seek(0)
+
+    def __len__(self) -> int:
+        return self.info.num_frames
+
+    def close(self) -> None:
+        self._cache.clear()
+        self._decoder = None
+        self._container.close()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        n = len(self)
+        if not 0 <= index < n:
+            raise IndexError(f"frame {index} is outside 0..{n - 1}")
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        if not (self._next_index <= index < self._next_index + BACKWARD_CHUNK):
+            self._seek(max(0, index - BACKWARD_CHUNK + 1))
+        while True:
+            got, rgb = self._decode_next()
+            if got is None:
+                raise VideoReadError(
+                    f"Frame {index} of '{os.path.basename(self.path)}' could not be decoded; the file "
+                    "may be damaged after that point. Re-export the video or limit the frame range."
+                )
+            if got == index:
+                return rgb
+
+    def _seek(self, index: int) -> None:
+        if self._pts:
+            self._container.seek(self._pts[index], stream=self._stream, backward=True, any_frame=False)
+        else:
+            self._container.seek(0)
+        self._decoder = self._container.decode(self._stream)
+        self._next_index = index  # frames before it are skipped in _decode_next
+        self._seek_target = index
+
+    def _decode_next(self) -> tuple[int | None, np.ndarray | None]:
+        assert self._decoder is not None
+        for frame in self._decoder:
+            if self._pts and frame.pts is not None and frame.pts in self._index_of_pts:
+                idx = self._index_of_pts[frame.pts]
+            else:
+                idx = self._fallback_index(frame)
+            if idx < self._seek_target:
+                continue
+            rgb = _rotate(frame.to_ndarray(format="rgb24"), self.info.rotation)
+            self._remember(idx, rgb)
+            self._next_index = idx + 1
+            return idx, rgb
+        return None, None
+
+    def _fallback_index(self, frame) -> int:
+        if frame.pts is not None and self._pts:  # timestamp not among the packets': nearest one
+            return int(np.searchsorted(self._pts, frame.pts).clip(0, len(self._pts) - 1))
+        return self._next_index
+
+    def _remember(self, index: int, rgb: np.ndarray) -> None:
+        self._cache[index] = rgb
+        self._cache.move_to_end(index)
+        while len(self._cache) > 2 and len(self._cache) * self._frame_bytes > self._cache_bytes:
+            self._cache.popitem(last=False)
