@@ -22,9 +22,10 @@ import os
 IMAGE_SIZE = 112
 PATCH = 14
 HIDDEN = 128
-# Score spread and thresholds that give each phrase a few stable objects on real footage.
+# Score spread and thresholds that give each phrase a few stable objects on real footage; the
+# object cap keeps a random model from tracking dozens of spurious objects (slow on a CPU).
 SCORE_SCALE = 8.0
-THRESHOLDS = dict(score_threshold_detection=0.3, new_det_thresh=0.46, trk_assoc_iou_thresh=0.1)
+THRESHOLDS = dict(score_threshold_detection=0.44, new_det_thresh=0.46, trk_assoc_iou_thresh=0.1, max_num_objects=8)
 
 
 def clip_bpe_path() -> str:

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 256 * 1024 * 1024
 #: Frames decoded per step when walking backwards.
 BACKWARD_CHUNK = 32
+#: FFmpeg renders text files as "video"; they are not what anyone means by a video.
+TEXT_FORMATS = {"tty"}
+TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 
 
 def _open(path: str):
@@ -43,7 +46,13 @@ def _open(path: str):
             f"Could not read '{os.path.basename(path)}' as a video ({_reason(err)}). "
             "Use a complete video file such as mp4, mov, webm, mkv or avi."
         ) from None
-    if not container.streams.video:
+    stream = container.streams.video[0] if container.streams.video else None
+    if stream is not None and (container.format.name in TEXT_FORMATS or stream.codec_context.name in TEXT_CODECS):
+        container.close()
+        raise VideoReadError(
+            f"'{os.path.basename(path)}' is a text file, not a video. Use a video file such as mp4, mov, webm or mkv."
+        )
+    if stream is None:
         container.close()
         raise VideoReadError(
             f"'{os.path.basename(path)}' has no video stream (it may be audio only or an image). "
@@ -90,7 +99,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                     pts.append(int(packet.pts))
         except Exception as err:
             log.warning("demuxing %s stopped early: %s", name, err)
-        container.seek(0, stream=stream) if pts else None
+        container.close()
+        container = _open(path)  # decode from the start; raw streams cannot seek back
+        stream = container.streams.video[0]
         first = None
         try:
             for frame in container.decode(stream):
@@ -105,9 +116,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise VideoReadError(f"'{name}' contains no decodable video frames. Use a video with at least one frame.")
         rotation = int(getattr(first, "rotation", 0) or 0) % 360
         pts = sorted(set(pts))
-        if not pts:  # containers without timestamps: count by decoding
-            container.seek(0)
-            count = sum(1 for _ in container.decode(stream))
+        if not pts:  # streams without timestamps: count by decoding
+            count = 1 + sum(1 for _ in container.decode(stream))
             rate = float(stream.average_rate or 25.0)
             timestamps = tuple(i / rate for i in range(count))
         else:
@@ -174,7 +184,7 @@ class VideoReader:
                 pts.append(int(packet.pts))
         self._pts = sorted(set(pts))
         self._index_of_pts = {p: i for i, p in enumerate(self._pts)}
-        self._seek(0)
+        self._restart(0)
 
     def __len__(self) -> int:
         return self.info.num_frames
@@ -195,6 +205,7 @@ class VideoReader:
             yield self[i]
 
     def __getitem__(self, index: int) -> np.ndarray:
+        """Frame `index` as a read-only RGB uint8 (H, W, 3) array."""
         n = len(self)
         if not 0 <= index < n:
             raise IndexError(f"frame {index} is outside 0..{n - 1}")
@@ -203,38 +214,59 @@ class VideoReader:
             return self._cache[index]
         if not (self._next_index <= index < self._next_index + BACKWARD_CHUNK):
             self._seek(max(0, index - BACKWARD_CHUNK + 1))
-        while True:
-            got, rgb = self._decode_next()
-            if got is None:
-                raise VideoReadError(
-                    f"Frame {index} of '{os.path.basename(self.path)}' could not be decoded; the file "
-                    "may be damaged after that point. Re-export the video or limit the frame range."
-                )
-            if got == index:
-                return rgb
+        for attempt in range(2):
+            while True:
+                got, rgb = self._decode_next()
+                if got is None or got > index:  # the end, or a seek that landed past the frame
+                    break
+                if got == index:
+                    return rgb
+            self._restart(max(0, index - BACKWARD_CHUNK + 1))  # decode from the very start instead
+        raise VideoReadError(
+            f"Frame {index} of '{os.path.basename(self.path)}' could not be decoded; the file may be "
+            "damaged after that point. Re-export the video or limit the frame range."
+        )
 
     def _seek(self, index: int) -> None:
-        if self._pts:
+        """Position the decoder at the keyframe before frame `index`."""
+        if not self._pts or index == 0:
+            self._restart(index)
+            return
+        try:
             self._container.seek(self._pts[index], stream=self._stream, backward=True, any_frame=False)
-        else:
-            self._container.seek(0)
+        except Exception:  # some raw streams cannot seek: decode from the start
+            self._restart(index)
+            return
         self._decoder = self._container.decode(self._stream)
-        self._next_index = index  # frames before it are skipped in _decode_next
+        self._next_index = index
         self._seek_target = index
+
+    def _restart(self, target: int) -> None:
+        """Reopen the file and decode from frame 0, skipping frames before `target`."""
+        self._container.close()
+        self._container = _open(self.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self._decoder = self._container.decode(self._stream)
+        self._next_index = 0
+        self._seek_target = target
 
     def _decode_next(self) -> tuple[int | None, np.ndarray | None]:
         assert self._decoder is not None
-        for frame in self._decoder:
-            if self._pts and frame.pts is not None and frame.pts in self._index_of_pts:
-                idx = self._index_of_pts[frame.pts]
-            else:
-                idx = self._fallback_index(frame)
-            if idx < self._seek_target:
-                continue
-            rgb = _rotate(frame.to_ndarray(format="rgb24"), self.info.rotation)
-            self._remember(idx, rgb)
-            self._next_index = idx + 1
-            return idx, rgb
+        try:
+            for frame in self._decoder:
+                if self._pts and frame.pts is not None and frame.pts in self._index_of_pts:
+                    idx = self._index_of_pts[frame.pts]
+                else:
+                    idx = self._fallback_index(frame)
+                self._next_index = idx + 1
+                if idx < self._seek_target:
+                    continue
+                rgb = _rotate(frame.to_ndarray(format="rgb24"), self.info.rotation)
+                self._remember(idx, rgb)
+                return idx, rgb
+        except Exception as err:  # a damaged packet: treat as the end of what decodes
+            log.warning("decoding %s stopped: %s", self.path, err)
         return None, None
 
     def _fallback_index(self, frame) -> int:
@@ -243,6 +275,7 @@ class VideoReader:
         return self._next_index
 
     def _remember(self, index: int, rgb: np.ndarray) -> None:
+        rgb.flags.writeable = False  # shared with the cache: callers draw on copies
         self._cache[index] = rgb
         self._cache.move_to_end(index)
         while len(self._cache) > 2 and len(self._cache) * self._frame_bytes > self._cache_bytes:

@@ -23,7 +23,7 @@ from ..config import DEFAULTS
 from ..errors import BackendUnavailableError, ModelUnavailableError
 from .base import Backend, BackendSession
 
-__all__ = ["Backend", "BackendSession", "load_backend", "resolve_backend", "resolve_device", "load_errors"]
+__all__ = ["Backend", "BackendSession", "load_backend", "resolve_backend", "resolve_device", "load_errors", "prepare_hub_model"]
 
 BACKENDS = ("auto", "transformers", "sam3")
 _LOADED: dict[tuple, Backend] = {}
@@ -48,8 +48,14 @@ def _reason(err: BaseException) -> str:
         return "access to the gated repository was refused"
     if "couldn't connect" in lowered or "offline" in lowered or "connection" in lowered:
         return "the Hugging Face Hub could not be reached and no cached copy was found"
+    if "repo id must be" in lowered or "repo_id" in lowered:
+        return "no such local folder, and not a hub repository id"
     if "not a valid model identifier" in lowered or "repository not found" in lowered or "404" in lowered:
         return "no such local folder or hub repository"
+    if "can't load" in lowered or "cannot find the requested files" in lowered:
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+            return "HF_HUB_OFFLINE is set and the Hugging Face cache has no copy"
+        return "it is neither a local copy nor in the Hugging Face cache, and the hub did not provide it"
     if "does not appear to have" in lowered or "no file named" in lowered:
         return "the folder lacks the model files (config.json, model.safetensors, processor files)"
     token = os.environ.get("HF_TOKEN")
@@ -69,6 +75,33 @@ def load_errors(model_id: str) -> Iterator[None]:
         raise model_unavailable(model_id, _reason(err)) from None
     except Exception as err:  # hub client errors and the like
         raise model_unavailable(model_id, _reason(err)) from None
+
+
+def prepare_hub_model(model_id: str, weight_files: tuple[str, ...]) -> bool:
+    """Before loading a hub id: True when the weights are already cached (load them offline).
+
+    Otherwise ask the hub once, quickly, whether these weights can be had, so that a gated
+    repository, a wrong id or no network is one sentence at once instead of minutes of retries.
+    """
+    if os.path.exists(model_id):
+        return False
+    from huggingface_hub import HfApi, errors, try_to_load_from_cache
+
+    try:
+        if any(isinstance(try_to_load_from_cache(model_id, name), str) for name in weight_files):
+            return True
+        HfApi().auth_check(model_id)
+    except errors.GatedRepoError:
+        raise model_unavailable(model_id, "access to the gated repository was refused: no HF_TOKEN, or its account has not accepted the licence") from None
+    except errors.RepositoryNotFoundError:
+        raise model_unavailable(model_id, "no such local folder or hub repository, or it is private") from None
+    except errors.OfflineModeIsEnabled:
+        raise model_unavailable(model_id, "HF_HUB_OFFLINE is set and the Hugging Face cache has no copy") from None
+    except errors.HFValidationError:
+        raise model_unavailable(model_id, "no such local folder, and not a hub repository id") from None
+    except Exception:  # connection errors of the HTTP client, timeouts, ...
+        raise model_unavailable(model_id, "the Hugging Face Hub could not be reached and the cache has no copy") from None
+    return False
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -111,6 +144,10 @@ def load_backend(
         BackendUnavailableError: the backend cannot run here.
     """
     model_id = os.fspath(model or DEFAULTS.model)
+    looks_local = model_id.startswith((".", "~", "/", os.sep))  # hub ids look like "org/name"
+    if looks_local and not os.path.exists(os.path.expanduser(model_id)):
+        raise model_unavailable(model_id, "no such file or folder")
+    model_id = os.path.expanduser(model_id)
     name = resolve_backend(backend, model_id)
     device = resolve_device(device)
     dtype = (dtype or "auto").lower()

@@ -50,3 +50,17 @@ class Backend(Protocol):
     device: str
 
     def open(self, path: str, info: VideoInfo) -> BackendSession: ...
+
+
+def apply_threshold(model, defaults: tuple[float, float], threshold: float | None) -> None:
+    """Set SAM3's two detection cuts for one call (both implementations name them alike).
+
+    `threshold` is the score a detection needs to start a new object; the looser cut that lets
+    a detection confirm an existing object is lowered to it when it is below. None restores
+    the model's own `defaults` (score_threshold_detection, new_det_thresh).
+    """
+    det, new = defaults
+    if threshold is not None:
+        det, new = min(det, threshold), threshold
+    model.score_threshold_detection = det
+    model.new_det_thresh = new

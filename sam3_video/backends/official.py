@@ -26,7 +26,8 @@ import numpy as np
 from ..errors import BackendUnavailableError
 from ..types import FrameResult, VideoInfo
 from ..video import VideoReader
-from . import load_errors
+from . import load_errors, prepare_hub_model
+from .base import apply_threshold
 
 CHECKPOINT_NAME = "sam3.pt"
 JPEG_QUALITY = 95
@@ -81,7 +82,8 @@ def _checkpoint_path(model_id: str) -> str | None:
         return path
     from huggingface_hub import hf_hub_download
 
-    return hf_hub_download(model_id, CHECKPOINT_NAME)
+    offline = prepare_hub_model(model_id, (CHECKPOINT_NAME,))
+    return hf_hub_download(model_id, CHECKPOINT_NAME, local_files_only=offline)
 
 
 class OfficialBackend:
@@ -126,11 +128,7 @@ class OfficialBackend:
         return torch.autocast("cuda", dtype=torch.bfloat16)
 
     def set_threshold(self, threshold: float | None) -> None:
-        det, new = self.default_thresholds
-        if threshold is not None:
-            det, new = min(det, threshold), threshold
-        self.model.score_threshold_detection = det
-        self.model.new_det_thresh = new
+        apply_threshold(self.model, self.default_thresholds, threshold)
 
     def request(self, **req) -> dict:
         with self.lock, self.autocast():

@@ -23,7 +23,8 @@ import numpy as np
 from ..config import DEFAULTS
 from ..types import FrameResult, VideoInfo
 from ..video import VideoReader
-from . import load_errors
+from . import load_errors, prepare_hub_model
+from .base import apply_threshold
 
 
 class _LazyFrames(Mapping):
@@ -71,9 +72,10 @@ class TransformersBackend:
         self.model_id = model_id
         self.device = device
         self.torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        offline = prepare_hub_model(model_id, ("model.safetensors", "model.safetensors.index.json"))
         with load_errors(model_id):
-            self.processor = Sam3VideoProcessor.from_pretrained(model_id)
-            model = Sam3VideoModel.from_pretrained(model_id, dtype=self.torch_dtype)
+            self.processor = Sam3VideoProcessor.from_pretrained(model_id, local_files_only=offline)
+            model = Sam3VideoModel.from_pretrained(model_id, dtype=self.torch_dtype, local_files_only=offline)
         self.model = model.to(device).eval()
         self.lock = threading.RLock()  # one model, many sessions: calls and thresholds go one at a time
         self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
@@ -82,12 +84,7 @@ class TransformersBackend:
         return TransformersSession(self, path, info)
 
     def set_threshold(self, threshold: float | None) -> None:
-        """Detection score needed for a new object; matching keeps the model's looser cut."""
-        det, new = self.default_thresholds
-        if threshold is not None:
-            det, new = min(det, threshold), threshold
-        self.model.score_threshold_detection = det
-        self.model.new_det_thresh = new
+        apply_threshold(self.model, self.default_thresholds, threshold)
 
 
 class TransformersSession:

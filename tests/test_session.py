@@ -1,0 +1,132 @@
+"""The engine on the small random SAM3 and a real clip (CPU)."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from sam3_video.errors import BadRequestError
+from sam3_video.session import VideoSession
+from sam3_video.types import frame_order
+
+PROMPTS = ["person", "window"]
+
+
+@pytest.fixture()
+def session(carphone, backend):
+    with VideoSession(carphone, backend) as s:
+        yield s
+
+
+def _direct_transformers(model_dir, video, prompts, start, max_frames, both):
+    """What calling transformers by hand gives: whole video in a session, its own iterator."""
+    from transformers import Sam3VideoModel, Sam3VideoProcessor
+
+    model = Sam3VideoModel.from_pretrained(model_dir).eval()
+    processor = Sam3VideoProcessor.from_pretrained(model_dir)
+    with av.open(video) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    state = processor.init_video_session(video=frames, inference_device="cpu", dtype=torch.float32)
+    processor.add_text_prompt(state, prompts)
+    runs = [dict(start_frame_idx=start, max_frame_num_to_track=max_frames - 1)]
+    if both:
+        runs.append(dict(start_frame_idx=start, max_frame_num_to_track=max_frames - 1, reverse=True))
+    results = []
+    for kwargs in runs:
+        for out in model.propagate_in_video_iterator(state, **kwargs):
+            post = processor.postprocess_outputs(state, out)
+            label_of = {i: text for text, ids in post["prompt_to_obj_ids"].items() for i in ids}
+            ids = post["object_ids"].numpy()
+            results.append((out.frame_idx, ids, [label_of[int(i)] for i in ids], post["scores"].numpy(),
+                            post["boxes"].numpy(), post["masks"].numpy()))
+    return results
+
+
+@pytest.mark.parametrize("start, direction", [(0, "forward"), (60, "both")])
+def test_engine_equals_transformers_called_directly(carphone, backend, test_model_dir, start, direction):
+    limit = 30
+    with VideoSession(carphone, backend) as s:
+        s.detect(start, ", ".join(PROMPTS))
+        ours = list(s.propagate(direction, max_frames=limit))
+    direct = _direct_transformers(test_model_dir, carphone, PROMPTS, start, limit, both=direction == "both")
+    assert [r.frame_index for r in ours] == [d[0] for d in direct]
+    assert sum(len(r) for r in ours) > 0, "the small model must produce objects for this test to mean anything"
+    for r, (frame, ids, labels, scores, boxes, masks) in zip(ours, direct):
+        assert r.obj_ids.tolist() == ids.tolist(), frame
+        assert r.labels == labels
+        np.testing.assert_array_equal(r.scores, scores)
+        np.testing.assert_array_equal(r.boxes_xyxy, boxes)
+        np.testing.assert_array_equal(r.masks, masks)
+
+
+@pytest.mark.parametrize(
+    "direction, limit",
+    [("forward", None), ("backward", None), ("both", None), ("both", 7), ("backward", 100)],
+)
+def test_directions_cover_exactly_the_expected_frames(session, direction, limit):
+    start = 50
+    session.detect(start, "person")
+    got = [r.frame_index for r in session.propagate(direction, max_frames=limit)]
+    assert got == frame_order(session.info.num_frames, start, direction, limit)
+    assert len(got) == len(set(got))
+
+
+def test_results_are_whole_source_size_and_ids_keep_their_label(session):
+    session.detect(10, "person, window")
+    results = list(session.propagate("forward", max_frames=40))
+    label_of: dict[int, str] = {}
+    for r in results:
+        assert r.masks.shape[1:] == (144, 176)
+        assert ((r.boxes_xyxy >= 0) & (r.boxes_xyxy <= 176)).all()
+        for obj_id, label in zip(r.obj_ids.tolist(), r.labels):
+            assert label_of.setdefault(obj_id, label) == label
+    assert {"person", "window"} <= set(label_of.values())
+
+
+def test_held_back_frames_reach_the_caller_on_stop(session):
+    """SAM3 holds each frame's output back ~15 frames; a stop must still release them, in order."""
+    session.detect(0, "person")
+    delay = session.backend.model.hotstart_delay
+    assert delay > 1
+    steps = []
+    real_step = session._session._step
+    session._session._step = lambda i, rev: (steps.append(i), real_step(i, rev))
+    got = []
+    for r in session.propagate("forward"):
+        got.append(r.frame_index)
+        if len(steps) == delay + 5:
+            session.stop()
+    processed = [0] + steps  # the detect frame ran in detect()
+    assert got == processed, "every processed frame is yielded once, in processing order"
+    assert len(got) == delay + 6 < session.info.num_frames
+
+
+def test_removed_object_stays_removed(session):
+    preview = session.detect(0, "person, window")
+    results = list(session.propagate("forward", max_frames=20))
+    seen = sorted({i for r in results for i in r.obj_ids.tolist()})
+    assert seen, "needs objects"
+    victim = seen[0]
+    session.detect(0, "person, window")
+    session.remove_object(victim)
+    again = list(session.propagate("forward", max_frames=20))
+    assert all(victim not in r.obj_ids.tolist() for r in again)
+    assert len(preview) > 0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: s.detect(120, "person"), "outside this video"),
+        (lambda s: s.detect(-1, "person"), "outside this video"),
+        (lambda s: s.detect(0, " , ,"), "prompt is empty"),
+        (lambda s: s.detect(0, "x" * 300), "longer than 200"),
+        (lambda s: s.detect(0, "person", threshold=1.5), "from 0 to 1"),
+        (lambda s: list(s.propagate("sideways")), "Run detect|Unknown direction"),
+    ],
+)
+def test_bad_requests_get_a_sentence(session, call, message):
+    with pytest.raises(BadRequestError, match=message):
+        call(session)
