@@ -116,6 +116,34 @@ def bare_official(predictor, video, prompt, max_frames) -> dict:
     return {"frames": n, "wall_s": round(wall, 2), "fps": round(n / wall, 2), **gpu_mem()}
 
 
+def two_phrases_both_ways(backend, video, prompts, start, max_frames, threshold, max_objects) -> dict:
+    """Several phrases, both directions, objects forced through a low threshold and a cap."""
+    from sam3_video.session import VideoSession
+    from sam3_video.types import frame_order
+
+    backend.model.max_num_objects = max_objects
+    reset_mem()
+    t0 = time.perf_counter()
+    with VideoSession(video, backend) as s:
+        preview = s.detect(start, prompts, threshold)
+        results = list(s.propagate("both", max_frames=max_frames))
+        expected = frame_order(s.info.num_frames, start, "both", max_frames)
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    label_of, stable = {}, True
+    for r in results:
+        for i, label in zip(r.obj_ids.tolist(), r.labels):
+            stable &= label_of.setdefault(i, label) == label
+    return {
+        "preview_objects": len(preview), "preview_labels": sorted(set(preview.labels)),
+        "frames": len(results), "order_as_expected": [r.frame_index for r in results] == expected,
+        "objects_per_frame": [len(r) for r in results], "labels": sorted(set(label_of.values())),
+        "ids": sorted(label_of), "id_keeps_label": stable,
+        "mask_shape_ok": all(r.masks.shape[1:] == s.info.size for r in results),
+        "wall_s": round(wall, 2), "fps": round(len(results) / wall, 2), **gpu_mem(),
+    }
+
+
 def stage(report: dict, name: str, fn, *args):
     t0 = time.perf_counter()
     try:
@@ -133,7 +161,8 @@ def main() -> None:
     ap.add_argument("--prompt", default="rabbit")
     ap.add_argument("--max-frames", type=int, default=132)
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
-    ap.add_argument("--skip", default="", help="comma-separated: transformers,official")
+    ap.add_argument("--prompts2", default="rabbit, tree", help="phrases of the several-phrase check")
+    ap.add_argument("--skip", default="", help="comma-separated: transformers,official,official-bare")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     import transformers
@@ -183,11 +212,14 @@ def main() -> None:
             return {"params_m": round(sum(p.numel() for p in state["b"].model.parameters()) / 1e6, 1), **gpu_mem()}
 
         stage(report, "official_load", load_official)
-        if "b" in state:
+        if "b" in state and "official-bare" not in skip:
             th = pick_threshold(state["b"], args.video, args.prompt, 0)
             stage(report, "official_ours", run_ours, state["b"], args.video, args.prompt,
                   os.path.join(work, "out-official"), args.max_frames, th)
             stage(report, "official_bare", bare_official, state["b"].predictor, args.video, args.prompt, args.max_frames)
+        if "b" in state:
+            stage(report, "official_two_phrases_both", two_phrases_both_ways, state["b"], args.video,
+                  args.prompts2, 60, 20, 0.0, 5)
 
     with open(os.path.join(args.out, "gpu_check.json"), "w") as f:
         json.dump(report, f, indent=2, default=str)
