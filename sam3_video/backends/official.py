@@ -252,6 +252,8 @@ class OfficialSession:
                     if should_stop():
                         break
                     spill.put(r, p)
+                if should_stop():  # a frame is whole only after every phrase's pass
+                    return
             for r in self._pass(last, indices, reverse):
                 if r.frame_index not in wanted:
                     continue
