@@ -30,9 +30,10 @@ def _direct_transformers(model_dir, video, prompts, start, max_frames, both):
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     state = processor.init_video_session(video=frames, inference_device="cpu", dtype=torch.float32)
     processor.add_text_prompt(state, prompts)
-    runs = [dict(start_frame_idx=start, max_frame_num_to_track=max_frames - 1)]
+    limit = None if max_frames is None else max_frames - 1
+    runs = [dict(start_frame_idx=start, max_frame_num_to_track=limit)]
     if both:
-        runs.append(dict(start_frame_idx=start, max_frame_num_to_track=max_frames - 1, reverse=True))
+        runs.append(dict(start_frame_idx=start, max_frame_num_to_track=limit, reverse=True))
     results = []
     for kwargs in runs:
         for out in model.propagate_in_video_iterator(state, **kwargs):
@@ -44,9 +45,12 @@ def _direct_transformers(model_dir, video, prompts, start, max_frames, both):
     return results
 
 
-@pytest.mark.parametrize("start, direction", [(0, "forward"), (60, "both")])
-def test_engine_equals_transformers_called_directly(carphone, backend, test_model_dir, start, direction):
-    limit = 30
+@pytest.mark.parametrize(
+    "start, direction, limit",
+    # whole-clip runs go past the tracker's memory reach, so dropping old memory is checked too
+    [(0, "forward", 30), (60, "both", 30), (0, "forward", None), (60, "both", None)],
+)
+def test_engine_equals_transformers_called_directly(carphone, backend, test_model_dir, start, direction, limit):
     with VideoSession(carphone, backend) as s:
         s.detect(start, ", ".join(PROMPTS))
         ours = list(s.propagate(direction, max_frames=limit))
@@ -130,3 +134,15 @@ def test_removed_object_stays_removed(session):
 def test_bad_requests_get_a_sentence(session, call, message):
     with pytest.raises(BadRequestError, match=message):
         call(session)
+
+
+def test_tracker_memory_stays_bounded(session):
+    """transformers keeps every frame's tracker output; the session keeps only what is read."""
+    reach = session.backend.memory_reach
+    session.detect(0, "person, window")
+    for _ in session.propagate("forward"):
+        pass
+    per_obj = session._session.state.output_dict_per_obj.values()
+    kept = max(len(o["non_cond_frame_outputs"]) for o in per_obj)
+    assert session.info.num_frames > 2 * reach + 2
+    assert kept <= 2 * (reach + 1)

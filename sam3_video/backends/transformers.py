@@ -79,6 +79,9 @@ class TransformersBackend:
         self.model = model.to(device).eval()
         self.lock = threading.RLock()  # one model, many sessions: calls and thresholds go one at a time
         self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
+        tracker = self.model.config.tracker_config
+        # frames away from the tracked one whose stored outputs the tracker reads, with a margin
+        self.memory_reach = 2 * max(int(tracker.num_maskmem), int(tracker.max_object_pointers_in_encoder))
 
     def open(self, path: str, info: VideoInfo) -> "TransformersSession":
         return TransformersSession(self, path, info)
@@ -97,6 +100,7 @@ class TransformersSession:
         self._removed: set[int] = set()
         self._pending: list = []  # raw outputs held back by the hotstart delay, oldest first
         self._processed_unyielded: int | None = None  # frame run by detect, not yet yielded
+        self._anchor: int | None = None  # the detect frame: a backward pass reads memory near it
         self.state = None
 
     # -- state -----------------------------------------------------------------------------
@@ -118,6 +122,25 @@ class TransformersSession:
         if model.hotstart_delay > 0:
             self.state.hotstart_removed_obj_ids.update(out.removed_obj_ids)
         self._pending.append(out)
+        self._forget_old_memory(frame_index)
+
+    def _forget_old_memory(self, frame_index: int) -> None:
+        """Drop per-frame tracker outputs the tracker can no longer read.
+
+        The tracker reads a non-conditioning frame's output only from the `num_maskmem` frames
+        and the `max_object_pointers_in_encoder` frames next to the frame it tracks; transformers
+        keeps every frame's output (memory features included) for the whole video, so memory grew
+        with video length. Outputs near the current frame and near the detect frame (where a
+        backward pass starts) are kept, twice the reach, so the results are unchanged.
+        """
+        reach = self.backend.memory_reach
+        anchor = self._anchor
+        for per_obj in self.state.output_dict_per_obj.values():
+            frames = per_obj["non_cond_frame_outputs"]
+            if len(frames) <= 2 * reach:
+                continue
+            for f in [f for f in frames if abs(f - frame_index) > reach and (anchor is None or abs(f - anchor) > reach)]:
+                del frames[f]
 
     def _release(self, end: bool) -> list[FrameResult]:
         """Outputs whose hold-back is over (all of them at the end of a run)."""
@@ -150,6 +173,7 @@ class TransformersSession:
         self.state = self._new_state()  # a fresh session numbers objects as transformers does
         self._pending, self._removed = [], set()
         self._phrases, self._threshold = tuple(phrases), threshold
+        self._anchor = frame_index
         self.backend.processor.add_text_prompt(self.state, list(self._phrases))
         self._step(frame_index, reverse=False)
         self._processed_unyielded = frame_index
