@@ -2,7 +2,8 @@
 
 Runs the shared clips (carphone, bikes, bigbuckbunny) and a 10x longer bikes (built here with the
 bundled ffmpeg, `-stream_loop 9 -c copy`, 2500 frames) through `pipeline.run` with the small local
-SAM3 (`make-test-model`, built once into bench/.cache/), forward from frame 0, on the CPU.
+SAM3 (`make-test-model`, built into bench/.cache/ once per version of testmodel.py), forward from
+frame 0, on the CPU.
 
 Per stage, measured by wrapping functions in this script only (exclusive times, nested calls
 subtracted; time.perf_counter):
@@ -14,8 +15,8 @@ subtracted; time.perf_counter):
   other       the rest of run(): probe, demux index, manifest, progress
 Each clip runs in its own subprocess, so peak RSS (ru_maxrss) is per clip; the child also reports
 the size of the per-video structures at the last frame, to show which one grows with length.
-On a small shared machine other processes wreck CPU timings (two 2-thread torch processes on 2 cores
-run many times slower), so each clip waits for an idle CPU, measures the CPU others used meanwhile
+On a small shared machine other processes wreck CPU timings (two 2-thread torch processes on 2
+cores run many times slower), so each clip waits for an idle CPU, measures the CPU others used meanwhile
 ("others' CPU" column) and reruns (--retries) when they used more than 0.1 core.
 
     python bench/engine.py                    # everything, writes bench/results/engine-cpu.md
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -83,6 +85,7 @@ def one(args) -> dict:
 
     totals = dict.fromkeys(STAGES[:-1], 0.0)
     stack: list[float] = []  # time spent in wrapped callees of each open wrapped call
+    steps: list[float] = []  # model seconds of each step
 
     def timed(cls, attr, stage):
         inner = getattr(cls, attr)
@@ -94,7 +97,10 @@ def one(args) -> dict:
                 return inner(*a, **k)
             finally:
                 elapsed = time.perf_counter() - t0
-                totals[stage] += elapsed - stack.pop()
+                own = elapsed - stack.pop()
+                totals[stage] += own
+                if stage == "model":
+                    steps.append(own)
                 if stack:
                     stack[-1] += elapsed
 
@@ -111,9 +117,9 @@ def one(args) -> dict:
     load_s = time.perf_counter() - t0
     rss_loaded = rss_kib()
     sizes: dict[str, float] = {}
-    holder = {}
+    holder: dict = {}
 
-    def on_progress(p) -> None:  # measure what the session holds at the last frame
+    def on_progress(p) -> None:  # what the session holds at the last frame
         if p.done != p.total:
             return
         s = holder["session"]._session
@@ -128,8 +134,8 @@ def one(args) -> dict:
             "lazy_frame_cache": tensor_bytes(dict(st.processed_frames._cache), set()) / MiB,
             "reader_frame_cache": tensor_bytes(dict(s.reader._cache), set()) / MiB,
             "reader_frames_cached": len(s.reader._cache),
-            "per_frame_metadata_entries": sum(sum(len(x) if hasattr(x, "__len__") else 1 for x in getattr(st, n).values())
-                                              for n in per_frame),
+            "per_frame_metadata_entries": sum(len(x) if hasattr(x, "__len__") else 1
+                                              for n in per_frame for x in getattr(st, n).values()),
         })
 
     options = RunOptions(prompts=(args.prompt,), direction="forward", start_frame=0, max_frames=args.max_frames)
@@ -141,9 +147,11 @@ def one(args) -> dict:
         results_mb = os.path.getsize(os.path.join(out, "results.jsonl")) / MiB
     info = holder["session"].info
     totals["other"] = wall - sum(totals.values())
+    k = len(steps) // 10  # model ms/frame over the 2nd and the last tenth of the frames
+    growth = [1000 * sum(steps[k:2 * k]) / k, 1000 * sum(steps[-k:]) / k] if k else []
     return dict(frames=summary.frames_done, status=summary.status, wall_s=wall, load_s=load_s, totals=totals,
                 size=f"{info.width}x{info.height}", objects=summary.objects_per_label, results_mib=results_mb,
-                rss_loaded_mib=rss_loaded / 1024, peak_rss_mib=rss_kib() / 1024, sizes=sizes,
+                rss_loaded_mib=rss_loaded / 1024, peak_rss_mib=rss_kib() / 1024, sizes=sizes, model_growth=growth,
                 threads=torch.get_num_threads())
 
 
@@ -201,26 +209,27 @@ def machine() -> str:
     return f"{sh('nproc')} CPU cores ({cpu}), {mem} GiB RAM, {platform.system()} {platform.release()}"
 
 
-def report(rows, args, wall, versions) -> str:
+def report(rows, wall, versions) -> str:
+    head = " | ".join(STAGES) + " | total | frames/s | peak RSS MiB | others' CPU | model, 2nd / last tenth |"
     lines = [f"# Engine benchmark (CPU), {datetime.date.today().isoformat()}", "",
              f"- machine: {machine()}; torch threads: {rows[0][1]['threads']}",
              f"- versions: {versions}; model: small random SAM3 (`make-test-model`, 112 px), float32 on the CPU",
              f"- command: `{' '.join(['python', 'bench/engine.py', *sys.argv[1:]])}` ({wall:.0f} s wall in all)",
              "- path: `sam3_video.pipeline.run`, forward from frame 0; each clip in its own process", "",
              "ms per frame by stage (exclusive), throughput and peak RSS of the clip's process:", "",
-             "| clip | size | frames | " + " | ".join(STAGES) + " | total | frames/s | peak RSS MiB | others' CPU |",
-             "|---" * (len(STAGES) + 7) + "|"]
+             "| clip | size | frames | " + head, "|---" * (len(STAGES) + 8) + "|"]
     for name, r in rows:
-        ms = [1000 * r["totals"][s] / r["frames"] for s in STAGES]
+        ms = [1000 * r["totals"][s] / r["frames"] for s in STAGES] + [1000 * r["wall_s"] / r["frames"]]
+        growth = "{:.0f} / {:.0f}".format(*r["model_growth"]) if r["model_growth"] else ""
         lines.append(f"| {name} | {r['size']} | {r['frames']} | " + " | ".join(f"{v:.1f}" for v in ms)
-                     + f" | {1000 * r['wall_s'] / r['frames']:.1f} | {r['frames'] / r['wall_s']:.2f} | {r['peak_rss_mib']:.0f} | {r['others_cpu']:.2f} |")
-    lines += ["", "others' CPU: cores busy with other processes during the clip (0 = the machine was quiet; "
-              "on 2 cores anything above ~0.1 inflates the times).", "", "Totals in seconds:", "",
-              "| clip | " + " | ".join(STAGES) + " | run() wall | model load |",
-              "|---" * (len(STAGES) + 3) + "|"]
+                     + f" | {r['frames'] / r['wall_s']:.2f} | {r['peak_rss_mib']:.0f} | {r['others_cpu']:.2f} | {growth} |")
+    lines += ["", "others' CPU: cores busy with other processes during the clip (0: the machine was quiet; on 2 cores "
+              "anything above ~0.1 inflates the times). Last column: model ms/frame over the 2nd and the last tenth "
+              "of the frames (the 1st holds the detect step and warm-up).", "", "Totals in seconds:", "",
+              "| clip | " + " | ".join(STAGES) + " | run() wall | model load | results MiB |", "|---" * (len(STAGES) + 4) + "|"]
     for name, r in rows:
         lines.append(f"| {name} | " + " | ".join(f"{r['totals'][s]:.2f}" for s in STAGES)
-                     + f" | {r['wall_s']:.1f} | {r['load_s']:.1f} |")
+                     + f" | {r['wall_s']:.1f} | {r['load_s']:.1f} | {r['results_mib']:.1f} |")
     frames, secs = sum(r["frames"] for _, r in rows), sum(r["wall_s"] for _, r in rows)
     lines += ["", f"Overall: {frames} frames in {secs:.1f} s of run() = {frames / secs:.2f} frames/s.", ""]
     by = dict(rows)
@@ -228,14 +237,14 @@ def report(rows, args, wall, versions) -> str:
         a, b = by["bikes"], by["bikes x10"]
         lines += [f"Peak RSS bikes x10 / bikes: {b['peak_rss_mib']:.0f} / {a['peak_rss_mib']:.0f} MiB = "
                   f"**{b['peak_rss_mib'] / a['peak_rss_mib']:.2f}** ({b['frames']} vs {a['frames']} frames; target <= 1.2). "
-                  f"Over the loaded model (RSS after load: {a['rss_loaded_mib']:.0f} / {b['rss_loaded_mib']:.0f} MiB) the run "
-                  f"adds {a['peak_rss_mib'] - a['rss_loaded_mib']:.0f} vs {b['peak_rss_mib'] - b['rss_loaded_mib']:.0f} MiB.", ""]
+                  f"RSS after loading the model: {a['rss_loaded_mib']:.0f} / {b['rss_loaded_mib']:.0f} MiB, so the run "
+                  f"itself adds {a['peak_rss_mib'] - a['rss_loaded_mib']:.0f} vs {b['peak_rss_mib'] - b['rss_loaded_mib']:.0f} MiB.", ""]
     keys = list(rows[0][1]["sizes"])
     lines += ["What the session holds at the last frame (MiB of tensors/arrays, or counts):", "",
               "| clip | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for name, r in rows:
-        lines.append(f"| {name} | " + " | ".join(f"{r['sizes'].get(k, 0):.1f}" if isinstance(r['sizes'].get(k), float)
-                                                   else str(r["sizes"].get(k, "")) for k in keys) + " |")
+        cells = [f"{v:.1f}" if isinstance(v, float) else str(v) for v in (r["sizes"].get(k, "") for k in keys)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Objects found: " + "; ".join(f"{n}: {r['objects']}" for n, r in rows)
               + " (random weights: the masks mean nothing, the work per object is real).", ""]
     return "\n".join(lines)
@@ -243,7 +252,8 @@ def report(rows, args, wall, versions) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--media", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media")), help="folder with the clips")
+    p.add_argument("--media", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media")),
+                   help="folder with the clips (default: %(default)s)")
     p.add_argument("--model", default=None, help="model folder (default: build the small one in bench/.cache/)")
     p.add_argument("--max-frames", type=int, default=None, help="frame limit for the three short clips")
     p.add_argument("--long-frames", type=int, default=None, help="frame limit for bikes x10 (default: all 2500)")
@@ -260,11 +270,13 @@ def main() -> None:
     import transformers
 
     started = time.perf_counter()
-    model = args.model or os.path.join(REPO, "bench", ".cache", "test-model")
-    if not os.path.isfile(os.path.join(model, "config.json")):
-        from sam3_video.testmodel import make_test_model
+    from sam3_video import testmodel
 
-        make_test_model(model)
+    with open(testmodel.__file__, "rb") as f:  # rebuilt whenever testmodel.py changes
+        version = hashlib.sha1(f.read()).hexdigest()[:10]
+    model = args.model or os.path.join(REPO, "bench", ".cache", f"test-model-{version}")
+    if not os.path.isfile(os.path.join(model, "config.json")):
+        testmodel.make_test_model(model)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         jobs = [(n, os.path.join(args.media, f), pr, args.max_frames) for n, f, pr in CLIPS]
@@ -275,14 +287,14 @@ def main() -> None:
             best = None
             for attempt in range(args.retries + 1):  # a clip another process slowed down runs again
                 r = run_child(cmd, args.wait_quiet)
-                print(f"{name}: {r['frames']} frames in {r['wall_s']:.1f} s ({r['frames'] / r['wall_s']:.2f} frames/s), "
-                      f"peak RSS {r['peak_rss_mib']:.0f} MiB, others' CPU {r['others_cpu']:.2f}", file=sys.stderr, flush=True)
+                print(f"{name}: {r['frames']} frames in {r['wall_s']:.1f} s ({r['frames'] / r['wall_s']:.2f} frames/s), peak "
+                      f"RSS {r['peak_rss_mib']:.0f} MiB, others' CPU {r['others_cpu']:.2f}", file=sys.stderr, flush=True)
                 best = r if best is None or r["others_cpu"] < best["others_cpu"] else best
                 if r["others_cpu"] <= 0.1:
                     break
             rows.append((name, best))
     versions = f"torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}"
-    text = report(rows, args, time.perf_counter() - started, versions)
+    text = report(rows, time.perf_counter() - started, versions)
     print(text)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
