@@ -43,7 +43,7 @@ class FrameResult:
 
     Attributes:
         frame_index: 0-based index of the frame in display order.
-        obj_ids: (n,) int64, stable for the whole video.
+        obj_ids: (n,) int64, from 1, stable for the whole video (0 means background in mask formats).
         labels: n phrases, the prompt that found each object.
         scores: (n,) float32 in [0, 1].
         boxes_xyxy: (n, 4) float32, pixels of the source frame: x0, y0, x1, y1.

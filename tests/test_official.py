@@ -28,7 +28,7 @@ def _outputs(h=6, w=10):
 
 def test_conversion_to_frame_result():
     r = frame_result_from_official(7, _outputs(), "car", height=6, width=10)
-    assert r.frame_index == 7 and r.obj_ids.tolist() == [3, 8] and r.labels == ["car", "car"]
+    assert r.frame_index == 7 and r.obj_ids.tolist() == [4, 9] and r.labels == ["car", "car"]
     np.testing.assert_allclose(r.boxes_xyxy, [[2, 1, 4, 2], [0, 4, 9, 5]], atol=1e-5)
     np.testing.assert_array_equal(r.scores, np.float32([0.9, 0.55]))
     assert r.masks.shape == (2, 6, 10) and r.masks[0, 1, 2] and not r.masks[0, 0, 0]
@@ -38,7 +38,7 @@ def test_phrase_passes_get_distinct_ids():
     a = frame_result_from_official(0, _outputs(), "car", 6, 10, phrase_index=0, n_phrases=3)
     b = frame_result_from_official(0, _outputs(), "tree", 6, 10, phrase_index=2, n_phrases=3)
     merged = FrameResult.merge([a, b])
-    assert a.obj_ids.tolist() == [9, 24] and b.obj_ids.tolist() == [11, 26]
+    assert a.obj_ids.tolist() == [10, 25] and b.obj_ids.tolist() == [12, 27]  # local * 3 + phrase + 1
     assert merged.labels == ["car", "tree", "car", "tree"]
 
 

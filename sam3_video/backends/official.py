@@ -2,7 +2,7 @@
 
 What this adapter works around (sam3 0.1.4, read from its source):
 - one text prompt per session: each `add_prompt(text=...)` resets the session, so several
-  phrases run one pass each; ids are made unique as `local_id * n_phrases + phrase_index`, and the
+  phrases run one pass each; ids are made unique as `local_id * n_phrases + phrase_index + 1`, and the
   results of earlier passes wait on disk (not in memory) until the last pass merges them;
 - an mp4 given as `resource_path` is decoded with OpenCV without rotation and reaches the model
   unscaled (facebookresearch/sam3#493); a folder of frames is scaled correctly, so the session is
@@ -63,7 +63,7 @@ def frame_result_from_official(
     xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1) * scale
     return FrameResult(
         frame_index=int(frame_index),
-        obj_ids=ids * n_phrases + phrase_index,
+        obj_ids=ids * n_phrases + phrase_index + 1,  # unique across phrases, from 1
         labels=[phrase] * n,
         scores=np.asarray(outputs["out_probs"], dtype=np.float32).reshape(-1),
         boxes_xyxy=xyxy.astype(np.float32),
@@ -199,9 +199,9 @@ class OfficialSession:
                             text=self.phrases[phrase_index])
         n = len(self.phrases)
         for gid in self._removed:  # re-detection on the same frame gives the same local ids
-            if gid % n == phrase_index:
+            if (gid - 1) % n == phrase_index:
                 try:
-                    b.request(type="remove_object", session_id=self.session_id, obj_id=gid // n)
+                    b.request(type="remove_object", session_id=self.session_id, obj_id=(gid - 1) // n)
                 except (AssertionError, KeyError, RuntimeError):
                     pass
         return self._convert(out["frame_index"], out["outputs"], phrase_index)
@@ -268,9 +268,10 @@ class OfficialSession:
     def remove_object(self, obj_id: int) -> None:
         n = max(1, len(self.phrases))
         self._removed.add(int(obj_id))
-        if self.phrases and int(obj_id) % n == n - 1 or n == 1:
+        local, phrase_index = divmod(int(obj_id) - 1, n)
+        if self.phrases and phrase_index == n - 1 or n == 1:  # the last phrase's pass is the live one
             try:
-                self.backend.request(type="remove_object", session_id=self.session_id, obj_id=int(obj_id) // n)
+                self.backend.request(type="remove_object", session_id=self.session_id, obj_id=local)
             except (AssertionError, KeyError, RuntimeError):
                 pass  # not tracked (any more): filtering by id is enough
 

@@ -161,7 +161,7 @@ class TransformersSession:
         ids = post["object_ids"].cpu().numpy()
         return FrameResult(
             frame_index=int(out.frame_idx),
-            obj_ids=ids,
+            obj_ids=ids + 1,  # ours count from 1 (0 is background in mask and MOT formats)
             labels=[label_of[int(i)] for i in ids],
             scores=post["scores"].float().cpu().numpy(),
             boxes_xyxy=post["boxes"].float().cpu().numpy(),
@@ -211,10 +211,11 @@ class TransformersSession:
             raise error
 
     def remove_object(self, obj_id: int) -> None:
+        raw = int(obj_id) - 1  # transformers counts from 0
         with self.backend.lock:
             if self.state is not None:
-                self.state.remove_object(int(obj_id), strict=False)
-        self._removed.add(int(obj_id))
+                self.state.remove_object(raw, strict=False)
+        self._removed.add(raw)
 
     def close(self) -> None:
         self.state = None
