@@ -26,3 +26,7 @@ class BadRequestError(Sam3VideoError):
 
 class BackendUnavailableError(Sam3VideoError):
     """The chosen backend cannot run here (missing package, no CUDA, ...)."""
+
+
+class VideoWriteError(Sam3VideoError):
+    """The output video could not be encoded or written (ffmpeg failed, disk full, bad path)."""
