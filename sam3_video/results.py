@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import IO, Iterator
+from functools import cached_property
+from typing import IO, Callable, Iterator
 
 import numpy as np
 
@@ -40,7 +41,61 @@ def decode_mask(rle: dict) -> np.ndarray:
     return mask_utils.decode({"size": list(rle["size"]), "counts": counts}).astype(bool)
 
 
-def frame_to_json(result: FrameResult) -> dict:
+class EncodedFrame:
+    """One frame's result plus what the writers need, each computed once and only when asked.
+
+    Every sink gets the same `EncodedFrame`, so a mask is run-length encoded once however many
+    formats are written, and the frame's pixels are decoded only if a sink reads `image`.
+    """
+
+    def __init__(self, result: FrameResult, image: Callable[[], np.ndarray] | None = None):
+        self.result = result
+        self._image = image
+
+    @property
+    def frame_index(self) -> int:
+        return self.result.frame_index
+
+    @cached_property
+    def rles(self) -> list[dict]:
+        """COCO RLE per object, `counts` as str (JSON-ready)."""
+        return [encode_mask(m) for m in self.result.masks]
+
+    @cached_property
+    def areas(self) -> list[int]:
+        """Mask pixels per object."""
+        return [int(n) for n in self.result.masks.reshape(len(self.result), -1).sum(axis=1)]
+
+    @cached_property
+    def id_image(self) -> np.ndarray:
+        """(H, W) uint32 object id per pixel, 0 for background; where masks overlap the higher
+        score wins (for formats with one object per pixel)."""
+        r = self.result
+        out = np.zeros(r.size, dtype=np.uint32)
+        for k in np.argsort(r.scores, kind="stable"):
+            out[r.masks[k]] = r.obj_ids[k]
+        return out
+
+    @cached_property
+    def overlaps(self) -> bool:
+        """Whether any pixel is in two masks."""
+        return len(self.result) > 1 and int(np.count_nonzero(self.id_image)) < sum(self.areas)
+
+    @cached_property
+    def image(self) -> np.ndarray:
+        """The source frame, RGB uint8 (H, W, 3), read-only."""
+        if self._image is None:
+            raise ValueError(f"no image was given for frame {self.frame_index}")
+        return self._image()
+
+
+def as_encoded(frame: FrameResult | EncodedFrame) -> EncodedFrame:
+    return frame if isinstance(frame, EncodedFrame) else EncodedFrame(frame)
+
+
+def frame_to_json(frame: FrameResult | EncodedFrame) -> dict:
+    encoded = as_encoded(frame)
+    result = encoded.result
     return {
         "frame_index": int(result.frame_index),
         "objects": [
@@ -49,10 +104,10 @@ def frame_to_json(result: FrameResult) -> dict:
                 "label": label,
                 "score": float(score),
                 "box_xyxy": [float(v) for v in box],
-                "mask": encode_mask(mask),
+                "mask": rle,
             }
-            for obj_id, label, score, box, mask in zip(
-                result.obj_ids, result.labels, result.scores, result.boxes_xyxy, result.masks
+            for obj_id, label, score, box, rle in zip(
+                result.obj_ids, result.labels, result.scores, result.boxes_xyxy, encoded.rles
             )
         ],
     }
@@ -81,9 +136,9 @@ class ResultsWriter:
         self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")
         self.frames_written = 0
 
-    def write(self, result: FrameResult) -> None:
+    def write(self, frame: FrameResult | EncodedFrame) -> None:
         assert self._file is not None, "writer is closed"
-        self._file.write(json.dumps(frame_to_json(result), separators=(",", ":")) + "\n")
+        self._file.write(json.dumps(frame_to_json(frame), separators=(",", ":")) + "\n")
         self._file.flush()
         self.frames_written += 1
 

@@ -1,0 +1,128 @@
+"""Annotation formats, by name, and the `annotations/` folder + `annotations.zip` they make.
+
+    writer = Annotations(out_dir, ["coco", "mot"], context)
+    for frame in frames: writer.write(frame)   # EncodedFrame, in any order
+    writer.close(manifest)                     # files final, manifest.json written, zip made
+
+| name    | files in annotations/                         | for                                |
+|---------|-----------------------------------------------|------------------------------------|
+| coco    | coco_instances.json                           | COCO tools, pycocotools, detectron |
+| ytvis   | ytvis_results.json, ytvis_dataset.json        | YouTube-VIS evaluators, VIS training|
+| mot     | mot.txt                                       | MOTChallenge evaluators (boxes)    |
+| mots    | mots.txt                                      | MOTS evaluators (masks)            |
+| labelme | labelme/NNNNN.jpg + .json                     | X-AnyLabeling, labelme             |
+| davis   | davis/NNNNN.png                               | DAVIS-style VOS tools              |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from typing import Sequence
+
+from ..errors import BadRequestError
+from ..results import EncodedFrame
+from .base import Categories, ExportContext, Writer
+from .coco import CocoWriter
+from .davis import DavisWriter
+from .labelme import LabelmeWriter
+from .mot import MotsWriter, MotWriter
+from .ytvis import YtvisWriter
+
+FORMATS: dict[str, type] = {
+    "coco": CocoWriter,
+    "ytvis": YtvisWriter,
+    "mot": MotWriter,
+    "mots": MotsWriter,
+    "labelme": LabelmeWriter,
+    "davis": DavisWriter,
+}
+FOLDER = "annotations"
+ZIP = "annotations.zip"
+MANIFEST = "manifest.json"
+
+__all__ = ["FORMATS", "Annotations", "Categories", "ExportContext", "get_writer", "check_formats"]
+
+
+def check_formats(names: Sequence[str]) -> list[str]:
+    """Validate format names ('all' means every one); order kept, repeats dropped."""
+    out: list[str] = []
+    for name in names:
+        name = name.strip().lower()
+        if name == "all":
+            out.extend(FORMATS)
+        elif name in FORMATS:
+            out.append(name)
+        elif name:
+            raise BadRequestError(f"Unknown annotation format '{name}'. Choose from: {', '.join(FORMATS)} (or all).")
+    return list(dict.fromkeys(out))
+
+
+def get_writer(name: str, folder: str, context: ExportContext) -> Writer:
+    return FORMATS[name](folder, context)
+
+
+class Annotations:
+    """Every chosen format at once: one sink for the pipeline."""
+
+    def __init__(self, out_dir: str, formats: Sequence[str], context: ExportContext):
+        self.out_dir = out_dir
+        self.folder = os.path.join(out_dir, FOLDER)
+        self.zip_path = os.path.join(out_dir, ZIP)
+        shutil.rmtree(self.folder, ignore_errors=True)  # a rerun into the same folder starts clean
+        if os.path.exists(self.zip_path):
+            os.remove(self.zip_path)
+        os.makedirs(self.folder)
+        self.context = context
+        self.formats = check_formats(formats)
+        self.writers = {name: get_writer(name, self.folder, context) for name in self.formats}
+        self.frames = 0
+        self._closed = False
+
+    def write(self, frame: EncodedFrame) -> None:
+        for writer in self.writers.values():
+            writer.write(frame)
+        self.frames += 1
+
+    def close(self, manifest: dict | None = None) -> None:
+        """Finish every format, write manifest.json and zip the folder (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = []
+        for name, writer in self.writers.items():
+            try:
+                writer.close()
+            except Exception as err:  # one broken format must not cost the others
+                errors.append(f"{name}: {err}")
+        doc = dict(manifest or {})
+        doc["categories"] = self.context.categories.as_list()
+        doc["formats"] = {name: list(FORMATS[name].files) for name in self.writers}
+        davis = self.writers.get("davis")
+        if davis is not None and davis.left_out:
+            doc["davis_ids_left_out"] = sorted(davis.left_out)
+        if errors:
+            doc["export_errors"] = errors
+        with open(os.path.join(self.folder, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, ensure_ascii=False)
+        zip_folder(self.folder, self.zip_path)
+        if errors:
+            raise RuntimeError("some annotation formats could not be written: " + "; ".join(errors))
+
+
+def zip_folder(folder: str, zip_path: str) -> None:
+    """Zip `folder` (paths inside start with its name) atomically; hidden files left out."""
+    base = os.path.dirname(folder)
+    tmp = zip_path + ".part"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                path = os.path.join(root, name)
+                packed = name.endswith((".jpg", ".png"))  # already compressed: store as is
+                z.write(path, os.path.relpath(path, base), zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED)
+    os.replace(tmp, zip_path)

@@ -1,0 +1,128 @@
+"""What every annotation writer shares: the run's context, category ids, file names, a disk spill.
+
+Writers receive `EncodedFrame`s in processing order (forward, then backward for "both") and must
+write files in frame order that cover exactly the frames they received, so formats that are one
+file per video keep their records in a `Spill` on disk until `close()`: memory holds only
+offsets, however long the video.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from array import array
+from dataclasses import dataclass, field
+from typing import IO, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from ..results import EncodedFrame
+from ..types import VideoInfo
+
+
+class Writer(Protocol):
+    """A sink for one format: `write` each frame as it arrives, `close` once (files final)."""
+
+    def write(self, frame: EncodedFrame) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Categories:
+    """Label -> category id (from 1): the prompts in order first, then any new label as it appears."""
+
+    def __init__(self, labels: Sequence[str] = ()):
+        self._ids: dict[str, int] = {}
+        for label in labels:
+            self.id_of(label)
+
+    def id_of(self, label: str) -> int:
+        if label not in self._ids:
+            self._ids[label] = len(self._ids) + 1
+        return self._ids[label]
+
+    def as_list(self) -> list[dict]:
+        return [{"id": i, "name": name, "supercategory": "object"} for name, i in self._ids.items()]
+
+
+@dataclass
+class ExportContext:
+    """Facts every writer needs about the run."""
+
+    info: VideoInfo
+    categories: Categories = field(default_factory=Categories)
+
+    @property
+    def video_name(self) -> str:
+        return os.path.splitext(os.path.basename(self.info.path))[0] or "video"
+
+    def frame_name(self, index: int) -> str:
+        """'00012' for frame 12: at least 5 digits (as DAVIS), more for longer videos."""
+        return f"{index:0{max(5, len(str(max(0, self.info.num_frames - 1))))}d}"
+
+
+def xywh(box_xyxy: np.ndarray) -> list[float]:
+    """[x0, y0, x1, y1] -> [x, y, width, height] as plain floats (rounded to 0.01 px)."""
+    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
+    return [round(x0, 2), round(y0, 2), round(max(0.0, x1 - x0), 2), round(max(0.0, y1 - y0), 2)]
+
+
+def present(frame: EncodedFrame) -> Iterator[int]:
+    """Indices of the objects with at least one mask pixel (an empty mask means 'not visible')."""
+    return (k for k, area in enumerate(frame.areas) if area > 0)
+
+
+class Spill:
+    """Text records kept in a hidden file, read back by integer key in key order."""
+
+    def __init__(self, folder: str, name: str):
+        fd, self.path = tempfile.mkstemp(prefix=f".{name}-", suffix=".spill", dir=folder)
+        self._file: IO[bytes] = os.fdopen(fd, "w+b")
+        self._offsets: dict[int, array] = {}
+
+    def add(self, key: int, record) -> None:
+        """Append a JSON-serialisable record under `key`."""
+        self._file.seek(0, os.SEEK_END)
+        self._offsets.setdefault(int(key), array("q")).append(self._file.tell())
+        self._file.write(json.dumps(record, separators=(",", ":")).encode("utf-8") + b"\n")
+
+    def keys(self) -> list[int]:
+        return sorted(self._offsets)
+
+    def get(self, key: int) -> list:
+        """The records under `key`, in the order they were added."""
+        self._file.flush()
+        out = []
+        for offset in self._offsets.get(int(key), ()):
+            self._file.seek(offset)
+            out.append(json.loads(self._file.readline()))
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class AtomicText:
+    """A text file written under a temporary name and renamed into place on `commit()`, so a
+    reader never sees half a file."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._tmp = path + ".part"
+        self.file: IO[str] = open(self._tmp, "w", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        self.file.write(text)
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self._tmp, self.path)
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,66 @@
+"""COCO instances JSON: one image per processed frame, one annotation per visible object.
+
+`coco_instances.json`:
+    images:      {id: frame_index + 1, file_name: "00012.jpg", frame_index, height, width}
+    annotations: {id, image_id, category_id, segmentation: COCO RLE, area, bbox: [x, y, w, h],
+                  iscrowd: 0, score, track_id}
+    categories:  {id, name} - the phrases, in prompt order
+`file_name` matches the frames written by the labelme format (annotations/labelme/).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import __version__
+from ..results import EncodedFrame
+from .base import AtomicText, ExportContext, Spill, dumps, present, xywh
+
+
+class CocoWriter:
+    files = ("coco_instances.json",)
+
+    def __init__(self, folder: str, context: ExportContext):
+        self.path = os.path.join(folder, self.files[0])
+        self.context = context
+        self._spill = Spill(folder, "coco")
+
+    def write(self, frame: EncodedFrame) -> None:
+        r, info = frame.result, self.context.info
+        image = {
+            "id": r.frame_index + 1,
+            "file_name": f"{self.context.frame_name(r.frame_index)}.jpg",
+            "frame_index": r.frame_index,
+            "height": info.height,
+            "width": info.width,
+        }
+        annotations = [
+            {
+                "image_id": r.frame_index + 1,
+                "category_id": self.context.categories.id_of(r.labels[k]),
+                "segmentation": frame.rles[k],
+                "area": frame.areas[k],
+                "bbox": xywh(r.boxes_xyxy[k]),
+                "iscrowd": 0,
+                "score": round(float(r.scores[k]), 4),
+                "track_id": int(r.obj_ids[k]),
+            }
+            for k in present(frame)
+        ]
+        self._spill.add(r.frame_index, [image, annotations])
+
+    def close(self) -> None:
+        out = AtomicText(self.path)
+        info = {"description": f"{self.context.video_name}: SAM3 video segmentation", "version": __version__}
+        out.write('{"info":' + dumps(info) + ',"licenses":[],"categories":' + dumps(self.context.categories.as_list()))
+        keys = self._spill.keys()
+        out.write(',"images":[' + ",".join(dumps(self._spill.get(k)[0][0]) for k in keys) + "]")
+        out.write(',"annotations":[')
+        next_id, first = 1, True
+        for key in keys:
+            for ann in self._spill.get(key)[0][1]:
+                out.write(("" if first else ",") + dumps({"id": next_id, **ann}))
+                next_id, first = next_id + 1, False
+        out.write("]}")
+        out.commit()
+        self._spill.close()

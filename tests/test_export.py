@@ -1,0 +1,250 @@
+"""Annotation formats on known masks, read back by the tools users open them with
+(pycocotools, labelme's own loader, motmetrics' MOT reader, PIL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from sam3_video.export import FORMATS, Annotations, Categories, ExportContext, check_formats
+from sam3_video.export.labelme import mask_to_polygons
+from sam3_video.errors import BadRequestError
+from sam3_video.render import color_for
+from sam3_video.results import EncodedFrame
+from sam3_video.types import FrameResult, VideoInfo
+
+H, W = 60, 80
+INFO = VideoInfo(path="/videos/street clip.mp4", width=W, height=H, num_frames=10, fps=25.0, duration=0.4)
+ARRIVAL = [5, 6, 7, 4, 3]  # "both" from frame 5: forward, then backward
+
+
+def _masks(frame: int) -> dict[int, np.ndarray]:
+    square = np.zeros((H, W), bool)
+    square[10:30, 5 + frame : 25 + frame] = True  # 400 px, moving right
+    ring = np.zeros((H, W), bool)
+    ring[30:56, 40:70] = True
+    ring[38:48, 50:60] = False  # a 100 px hole
+    parts = np.zeros((H, W), bool)
+    parts[2:12, 50:62] = True
+    parts[2:12, 66:78] = True  # two parts
+    parts[20:28, 20 + frame : 28 + frame] = True  # overlaps the square (lower score)
+    masks = {1: square, 2: ring, 3: parts}
+    if frame == 7:
+        masks[3] = np.zeros((H, W), bool)  # not visible on frame 7
+    return masks
+
+
+def _result(frame: int) -> FrameResult:
+    masks = _masks(frame)
+    ids = sorted(masks)
+    boxes = []
+    for i in ids:
+        ys, xs = np.nonzero(masks[i]) if masks[i].any() else (np.zeros(1), np.zeros(1))
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    return FrameResult(frame, ids, ["car", "car", "person"], [0.9, 0.8, 0.5], boxes, np.stack([masks[i] for i in ids]))
+
+
+def _image(frame: int) -> np.ndarray:
+    """A smooth picture (JPEG keeps it close), different on every frame."""
+    y, x = np.mgrid[:H, :W]
+    return np.stack([x * 3, y * 4, (x + y + 10 * frame) % 256], axis=-1).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    annotations = Annotations(str(out), ["all"], ExportContext(INFO, Categories(["car", "person"])))
+    for f in ARRIVAL:
+        annotations.write(EncodedFrame(_result(f), lambda f=f: _image(f)))
+    annotations.close({"video": {"path": INFO.path}, "status": "complete"})
+    return out / "annotations"
+
+
+def test_coco_loads_with_pycocotools_and_masks_round_trip(exported):
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(exported / "coco_instances.json"))
+    assert sorted(img["frame_index"] for img in coco.dataset["images"]) == sorted(ARRIVAL)
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["car", "person"]
+    for img in coco.dataset["images"]:
+        truth = _masks(img["frame_index"])
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[img["id"]]))
+        assert sorted(a["track_id"] for a in anns) == sorted(i for i, m in truth.items() if m.any())
+        for ann in anns:
+            np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), truth[ann["track_id"]])
+            assert ann["area"] == truth[ann["track_id"]].sum()
+    assert len({a["id"] for a in coco.dataset["annotations"]}) == len(coco.dataset["annotations"])
+
+
+def test_ytvis_results_and_dataset_cover_processed_frames(exported):
+    dataset = json.loads((exported / "ytvis_dataset.json").read_text())
+    results = json.loads((exported / "ytvis_results.json").read_text())
+    (video,) = dataset["videos"]
+    assert video["frame_indices"] == sorted(ARRIVAL) and video["length"] == len(ARRIVAL)
+    assert video["file_names"][0] == "street clip/00003.jpg"
+    # what a YouTube-VIS loadRes does: every video known, areas and boxes from the RLEs
+    assert {r["video_id"] for r in results} <= {v["id"] for v in dataset["videos"]}
+    assert {r["track_id"] for r in results} == {1, 2, 3}
+    for res, ann in zip(results, dataset["annotations"]):
+        assert res["segmentations"] == ann["segmentations"] and ann["id"] == res["track_id"]
+        for k, (rle, area) in enumerate(zip(res["segmentations"], res["areas"])):
+            truth = _masks(video["frame_indices"][k])[res["track_id"]]
+            if not truth.any():
+                assert rle is None and area is None
+                continue
+            assert mask_utils.area({**rle, "counts": rle["counts"].encode()}) == area
+            np.testing.assert_array_equal(mask_utils.decode({**rle, "counts": rle["counts"].encode()}).astype(bool), truth)
+    assert results[2]["segmentations"][video["frame_indices"].index(7)] is None
+
+
+def test_mot_parses_with_motmetrics(exported):
+    import motmetrics
+
+    df = motmetrics.io.loadtxt(str(exported / "mot.txt"), fmt="mot15-2D")
+    visible = [(f, i) for f in ARRIVAL for i, m in _masks(f).items() if m.any()]
+    assert len(df) == len(visible)
+    row = df.loc[(6, 1)]  # frame 5 (0-based) is MOT frame 6
+    ys, xs = np.nonzero(_masks(5)[1])
+    # MOT pixels count from 1; motmetrics' reader takes the 1 off again
+    assert (row["X"], row["Y"], row["Width"], row["Height"]) == (xs.min(), ys.min(), 20, 20)
+    lines = (exported / "mot.txt").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in lines] == sorted(int(line.split(",")[0]) for line in lines)
+
+
+def test_mots_masks_do_not_overlap_and_higher_score_wins(exported):
+    per_frame: dict[int, list] = {}
+    for line in (exported / "mots.txt").read_text().splitlines():
+        frame, obj, cls, h, w, counts = line.split(" ")
+        per_frame.setdefault(int(frame) - 1, []).append(
+            (int(obj), int(cls), mask_utils.decode({"size": [int(h), int(w)], "counts": counts.encode()}).astype(bool)))
+    assert sorted(per_frame) == sorted(ARRIVAL)
+    for f, objects in per_frame.items():
+        stack = np.stack([m for _, _, m in objects])
+        assert stack.sum(0).max() <= 1
+        truth = _masks(f)
+        for obj, cls, m in objects:
+            assert cls == (2 if obj == 3 else 1)
+            expected = truth[obj] & ~truth[1] if obj == 3 else truth[obj]  # id 1 scores higher
+            np.testing.assert_array_equal(m, expected)
+
+
+def test_labelme_files_load_with_labelme(exported):
+    import labelme
+    from labelme.utils import shape_to_mask
+
+    jsons = sorted((exported / "labelme").glob("*.json"))
+    assert [p.stem for p in jsons] == [f"{f:05d}" for f in sorted(ARRIVAL)]
+    for path in jsons:
+        data = labelme.LabelFile(str(path))
+        frame = int(path.stem)
+        assert data.image_path == f"{path.stem}.jpg"
+        truth = _masks(frame)
+        raw = json.loads(path.read_text())
+        assert (raw["imageHeight"], raw["imageWidth"]) == (H, W)
+        for obj_id, mask in truth.items():
+            shapes = [s for s in data.shapes if s["group_id"] == obj_id]
+            if not mask.any():
+                assert shapes == []
+                continue
+            assert {s["shape_type"] for s in shapes} == {"polygon", "rectangle"}
+            assert all(s["label"] == ("person" if obj_id == 3 else "car") for s in shapes)
+            assert all(s["other_data"]["score"] > 0 for s in shapes)
+            drawn = np.zeros((H, W), bool)
+            for s in shapes:
+                if s["shape_type"] == "polygon":
+                    drawn |= shape_to_mask((H, W), s["points"], "polygon")
+            iou = (drawn & mask).sum() / (drawn | mask).sum()
+            assert iou >= 0.9, (frame, obj_id, iou)
+        image = np.asarray(Image.open(path.with_suffix(".jpg")))
+        assert image.shape == (H, W, 3) and np.abs(image.astype(int) - _image(frame)).mean() < 3
+
+
+def test_davis_pngs_are_indexed_with_overlay_colours(exported):
+    pngs = sorted((exported / "davis").glob("*.png"))
+    assert [p.stem for p in pngs] == [f"{f:05d}" for f in sorted(ARRIVAL)]
+    for p in pngs:
+        image = Image.open(p)
+        assert image.mode == "P"
+        np.testing.assert_array_equal(np.asarray(image), EncodedFrame(_result(int(p.stem))).id_image)
+        pal = image.getpalette()
+        assert tuple(pal[0:3]) == (0, 0, 0) and tuple(pal[6:9]) == color_for(2)
+
+
+def test_manifest_and_zip_hold_the_folder(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and set(manifest["formats"]) == set(FORMATS)
+    assert [c["name"] for c in manifest["categories"]] == ["car", "person"]
+    with zipfile.ZipFile(exported.parent / "annotations.zip") as z:
+        names = set(z.namelist())
+    on_disk = {os.path.relpath(os.path.join(root, f), exported.parent)
+               for root, _, files in os.walk(exported) for f in files}
+    assert names == on_disk and not any(os.path.basename(n).startswith(".") for n in names)
+
+
+def test_partial_run_exports_only_processed_frames(tmp_path):
+    annotations = Annotations(str(tmp_path), ["all"], ExportContext(INFO, Categories(["car"])))
+    for f in ARRIVAL[:2]:  # stopped after two frames
+        annotations.write(EncodedFrame(_result(f), lambda f=f: _image(f)))
+    annotations.close({"status": "stopped"})
+    folder = tmp_path / "annotations"
+    coco = json.loads((folder / "coco_instances.json").read_text())
+    assert sorted(i["frame_index"] for i in coco["images"]) == [5, 6]
+    assert json.loads((folder / "ytvis_dataset.json").read_text())["videos"][0]["frame_indices"] == [5, 6]
+    assert {line.split(",")[0] for line in (folder / "mot.txt").read_text().splitlines()} == {"6", "7"}
+    assert len(list((folder / "davis").glob("*.png"))) == 2 and len(list((folder / "labelme").glob("*.json"))) == 2
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no spill files left
+
+
+@pytest.mark.parametrize(
+    "name, make, parts",
+    [
+        ("square", lambda m: m.__setitem__((slice(5, 25), slice(5, 25)), True), 1),
+        ("two parts", lambda m: (m.__setitem__((slice(2, 14), slice(2, 14)), True),
+                                 m.__setitem__((slice(20, 35), slice(20, 38)), True)), 2),
+        ("disc", lambda m: m.__setitem__(np.hypot(*np.mgrid[:40, :40] - 20) < 15, True), 1),
+    ],
+)
+def test_polygons_match_masks(name, make, parts):
+    import cv2
+
+    mask = np.zeros((40, 40), bool)
+    make(mask)
+    polygons = mask_to_polygons(mask)
+    assert len(polygons) == parts
+    drawn = np.zeros((40, 40), np.uint8)
+    for p in polygons:
+        cv2.fillPoly(drawn, [np.round(np.array(p)).astype(np.int32)], 1)
+    iou = (drawn.astype(bool) & mask).sum() / (drawn.astype(bool) | mask).sum()
+    assert iou >= 0.95, (name, iou)
+
+
+def test_polygon_of_ring_leaves_the_hole_out():
+    import cv2
+
+    ring = np.zeros((50, 50), bool)
+    ring[5:45, 5:45] = True
+    ring[15:35, 15:35] = False  # 400 px hole
+    (polygon,) = mask_to_polygons(ring)
+    drawn = np.zeros((50, 50), np.uint8)
+    cv2.fillPoly(drawn, [np.round(np.array(polygon)).astype(np.int32)], 1)
+    assert drawn[20:30, 20:30].sum() == 0  # the hole stays empty
+    iou = (drawn.astype(bool) & ring).sum() / (drawn.astype(bool) | ring).sum()
+    assert iou >= 0.9
+
+
+def test_speck_and_empty_mask_give_no_polygon():
+    speck = np.zeros((10, 10), bool)
+    speck[4, 4] = True
+    assert mask_to_polygons(speck) == [] and mask_to_polygons(np.zeros((10, 10), bool)) == []
+
+
+def test_unknown_format_is_a_clear_error():
+    assert check_formats(["all"]) == list(FORMATS)
+    with pytest.raises(BadRequestError, match="Unknown annotation format 'kitti'"):
+        check_formats(["coco", "kitti"])
