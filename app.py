@@ -12,7 +12,7 @@ import tempfile
 import gradio as gr
 
 from sam3_video.errors import Sam3VideoError
-from sam3_video.jobs import segment_to_zip
+from sam3_video.jobs import segment_job
 from sam3_video.types import DIRECTIONS
 
 WORK_DIR = tempfile.mkdtemp(prefix="sam3-video-app-")
@@ -22,7 +22,7 @@ def segment_video(video, prompts, start_frame, direction, max_frames, threshold,
     if not video:
         raise gr.Error("Upload a video first.")
     try:
-        return segment_to_zip(
+        return segment_job(
             video, prompts or "", start_frame or 0, direction, max_frames or None, threshold or None, WORK_DIR,
             on_progress=lambda p: progress((p.done, p.total), unit="frames"),
         )
@@ -44,10 +44,11 @@ with gr.Blocks(title="sam3-video") as demo:
                 threshold = gr.Number(label="Detection threshold 0-1 (empty: model's)", value=None)
             run_button = gr.Button("Segment", variant="primary")
         with gr.Column():
-            results = gr.File(label="Results (results.jsonl + run.json)")
+            overlay = gr.Video(label="Overlay", interactive=False)
+            results = gr.File(label="Annotations (COCO, YouTube-VIS, MOT, MOTS, labelme, DAVIS)")
             summary = gr.JSON(label="Summary")
     run_button.click(
-        segment_video, [video, prompts, start_frame, direction, max_frames, threshold], [results, summary],
+        segment_video, [video, prompts, start_frame, direction, max_frames, threshold], [overlay, results, summary],
         api_name="segment_video",
     )
 

@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--direction", default="forward", choices=DIRECTIONS)
     seg.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
     seg.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
+    seg.add_argument("--outputs", default="all",
+                     help="comma-separated: overlay, coco, ytvis, mot, mots, labelme, davis, or all (default); "
+                          "results.jsonl and run.json are always written")
     seg.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     mk = sub.add_parser("make-test-model", help="build a small random SAM3 in the real model's format")
@@ -100,7 +103,8 @@ def _segment(args) -> int:
         bar.set_postfix(objects=len(p.result) if p.result is not None else 0)
 
     try:
-        summary = run(args.video, options, args.out, backend=backend, on_progress=on_progress, on_session=on_session)
+        summary = run(args.video, options, args.out, backend=backend, on_progress=on_progress, on_session=on_session,
+                      outputs=[args.outputs])
     finally:
         if bar is not None:
             bar.close()
@@ -108,8 +112,11 @@ def _segment(args) -> int:
     labels = ", ".join(f"{label}: {n}" for label, n in summary.objects_per_label.items()) or "no objects"
     print(
         f"{summary.status}: {summary.frames_done}/{summary.frames_expected} frames in {summary.elapsed_s:.1f} s "
-        f"({labels}) -> {os.path.join(summary.out_dir, 'results.jsonl')}"
+        f"({labels}) -> {summary.out_dir}"
     )
+    for name in ("overlay.mp4", "annotations.zip", "results.jsonl"):
+        if os.path.exists(os.path.join(summary.out_dir, name)):
+            print(f"  {os.path.join(summary.out_dir, name)}")
     return 0 if summary.complete else 130
 
 

@@ -1,23 +1,24 @@
-"""One-shot jobs for the app and API clients: a video in, a results zip and a summary out.
+"""One-shot jobs for the app and API clients: a video in; the overlay video, the annotations zip
+and a summary out.
 
-Each job writes into its own fresh folder under the app's work directory; the zip holds
-results.jsonl and run.json (see README, "Output").
+Each job writes into its own fresh folder under the app's work directory (see README, "Output").
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
 from typing import Callable
 
 from .backends import load_backend
 from .config import DEFAULTS
+from .export import ZIP
+from .overlay import OverlayWriter
 from .pipeline import Progress, run
 from .types import RunOptions
 
 
-def segment_to_zip(
+def segment_job(
     video: str,
     prompts: str,
     start_frame: int = 0,
@@ -26,8 +27,8 @@ def segment_to_zip(
     threshold: float | None = None,
     work_dir: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
-) -> tuple[str, dict]:
-    """Run the pipeline on `video`; return (path of results.zip, summary dict).
+) -> tuple[str | None, str, dict]:
+    """Run the pipeline on `video`; return (overlay.mp4 or None, annotations.zip, summary dict).
 
     Raises `Sam3VideoError` (a sentence for the user) for a bad video, prompt or model.
     """
@@ -41,11 +42,8 @@ def segment_to_zip(
         threshold=float(threshold) if threshold else None,
     )
     summary = run(video, options, out_dir, backend=backend, on_progress=on_progress)
-    zip_path = os.path.join(out_dir, "results.zip")
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in ("results.jsonl", "run.json"):
-            z.write(os.path.join(out_dir, name), name)
-    return zip_path, {
+    overlay = os.path.join(out_dir, OverlayWriter.name)
+    return (overlay if os.path.exists(overlay) else None), os.path.join(out_dir, ZIP), {
         "status": summary.status,
         "frames": summary.frames_done,
         "frames_expected": summary.frames_expected,

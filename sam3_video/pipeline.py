@@ -3,6 +3,14 @@
 `run()` detects on the start frame, propagates, hands each frame's result to every sink as soon
 as SAM3 releases it, and keeps `run.json` (the manifest) true at every moment: it says which
 frames are done and whether the run finished, stopped or failed.
+
+What lands in the output folder (see README, "Output"):
+    results.jsonl     every frame's objects, lossless (always)
+    run.json          the manifest
+    overlay.mp4       output "overlay"
+    annotations/      the chosen annotation formats + manifest.json, and annotations.zip of it
+A stopped or failed run still closes every sink, so each file is valid and covers exactly the
+frames that were processed.
 """
 
 from __future__ import annotations
@@ -15,16 +23,21 @@ from typing import Callable, Protocol, Sequence
 
 from . import __version__
 from .backends import Backend, load_backend
-from .errors import Sam3VideoError
-from .results import ResultsWriter
+from .backends.base import effective_thresholds
+from .errors import BadRequestError, Sam3VideoError
+from .export import FORMATS, Annotations, Categories, ExportContext, check_formats
+from .overlay import OverlayWriter
+from .results import EncodedFrame, ResultsWriter
 from .session import VideoSession
-from .types import Direction, FrameResult, RunOptions, parse_prompts
+from .types import FrameResult, RunOptions, parse_prompts
+
+OUTPUTS: tuple[str, ...] = ("overlay", *FORMATS)  # what `outputs=` may name; results.jsonl is always written
 
 
 class Sink(Protocol):
-    """Receives results as they arrive (results file, overlay video, exporters, ...)."""
+    """Receives each frame as it arrives (results file, overlay video, exporters, ...)."""
 
-    def write(self, result: FrameResult) -> None: ...
+    def write(self, frame: EncodedFrame) -> None: ...
 
     def close(self) -> None: ...
 
@@ -62,14 +75,17 @@ def run(
     sinks: Sequence[Sink] = (),
     on_progress: Callable[[Progress], None] | None = None,
     on_session: Callable[[VideoSession], None] | None = None,
+    outputs: Sequence[str] = ("all",),
 ) -> RunSummary:
-    """Segment one video into `out_dir` (results.jsonl, run.json, plus whatever `sinks` write).
+    """Segment one video into `out_dir`: results.jsonl and run.json, the `outputs` asked for
+    ("overlay", annotation format names, or "all"), plus whatever extra `sinks` write.
 
     Errors a user can fix (bad video, missing model, bad options) raise `Sam3VideoError` before
     anything is written; a failure during propagation is recorded in run.json and re-raised
-    after the frames done so far are saved.
+    after the frames done so far are saved in every output.
     """
     out_dir = os.fspath(out_dir)
+    wanted = _check_outputs(outputs)
     backend = backend or load_backend()
     started = time.perf_counter()
     with VideoSession(video, backend) as session:
@@ -79,19 +95,28 @@ def run(
         session.detect(options.start_frame, prompts, options.threshold)
         order = session.frames(options.direction, options.start_frame, options.max_frames)
         os.makedirs(out_dir, exist_ok=True)
-        writer = ResultsWriter(out_dir)
-        all_sinks: list[Sink] = [writer, *sinks]
         manifest = _Manifest(out_dir, session, options, prompts, backend, len(order))
         manifest.save(frames_done=0, status="running")
+        all_sinks: list[Sink] = [ResultsWriter(out_dir)]
+        if "overlay" in wanted:
+            all_sinks.append(OverlayWriter(out_dir, session.info, order[0], session.frame))
+        formats = [name for name in wanted if name in FORMATS]
+        annotations = None
+        if formats:
+            annotations = Annotations(out_dir, formats, ExportContext(session.info, Categories(prompts)))
+        all_sinks += [*sinks, *([annotations] if annotations else [])]
         ids_per_label: dict[str, set[int]] = {}
-        status, error, done = "complete", None, 0
+        status, error, done, covered = "complete", None, 0, []
         try:
             for result in session.propagate(options.direction, options.start_frame, options.max_frames):
+                frame = EncodedFrame(result, lambda i=result.frame_index: session.frame(i))
                 for sink in all_sinks:
-                    sink.write(result)
+                    sink.write(frame)
                 for obj_id, label in zip(result.obj_ids.tolist(), result.labels):
                     ids_per_label.setdefault(label, set()).add(obj_id)
                 done += 1
+                i = result.frame_index
+                covered = [min(covered[0], i), max(covered[1], i)] if covered else [i, i]
                 if on_progress:
                     elapsed = time.perf_counter() - started
                     fps = done / elapsed if elapsed > 0 else 0.0
@@ -104,12 +129,42 @@ def run(
             error = str(err) if isinstance(err, Sam3VideoError) else f"{type(err).__name__}: {err}"
             raise
         finally:
-            for sink in all_sinks:
-                sink.close()
+            close_error = _close_all([s.close for s in all_sinks if s is not annotations])
             counts = {label: len(ids) for label, ids in sorted(ids_per_label.items())}
             elapsed = time.perf_counter() - started
-            manifest.save(frames_done=done, status=status, error=error, objects_per_label=counts, elapsed_s=elapsed)
-    return RunSummary(out_dir, done, len(order), status, elapsed, counts, error)
+            state = dict(frames_done=done, frame_range=covered or None, status=status, error=error,
+                         objects_per_label=counts, elapsed_s=round(elapsed, 3))
+            if annotations is not None:
+                close_error = close_error or _close_all([lambda: annotations.close(manifest.doc(**state))])
+            if close_error is not None and error is None:
+                state.update(status="failed", error=f"writing the outputs failed: {close_error}")
+            manifest.save(**state)
+            if close_error is not None and error is None:
+                raise close_error
+    return RunSummary(out_dir, done, len(order), state["status"], elapsed, counts, state["error"])
+
+
+def _check_outputs(outputs: Sequence[str]) -> list[str]:
+    names = [n.strip().lower() for item in outputs for n in str(item).split(",") if n.strip()]
+    overlay = "overlay" in names or "all" in names
+    try:
+        formats = check_formats([n for n in names if n != "overlay"])
+    except BadRequestError:
+        raise BadRequestError(
+            f"Unknown output in '{', '.join(names)}'. Choose from: {', '.join(OUTPUTS)} (or all)."
+        ) from None
+    return (["overlay"] if overlay else []) + formats
+
+
+def _close_all(closers: Sequence[Callable[[], None]]) -> Exception | None:
+    """Call every closer even when one fails; return the first error."""
+    first = None
+    for close in closers:
+        try:
+            close()
+        except Exception as err:
+            first = first or err
+    return first
 
 
 class _Manifest:
@@ -127,6 +182,8 @@ class _Manifest:
             "direction": options.direction,
             "max_frames": options.max_frames,
             "threshold": options.threshold,
+            "thresholds": effective_thresholds(backend.default_thresholds, options.threshold)
+            if hasattr(backend, "default_thresholds") else None,
             "model": backend.model_id,
             "backend": backend.name,
             "device": str(backend.device),
@@ -134,8 +191,11 @@ class _Manifest:
             "results": ResultsWriter.name,
         }
 
+    def doc(self, **state) -> dict:
+        return {**self.base, **state}
+
     def save(self, **state) -> None:
         tmp = self.path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({**self.base, **state}, f, indent=2)
+            json.dump(self.doc(**state), f, indent=2, ensure_ascii=False)
         os.replace(tmp, self.path)

@@ -11,10 +11,12 @@ import os
 import threading
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from .backends import Backend, BackendSession, load_backend
 from .errors import BadRequestError
 from .types import DIRECTIONS, Direction, FrameResult, VideoInfo, frame_order, parse_prompts
-from .video import probe
+from .video import VideoReader, probe
 
 
 class VideoSession:
@@ -34,6 +36,7 @@ class VideoSession:
         self.phrases: tuple[str, ...] = ()
         self.detect_frame: int | None = None
         self.threshold: float | None = None
+        self._reader: VideoReader | None = None  # only when the backend keeps no reader to share
 
     # -- validation --------------------------------------------------------------------------
     def _check_frame(self, frame_index: int) -> int:
@@ -96,6 +99,16 @@ class VideoSession:
             if indices and not self._stop.is_set():
                 yield from self._session.propagate(indices, reverse, self._stop.is_set)
 
+    def frame(self, index: int) -> np.ndarray:
+        """Frame `index` as RGB uint8 (H, W, 3), read-only: from the backend's own decoder when it
+        has one (the frames it just used are still cached), else from a reader of our own."""
+        reader = getattr(self._session, "reader", None)
+        if reader is None:
+            if self._reader is None:
+                self._reader = VideoReader(self.info.path, self.info)
+            reader = self._reader
+        return reader[self._check_frame(index)]
+
     def stop(self) -> None:
         """Ask a running `propagate` to finish after the current frame (thread-safe)."""
         self._stop.set()
@@ -105,6 +118,8 @@ class VideoSession:
         return self._stop.is_set()
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self._session.close()
 
     def __enter__(self) -> "VideoSession":

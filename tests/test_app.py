@@ -12,6 +12,8 @@ import zipfile
 
 import pytest
 
+from sam3_video.video import probe
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -45,15 +47,17 @@ def test_segment_video_endpoint(app_url, carphone):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    zip_path, summary = client.predict(
+    overlay, zip_path, summary = client.predict(
         handle_file(carphone), "person, window", 60, "both", 5, None, api_name="/segment_video"
     )
     assert summary["status"] == "complete" and summary["frames"] == 9
     with zipfile.ZipFile(zip_path) as z:
-        frames = sorted(json.loads(line)["frame_index"] for line in z.read("results.jsonl").splitlines())
-        manifest = json.loads(z.read("run.json"))
+        frames = json.loads(z.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
+        manifest = json.loads(z.read("annotations/manifest.json"))
     assert frames == list(range(56, 65))
     assert manifest["prompts"] == ["person", "window"] and manifest["video"]["num_frames"] == 120
+    info = probe(overlay["video"] if isinstance(overlay, dict) else overlay)
+    assert (info.num_frames, info.width, info.height, info.codec) == (9, 176, 144, "h264")
 
 
 def test_bad_prompt_is_a_sentence(app_url, carphone):

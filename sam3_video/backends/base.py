@@ -52,15 +52,20 @@ class Backend(Protocol):
     def open(self, path: str, info: VideoInfo) -> BackendSession: ...
 
 
-def apply_threshold(model, defaults: tuple[float, float], threshold: float | None) -> None:
-    """Set SAM3's two detection cuts for one call (both implementations name them alike).
+def effective_thresholds(defaults: tuple[float, float], threshold: float | None) -> dict[str, float]:
+    """SAM3's two detection cuts for a user threshold (None: the model's own `defaults`).
 
     `threshold` is the score a detection needs to start a new object; the looser cut that lets
-    a detection confirm an existing object is lowered to it when it is below. None restores
-    the model's own `defaults` (score_threshold_detection, new_det_thresh).
+    a detection confirm an existing object is lowered to it when it is below.
     """
     det, new = defaults
     if threshold is not None:
         det, new = min(det, threshold), threshold
-    model.score_threshold_detection = det
-    model.new_det_thresh = new
+    return {"score_threshold_detection": float(det), "new_det_thresh": float(new)}
+
+
+def apply_threshold(model, defaults: tuple[float, float], threshold: float | None) -> None:
+    """Set SAM3's two detection cuts for one call (both implementations name them alike)."""
+    cuts = effective_thresholds(defaults, threshold)
+    model.score_threshold_detection = cuts["score_threshold_detection"]
+    model.new_det_thresh = cuts["new_det_thresh"]
