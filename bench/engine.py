@@ -142,7 +142,8 @@ def one(args) -> dict:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         summary = pipeline.run(args.one, options, out, backend=backend, on_progress=on_progress,
-                               on_session=lambda s: holder.update(session=s))
+                               on_session=lambda s: holder.update(session=s),
+                               outputs=())  # the engine alone; bench/outputs.py measures overlay and exports
         wall = time.perf_counter() - t0
         results_mb = os.path.getsize(os.path.join(out, "results.jsonl")) / MiB
     info = holder["session"].info
@@ -153,6 +154,18 @@ def one(args) -> dict:
                 size=f"{info.width}x{info.height}", objects=summary.objects_per_label, results_mib=results_mb,
                 rss_loaded_mib=rss_loaded / 1024, peak_rss_mib=rss_kib() / 1024, sizes=sizes, model_growth=growth,
                 threads=torch.get_num_threads())
+
+
+def small_model() -> str:
+    """The small random SAM3 in bench/.cache/, rebuilt whenever testmodel.py changes."""
+    from sam3_video import testmodel
+
+    with open(testmodel.__file__, "rb") as f:
+        version = hashlib.sha1(f.read()).hexdigest()[:10]
+    model = os.path.join(REPO, "bench", ".cache", f"test-model-{version}")
+    if not os.path.isfile(os.path.join(model, "config.json")):
+        testmodel.make_test_model(model)
+    return model
 
 
 def make_long(src: str, tmp: str, loops: int = 10) -> str:
@@ -270,13 +283,7 @@ def main() -> None:
     import transformers
 
     started = time.perf_counter()
-    from sam3_video import testmodel
-
-    with open(testmodel.__file__, "rb") as f:  # rebuilt whenever testmodel.py changes
-        version = hashlib.sha1(f.read()).hexdigest()[:10]
-    model = args.model or os.path.join(REPO, "bench", ".cache", f"test-model-{version}")
-    if not os.path.isfile(os.path.join(model, "config.json")):
-        testmodel.make_test_model(model)
+    model = args.model or small_model()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         jobs = [(n, os.path.join(args.media, f), pr, args.max_frames) for n, f, pr in CLIPS]
