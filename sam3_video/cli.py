@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--direction", default="forward", choices=DIRECTIONS)
     seg.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
     seg.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
+    seg.add_argument("--remove", default="", metavar="IDS",
+                     help="object ids to drop after detection (false positives), comma-separated: 3,7")
     seg.add_argument("--outputs", default="all",
                      help="comma-separated: overlay, coco, ytvis, mot, mots, labelme, davis, or all (default); "
                           "results.jsonl and run.json are always written")
@@ -77,6 +79,7 @@ def _segment(args) -> int:
         direction=args.direction,
         max_frames=args.max_frames,
         threshold=args.threshold,
+        remove_ids=_ids(args.remove),
     )
     backend = load_backend(args.model, args.backend, args.device, args.dtype)
     bar = None
@@ -118,6 +121,13 @@ def _segment(args) -> int:
         if os.path.exists(os.path.join(summary.out_dir, name)):
             print(f"  {os.path.join(summary.out_dir, name)}")
     return 0 if summary.complete else 130
+
+
+def _ids(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise Sam3VideoError(f"--remove takes object ids separated by commas, like 3,7; got '{text}'.") from None
 
 
 def _make_test_model(args) -> int:

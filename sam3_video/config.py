@@ -26,3 +26,23 @@ class Defaults:
 
 
 DEFAULTS = Defaults()
+
+
+@dataclass(frozen=True)
+class AppLimits:
+    """What one visitor of the web app may ask for; checked before any heavy work."""
+
+    # Uploads above this are refused by Gradio itself (launch(max_file_size=...)).
+    max_upload_mb: int = int(_env("SAM3_MAX_UPLOAD_MB", "1024"))
+    # Longer videos are refused with a sentence: a public GPU is shared, a run holds it.
+    max_video_seconds: float = float(_env("SAM3_MAX_VIDEO_SECONDS", "600"))
+    max_video_frames: int = int(_env("SAM3_MAX_VIDEO_FRAMES", "18000"))
+    # A visitor's files and state are deleted this long after their last action (and at tab close).
+    session_ttl_s: float = float(_env("SAM3_SESSION_TTL_S", "3600"))
+    # Model calls running at once (one GPU: 1); more visitors wait in Gradio's queue ...
+    gpu_concurrency: int = int(_env("SAM3_GPU_CONCURRENCY", "1"))
+    # ... which turns visitors away with a message beyond this many waiting.
+    queue_size: int = int(_env("SAM3_QUEUE_SIZE", "16"))
+
+
+LIMITS = AppLimits()

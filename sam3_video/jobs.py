@@ -1,52 +1,130 @@
-"""One-shot jobs for the app and API clients: a video in; the overlay video, the annotations zip
-and a summary out.
+"""A propagation job: `pipeline.run` in a thread of its own, stoppable, with live progress.
 
-Each job writes into its own fresh folder under the app's work directory (see README, "Output").
+Stopping a job (the app's Stop button, or a client cancelling its request) never blocks the
+caller: the thread finishes the frame in progress, releases the frames SAM3 still holds, and
+closes every output, valid for exactly the frames done. `outputs()` then lists the files.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
-from typing import Callable
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
 
-from .backends import load_backend
-from .config import DEFAULTS
-from .export import ZIP
+import numpy as np
+
+from .backends import Backend
+from .errors import Sam3VideoError
+from .export import FOLDER, ZIP
 from .overlay import OverlayWriter
-from .pipeline import Progress, run
-from .types import RunOptions
+from .pipeline import Progress, RunSummary, run
+from .render import render
+from .session import VideoSession
+from .types import RunOptions, VideoInfo
+
+log = logging.getLogger(__name__)
+PREVIEW_SIDE = 1280  # previews are scaled to at most this many pixels on their long side
+PREVIEW_EVERY_S = 0.4  # a running job draws its latest frame at most this often
 
 
-def segment_job(
-    video: str,
-    prompts: str,
-    start_frame: int = 0,
-    direction: str = "forward",
-    max_frames: int | None = None,
-    threshold: float | None = None,
-    work_dir: str | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
-) -> tuple[str | None, str, dict]:
-    """Run the pipeline on `video`; return (overlay.mp4 or None, annotations.zip, summary dict).
+def shrink(image: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+    """A copy no larger than `side` pixels on its long side (a preview need not be 4K)."""
+    import cv2
 
-    Raises `Sam3VideoError` (a sentence for the user) for a bad video, prompt or model.
-    """
-    backend = load_backend(DEFAULTS.model, DEFAULTS.backend, DEFAULTS.device, DEFAULTS.dtype)
-    out_dir = tempfile.mkdtemp(prefix="job-", dir=work_dir)
-    options = RunOptions(
-        prompts=(prompts,),
-        start_frame=int(start_frame),
-        direction=direction,  # type: ignore[arg-type]
-        max_frames=int(max_frames) if max_frames else None,
-        threshold=float(threshold) if threshold else None,
-    )
-    summary = run(video, options, out_dir, backend=backend, on_progress=on_progress)
-    overlay = os.path.join(out_dir, OverlayWriter.name)
-    return (overlay if os.path.exists(overlay) else None), os.path.join(out_dir, ZIP), {
-        "status": summary.status,
-        "frames": summary.frames_done,
-        "frames_expected": summary.frames_expected,
-        "objects_per_label": summary.objects_per_label,
-        "seconds": round(summary.elapsed_s, 1),
-    }
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+@dataclass
+class Outputs:
+    """What a finished (or stopped) job offers: files and a summary for people."""
+
+    overlay: str | None
+    annotations_zip: str | None
+    files: list[str]
+    summary: dict
+
+
+class Job:
+    """One propagation in a thread: `progress` and `preview` while it runs, `outputs()` after."""
+
+    def __init__(self, backend: Backend, video: str, info: VideoInfo, options: RunOptions, out_dir: str):
+        self.out_dir = out_dir
+        self.options = options
+        self.progress: Progress | None = None
+        self.preview: np.ndarray | None = None
+        self.summary: RunSummary | None = None
+        self.error: str | None = None
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._session: VideoSession | None = None
+        self._drawn_at = 0.0
+        self._thread = threading.Thread(target=self._run, args=(backend, video), name="sam3-job", daemon=True)
+        self.started = time.perf_counter()
+        self._thread.start()
+
+    def _run(self, backend: Backend, video: str) -> None:
+        try:
+            self.summary = run(video, self.options, self.out_dir, backend=backend,
+                               on_progress=self._on_progress, on_session=self._attach)
+        except Sam3VideoError as err:
+            self.error = str(err)
+        except Exception as err:  # the frames done so far are saved; say so instead of a traceback
+            log.exception("propagation failed")
+            self.error = f"The run failed ({type(err).__name__}: {err}). The frames done before it are kept."
+        finally:
+            self.done.set()
+
+    def _attach(self, session: VideoSession) -> None:
+        self._session = session
+
+    def _on_progress(self, p: Progress) -> None:
+        self.progress = p
+        if self._stop.is_set() and self._session is not None:
+            self._session.stop()  # a stop that came before propagation began
+        now = time.perf_counter()
+        if p.result is not None and (now - self._drawn_at >= PREVIEW_EVERY_S or p.done == p.total):
+            self._drawn_at = now  # drawn here, in the job's thread: the decoder is not thread-safe
+            self.preview = shrink(render(self._session.frame(p.result.frame_index), p.result))
+
+    def stop(self) -> None:
+        """Finish after the current frame (returns at once; `done` is set when files are final)."""
+        self._stop.set()
+        if self._session is not None:
+            self._session.stop()
+
+    def outputs(self) -> Outputs:
+        """Files of a finished job (call after `done`)."""
+        overlay = os.path.join(self.out_dir, OverlayWriter.name)
+        folder, zip_path = os.path.join(self.out_dir, FOLDER), os.path.join(self.out_dir, ZIP)
+        files = []
+        if os.path.isdir(folder):
+            for name in sorted(os.listdir(folder)):
+                path = os.path.join(folder, name)
+                if os.path.isdir(path):  # a folder format (labelme, davis) downloads as one zip
+                    path = _zip_dir(path, os.path.join(self.out_dir, f"{name}.zip"))
+                if not name.startswith("."):
+                    files.append(path)
+        s = self.summary
+        summary = {"status": "failed" if self.error else (s.status if s else "failed")}
+        if s is not None:
+            summary.update(frames=s.frames_done, frames_expected=s.frames_expected,
+                           objects_per_label=s.objects_per_label, seconds=round(s.elapsed_s, 1))
+        if self.error:
+            summary["error"] = self.error
+        return Outputs(overlay if os.path.exists(overlay) else None,
+                       zip_path if os.path.exists(zip_path) else None, files, summary)
+
+
+def _zip_dir(folder: str, zip_path: str) -> str:
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as z:
+        for name in sorted(os.listdir(folder)):
+            if not name.startswith("."):
+                z.write(os.path.join(folder, name), os.path.join(os.path.basename(folder), name))
+    return zip_path

@@ -93,6 +93,8 @@ def run(
             on_session(session)
         prompts = parse_prompts(options.prompts)
         session.detect(options.start_frame, prompts, options.threshold)
+        for obj_id in options.remove_ids:  # detection is deterministic: the ids the user saw
+            session.remove_object(obj_id)
         order = session.frames(options.direction, options.start_frame, options.max_frames)
         os.makedirs(out_dir, exist_ok=True)
         manifest = _Manifest(out_dir, session, options, prompts, backend, len(order))
@@ -182,6 +184,7 @@ class _Manifest:
             "direction": options.direction,
             "max_frames": options.max_frames,
             "threshold": options.threshold,
+            "removed_ids": list(options.remove_ids),
             "thresholds": effective_thresholds(backend.default_thresholds, options.threshold)
             if hasattr(backend, "default_thresholds") else None,
             "model": backend.model_id,

@@ -146,6 +146,7 @@ class RunOptions:
     direction: Direction = "forward"
     max_frames: int | None = None  # None: to the end (and to frame 0 going backward)
     threshold: float | None = None  # detection score needed to report an object; None: model's own
+    remove_ids: tuple[int, ...] = ()  # objects dropped right after detection (false positives)
 
 
 def parse_prompts(text: str | Sequence[str]) -> tuple[str, ...]:

@@ -39,3 +39,47 @@ def backend(test_model_dir):
     from sam3_video.backends import load_backend
 
     return load_backend(test_model_dir, backend="auto", device="cpu")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_app(log_dir, env: dict) -> tuple:
+    """Start `python app.py` on a free port of 127.0.0.1; return (url, process, log path)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    port = _free_port()
+    log_path = os.path.join(str(log_dir), "app.log")
+    log = open(log_path, "w")
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **env}
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=repo, env=full_env,
+                            stdout=log, stderr=log)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"http://127.0.0.1:{port}/", proc, log_path
+        except OSError:
+            assert proc.poll() is None, open(log_path).read()
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the app did not start in 120 s:\n" + open(log_path).read())
+
+
+@pytest.fixture(scope="session")
+def app_url(test_model_dir, tmp_path_factory):
+    """The app on the small SAM3 (CPU), shared by the API and browser tests."""
+    url, proc, _ = launch_app(tmp_path_factory.mktemp("app"), {"SAM3_MODEL": test_model_dir, "SAM3_DEVICE": "cpu",
+                                                               "SAM3_GPU_CONCURRENCY": "2"})
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -1,12 +1,10 @@
-"""The app through gradio_client against a launched server on 127.0.0.1 (small SAM3, real clip)."""
+"""The app through gradio_client against a launched server on 127.0.0.1 (small SAM3, real clip):
+the interactive steps, the one-shot endpoint, cancelling, and two clients at once."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
+import threading
 import time
 import zipfile
 
@@ -14,55 +12,111 @@ import pytest
 
 from sam3_video.video import probe
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def _path(value):
+    return value["video"] if isinstance(value, dict) else value
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _frames_in_zip(zip_path) -> list[int]:
+    with zipfile.ZipFile(zip_path) as z:
+        return json.loads(z.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
 
 
-@pytest.fixture(scope="module")
-def app_url(test_model_dir, tmp_path_factory):
-    port = _free_port()
-    log = open(tmp_path_factory.mktemp("app") / "app.log", "w")
-    env = {**os.environ, "SAM3_MODEL": test_model_dir, "SAM3_DEVICE": "cpu", "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+def test_upload_detect_remove_propagate_download(app_url, carphone):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    facts, slider, first = client.predict(handle_file(carphone), api_name="/open_video")
+    assert "120 frames" in facts and "176x144" in facts and first
+    image, table, _ = client.predict(60, "person, window", "", api_name="/detect")
+    ids = [row[0] for row in table["data"]]
+    assert ids and image, "the small model must find objects for this test to mean anything"
+    _, table, _ = client.predict([ids[0]], api_name="/remove_objects")
+    assert ids[0] not in [row[0] for row in table["data"]]
+    job = client.submit("both", 10, api_name="/propagate")
+    preview, status, overlay, zip_path, files, summary = job.result(timeout=600)
+    assert summary["status"] == "complete" and summary["frames"] == 19 and "complete" in status
+    assert probe(_path(overlay)).num_frames == 19
+    assert _frames_in_zip(zip_path) == list(range(51, 70))
+    with zipfile.ZipFile(zip_path) as z:
+        coco = json.loads(z.read("annotations/coco_instances.json"))
+    assert coco["annotations"] and ids[0] not in {a["track_id"] for a in coco["annotations"]}
+    assert {"mot.txt", "labelme.zip"} <= {f.replace("\\", "/").rsplit("/", 1)[-1] for f in files}
+
+
+def test_cancel_keeps_the_frames_done_and_frees_the_slot(app_url, carphone):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    client.predict(handle_file(carphone), api_name="/open_video")
+    client.predict(0, "person", "", api_name="/detect")
+    job = client.submit("forward", None, api_name="/propagate")
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait for real progress, then cancel mid-run
+        progress = job.status().progress_data
+        if progress and progress[0].index and progress[0].index >= 20:
             break
-        except OSError:
-            assert proc.poll() is None, open(log.name).read()
-            time.sleep(0.5)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+        time.sleep(0.2)
+    job.cancel()
+    overlay, zip_path, files, summary = client.predict(api_name="/results")
+    assert summary["status"] == "stopped" and 20 <= summary["frames"] < 120
+    frames = _frames_in_zip(zip_path)
+    assert frames == list(range(summary["frames"]))
+    assert probe(_path(overlay)).num_frames == summary["frames"]
+    started = time.time()  # the next run is not held up by the cancelled one
+    *_, summary = client.submit("forward", 5, api_name="/propagate").result(timeout=300)
+    assert summary["status"] == "complete" and summary["frames"] == 5 and time.time() - started < 120
 
 
-def test_segment_video_endpoint(app_url, carphone):
+def test_two_clients_at_once_get_their_own_results(app_url, carphone):
+    from gradio_client import Client, handle_file
+
+    asks = {"a": ("person", 30), "b": ("window", 80)}
+    out = {}
+
+    def one(name):
+        prompt, start = asks[name]
+        client = Client(app_url, verbose=False)
+        out[name] = client.predict(handle_file(carphone), prompt, start, "forward", 6, "", api_name="/segment_video")
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in asks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    for name, (prompt, start) in asks.items():
+        overlay, zip_path, summary = out[name]
+        assert summary["status"] == "complete" and set(summary["objects_per_label"]) <= {prompt}
+        assert _frames_in_zip(zip_path) == list(range(start, start + 6))
+        with zipfile.ZipFile(zip_path) as z:
+            assert json.loads(z.read("annotations/manifest.json"))["prompts"] == [prompt]
+    assert out["a"][1] != out["b"][1]
+
+
+def test_one_shot_endpoint(app_url, carphone):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
     overlay, zip_path, summary = client.predict(
-        handle_file(carphone), "person, window", 60, "both", 5, None, api_name="/segment_video"
+        handle_file(carphone), "person, window", 60, "both", 5, "", api_name="/segment_video"
     )
     assert summary["status"] == "complete" and summary["frames"] == 9
-    with zipfile.ZipFile(zip_path) as z:
-        frames = json.loads(z.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
-        manifest = json.loads(z.read("annotations/manifest.json"))
-    assert frames == list(range(56, 65))
-    assert manifest["prompts"] == ["person", "window"] and manifest["video"]["num_frames"] == 120
-    info = probe(overlay["video"] if isinstance(overlay, dict) else overlay)
+    assert _frames_in_zip(zip_path) == list(range(56, 65))
+    info = probe(_path(overlay))
     assert (info.num_frames, info.width, info.height, info.codec) == (9, 176, 144, "h264")
 
 
-def test_bad_prompt_is_a_sentence(app_url, carphone):
+@pytest.mark.parametrize(
+    "args, match",
+    [((" , ", 0, "forward", None, ""), "prompt is empty"),
+     (("person", 500, "forward", None, ""), "outside this video"),
+     (("person", 0, "forward", None, "7"), "not a score"),
+     (("person", 0, "forward", None, "high"), "not a number"),
+     (("person", 0, "sideways", None, ""), "not in the list of choices")],  # Gradio checks the radio
+)
+def test_bad_requests_are_sentences(app_url, carphone, args, match):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    with pytest.raises(Exception, match="prompt is empty"):
-        client.predict(handle_file(carphone), " , ", 0, "forward", None, None, api_name="/segment_video")
+    with pytest.raises(Exception, match=match):
+        client.predict(handle_file(carphone), *args, api_name="/segment_video")

@@ -1,0 +1,249 @@
+"""The web app's work, apart from its layout: one shared model, one workspace per visitor, and
+propagation jobs that keep every processed frame when stopped or cancelled.
+
+`app.py` only wires these methods to Gradio components. Each visitor (a browser tab or an API
+client) gets a `Workspace`: a private folder under the service's root, with a random name of
+ours (never a name the client chose), and the choices made so far (video, phrases, frame,
+removed ids). The model's per-video state lives only inside one call: `detect` and each job
+open a fresh `VideoSession`, and detection on the same frame with the same phrases gives the
+same ids, so a removal made on the preview applies to the run. Nothing holds GPU memory between
+calls, and a call can run in another process (Hugging Face ZeroGPU).
+
+Propagation runs as a `jobs.Job` (a thread), so stopping never blocks the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .backends import Backend, load_backend
+from .config import DEFAULTS, LIMITS, AppLimits
+from .errors import BadRequestError, Sam3VideoError
+from .jobs import Job, Outputs, shrink
+from .render import legend, render
+from .session import VideoSession
+from .types import FrameResult, RunOptions, VideoInfo, parse_prompts
+from .video import VideoReader, probe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Workspace:
+    """One visitor's folder and choices."""
+
+    dir: str
+    video: str | None = None
+    info: VideoInfo | None = None
+    phrases: tuple[str, ...] = ()
+    frame: int = 0
+    threshold: float | None = None
+    removed: set[int] = field(default_factory=set)
+    preview: FrameResult | None = None
+    job: Job | None = None
+    touched: float = field(default_factory=time.monotonic)
+
+    def need_video(self) -> tuple[str, VideoInfo]:
+        if self.video is None or self.info is None:
+            raise BadRequestError("Upload a video (or pick an example) first.")
+        return self.video, self.info
+
+
+class Service:
+    """The app's state: the model (loaded once, shared) and the visitors' workspaces."""
+
+    def __init__(self, model: str | None = None, backend: str | None = None, device: str | None = None,
+                 dtype: str | None = None, limits: AppLimits = LIMITS, root: str | None = None):
+        self.model = model or DEFAULTS.model
+        self._backend_args = (self.model, backend or DEFAULTS.backend, device or DEFAULTS.device,
+                              dtype or DEFAULTS.dtype)
+        self.limits = limits
+        self.root = root or tempfile.mkdtemp(prefix="sam3-video-app-")
+        os.makedirs(self.root, exist_ok=True)
+        self._workspaces: dict[str, Workspace] = {}
+        self._lock = threading.Lock()
+        self._backend: Backend | None = None
+        self._backend_error: str | None = None
+
+    # -- the model ---------------------------------------------------------------------------
+    def use_model(self, model: str) -> None:
+        """Point the service at another model (before the first call loads one)."""
+        with self._lock:
+            self.model, self._backend, self._backend_error = model, None, None
+            self._backend_args = (model, *self._backend_args[1:])
+
+    def gpu_seconds(self, key: str | None, direction: str, max_frames: int | None) -> int:
+        """GPU time to reserve for a run (ZeroGPU): the frames to do at a conservative 4 frames/s."""
+        ws = self._workspaces.get(key) if key else None
+        n = ws.info.num_frames if ws is not None and ws.info is not None else self.limits.max_video_frames
+        if max_frames:
+            n = min(n, int(max_frames) * (2 if direction == "both" else 1))
+        return int(min(30 + n / 4, 1800))
+
+    def backend(self) -> Backend:
+        """The shared model, loaded on first use; a missing model is remembered as one sentence."""
+        with self._lock:
+            if self._backend is None and self._backend_error is None:
+                try:
+                    self._backend = load_backend(*self._backend_args)
+                except Sam3VideoError as err:
+                    self._backend_error = str(err)
+            if self._backend_error is not None:
+                raise BadRequestError(self._backend_error)
+            return self._backend
+
+    def model_status(self) -> str | None:
+        """None when the model is ready, else the sentence that says why not and what to do."""
+        try:
+            self.backend()
+            return None
+        except Sam3VideoError as err:
+            return str(err)
+
+    # -- workspaces ----------------------------------------------------------------------------
+    def workspace(self, key: str) -> Workspace:
+        """The visitor's workspace (created on first use); `key` is only a dictionary key."""
+        self.sweep()
+        with self._lock:
+            ws = self._workspaces.get(key)
+            if ws is None:
+                ws = self._workspaces[key] = Workspace(tempfile.mkdtemp(prefix="visitor-", dir=self.root))
+                log.info("new workspace %s", os.path.basename(ws.dir))
+            ws.touched = time.monotonic()
+            return ws
+
+    def close_workspace(self, key: str) -> None:
+        """Stop the visitor's job and delete their files (tab closed or expired)."""
+        with self._lock:
+            ws = self._workspaces.pop(key, None)
+        if ws is None:
+            return
+        log.info("closing workspace %s", os.path.basename(ws.dir))
+        if ws.job is not None:
+            ws.job.stop()
+            ws.job.done.wait(60)
+        shutil.rmtree(ws.dir, ignore_errors=True)
+
+    def sweep(self) -> None:
+        """Close the workspaces nobody touched for `session_ttl_s` (jobs still running are kept)."""
+        limit = time.monotonic() - self.limits.session_ttl_s
+        with self._lock:
+            idle = [k for k, ws in self._workspaces.items()
+                    if ws.touched < limit and (ws.job is None or ws.job.done.is_set())]
+        for key in idle:
+            self.close_workspace(key)
+
+    def workspace_count(self) -> int:
+        with self._lock:
+            return len(self._workspaces)
+
+    # -- a visitor's steps -----------------------------------------------------------------------
+    def open_video(self, key: str, path: str) -> tuple[VideoInfo, np.ndarray]:
+        """Check the video against the limits; return its facts and its first frame."""
+        if not path or not os.path.isfile(path):
+            raise BadRequestError("Upload a video (or pick an example) first.")
+        info = self.check_video(path)
+        ws = self.workspace(key)
+        if ws.job is not None and not ws.job.done.is_set():
+            raise BadRequestError("A run is still going on. Press Stop (or wait for it) before opening another video.")
+        ws.video, ws.info, ws.preview, ws.removed, ws.frame = path, info, None, set(), 0
+        return info, self.frame_image(key, 0)
+
+    def check_video(self, path: str) -> VideoInfo:
+        size_mb = os.path.getsize(path) / 2**20
+        if size_mb > self.limits.max_upload_mb:
+            raise BadRequestError(f"This file is {size_mb:.0f} MB; this server takes videos up to "
+                                  f"{self.limits.max_upload_mb} MB. Trim or compress it first.")
+        info = probe(path)
+        if info.duration > self.limits.max_video_seconds or info.num_frames > self.limits.max_video_frames:
+            raise BadRequestError(
+                f"This video is {info.duration:.0f} s long ({info.num_frames} frames); this server takes up to "
+                f"{self.limits.max_video_seconds:.0f} s and {self.limits.max_video_frames} frames. Trim it, or run "
+                "the CLI on your own machine for long videos."
+            )
+        return info
+
+    def frame_image(self, key: str, index: int) -> np.ndarray:
+        """Frame `index` for the slider: with the detections drawn when it is the detected frame."""
+        ws = self.workspace(key)
+        video, info = ws.need_video()
+        index = int(np.clip(int(index or 0), 0, info.num_frames - 1))
+        with VideoReader(video, info, cache_bytes=0) as reader:
+            image = reader[index]
+        if ws.preview is not None and ws.frame == index:
+            image = render(image, ws.preview.without(ws.removed))
+        return shrink(image)
+
+    def detect(self, key: str, index: int, prompts: str, threshold: float | None) -> tuple[np.ndarray, list]:
+        """Detect the phrases on frame `index`; return the drawn frame and the legend rows."""
+        ws = self.workspace(key)
+        video, info = ws.need_video()
+        phrases = parse_prompts(prompts or "")
+        with VideoSession(video, self.backend(), info) as session:
+            preview = session.detect(int(index or 0), phrases, threshold)
+            image = session.frame(preview.frame_index)
+        ws.phrases, ws.frame, ws.threshold, ws.preview, ws.removed = phrases, preview.frame_index, threshold, preview, set()
+        return shrink(render(image, preview)), legend(preview)
+
+    def remove(self, key: str, ids: Sequence[int]) -> tuple[np.ndarray, list]:
+        """Drop objects from the preview (and from the run that follows)."""
+        ws = self.workspace(key)
+        if ws.preview is None:
+            raise BadRequestError("Press Detect first: there are no objects to remove yet.")
+        known = set(ws.preview.obj_ids.tolist())
+        unknown = sorted(set(int(i) for i in ids) - known)
+        if unknown:
+            raise BadRequestError(f"There is no object #{unknown[0]} on this frame. Pick ids from the table.")
+        ws.removed |= set(int(i) for i in ids)
+        kept = ws.preview.without(ws.removed)
+        return self.frame_image(key, ws.frame), legend(kept)
+
+    def start(self, key: str, direction: str, max_frames: int | None) -> Job:
+        """Propagate from the detected frame (detect first)."""
+        ws = self.workspace(key)
+        video, info = ws.need_video()
+        if not ws.phrases:
+            raise BadRequestError("Press Detect first, so that you can check what will be tracked.")
+        if ws.job is not None and not ws.job.done.is_set():
+            raise BadRequestError("A run is already going on in this tab. Press Stop or wait for it.")
+        options = RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
+                             tuple(sorted(ws.removed)))
+        backend = self.backend()
+        if ws.job is not None:  # keep one run per visitor: the files Gradio served are in its own cache
+            shutil.rmtree(ws.job.out_dir, ignore_errors=True)
+        out_dir = tempfile.mkdtemp(prefix="run-", dir=ws.dir)
+        ws.job = Job(backend, video, info, options, out_dir)
+        return ws.job
+
+    def stop(self, key: str) -> None:
+        job = self.workspace(key).job
+        if job is not None:
+            job.stop()
+
+    def last_outputs(self, key: str, wait_s: float = 300) -> Outputs:
+        """The outputs of the visitor's latest job, once its files are final."""
+        job = self.workspace(key).job
+        if job is None:
+            raise BadRequestError("Nothing has run in this tab yet: Detect, then Propagate.")
+        if not job.done.wait(wait_s):
+            raise BadRequestError("The run is still going on; press Stop to end it and keep what is done.")
+        return job.outputs()
+
+    def segment_video(self, key: str, path: str, prompts: str, start_frame: int = 0, direction: str = "forward",
+                      max_frames: int | None = None, threshold: float | None = None) -> Job:
+        """The one-shot API: open, detect and propagate in one call; returns the running job."""
+        self.open_video(key, path)
+        ws = self.workspace(key)
+        ws.phrases, ws.frame, ws.threshold = parse_prompts(prompts or ""), int(start_frame or 0), threshold
+        if not ws.phrases:
+            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        return self.start(key, direction, max_frames)

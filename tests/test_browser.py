@@ -1,0 +1,57 @@
+"""A real browser: headless Chromium (Debian's, driven by Playwright) uses the app like a person:
+upload, type a phrase, detect, propagate, watch the result play and download the files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if CHROMIUM is None and not os.environ.get("SAM3_REQUIRE_BROWSER"):  # .ci/run installs it and sets this
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture()
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "chromium is required here (SAM3_REQUIRE_BROWSER is set)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        yield page
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        browser.close()
+
+
+def test_a_person_segments_a_clip(page, app_url, carphone, tmp_path):
+    page.goto(app_url, wait_until="load")
+    page.locator("#prompts textarea").wait_for(timeout=60_000)
+    page.locator("#video-in input[type=file]").set_input_files(carphone)
+    page.locator("#video-facts").get_by_text("120 frames").wait_for(timeout=60_000)
+    page.locator("#prompts textarea").fill("person, window")
+    page.get_by_label("Frame limit per direction (0: all)").fill("4")
+    page.locator("#detect").click()
+    page.locator("#to-remove label").first.wait_for(timeout=120_000)  # the detections' ids are listed
+    page.locator("#propagate").click()
+    page.locator("#status").get_by_text("complete").wait_for(timeout=300_000)
+    video = page.locator("#overlay video")
+    video.wait_for(timeout=60_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#overlay video');"
+        " return v && v.readyState >= 1 && v.duration > 0; }", timeout=60_000)
+    duration = video.evaluate("v => v.duration")
+    assert duration == pytest.approx(4 / (30000 / 1001), abs=0.1)  # frames 0..3 of a 29.97 fps clip
+    links = page.locator("#annotations a[href], #formats a[href]")
+    assert links.count() >= 2
+    for k in range(links.count()):
+        response = page.request.get(links.nth(k).get_attribute("href"))
+        assert response.status == 200 and len(response.body()) > 0
+    body = page.request.get(page.locator("#annotations a[href]").first.get_attribute("href")).body()
+    assert body[:2] == b"PK"  # annotations.zip
+    page.screenshot(path=str(tmp_path / "done.png"), full_page=True)

@@ -1,0 +1,109 @@
+"""The app's service layer without a server: workspaces, limits, detect/remove, stoppable jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from sam3_video.config import AppLimits
+from sam3_video.errors import Sam3VideoError
+from sam3_video.results import read_results
+from sam3_video.service import Service
+from sam3_video.video import probe
+
+
+@pytest.fixture()
+def service(test_model_dir, backend, tmp_path):
+    return Service(model=test_model_dir, device="cpu", root=str(tmp_path / "root"))
+
+
+def test_detect_remove_and_propagate_keep_the_removal(service, carphone):
+    info, image = service.open_video("a", carphone)
+    assert info.num_frames == 120 and image.shape == (144, 176, 3)
+    drawn, rows = service.detect("a", 60, "person, window", None)
+    assert rows, "the small model must find objects for this test to mean anything"
+    victim = rows[0][0]
+    _, kept = service.remove("a", [victim])
+    assert victim not in [r[0] for r in kept] and len(kept) == len(rows) - 1
+    job = service.start("a", "both", 5)
+    out = service.last_outputs("a")
+    assert job.error is None and out.summary["status"] == "complete" and out.summary["frames"] == 9
+    results = list(read_results(job.out_dir))
+    assert [r.frame_index for r in results] == list(range(56, 65))
+    assert all(victim not in r.obj_ids.tolist() for r in results)
+    assert json.loads(open(os.path.join(job.out_dir, "run.json")).read())["removed_ids"] == [victim]
+    names = {os.path.basename(f) for f in out.files}
+    assert {"coco_instances.json", "mot.txt", "labelme.zip", "davis.zip", "manifest.json"} <= names
+    assert probe(out.overlay).num_frames == 9
+
+
+def test_stop_keeps_exactly_the_frames_done(service, carphone):
+    service.open_video("s", carphone)
+    service.detect("s", 0, "person", None)
+    job = service.start("s", "forward", None)
+    while job.progress is None or job.progress.done < 20:
+        assert not job.done.wait(0.05), job.error
+    service.stop("s")
+    out = service.last_outputs("s")
+    done = [r.frame_index for r in read_results(job.out_dir)]
+    assert out.summary["status"] == "stopped" and 20 <= len(done) < 120
+    assert done == list(range(len(done))) and out.summary["frames"] == len(done)
+    assert probe(out.overlay).num_frames == len(done)
+
+
+def test_visitors_are_apart_and_cleaned_up(service, carphone):
+    service.open_video("x", carphone)
+    service.open_video("y", carphone)
+    x, y = service.workspace("x"), service.workspace("y")
+    assert x.dir != y.dir and os.path.dirname(x.dir) == os.path.dirname(y.dir) == service.root
+    assert ".." not in os.path.basename(x.dir)
+    service.close_workspace("x")
+    assert not os.path.exists(x.dir) and os.path.exists(y.dir)
+
+
+def test_idle_workspaces_expire(test_model_dir, backend, carphone, tmp_path):
+    service = Service(model=test_model_dir, device="cpu", root=str(tmp_path), limits=AppLimits(session_ttl_s=1))
+    service.open_video("old", carphone)
+    folder = service.workspace("old").dir
+    service.sweep()
+    assert os.path.exists(folder)  # touched just now
+    time.sleep(1.2)
+    service.sweep()
+    assert not os.path.exists(folder) and service.workspace_count() == 0
+
+
+@pytest.mark.parametrize(
+    "limits, match",
+    [(AppLimits(max_video_seconds=2), "takes up to 2 s"), (AppLimits(max_video_frames=50), "and 50 frames"),
+     (AppLimits(max_upload_mb=0), "takes videos up to 0 MB")],
+)
+def test_limits_are_checked_before_any_work(test_model_dir, carphone, tmp_path, limits, match):
+    service = Service(model=test_model_dir, device="cpu", root=str(tmp_path), limits=limits)
+    with pytest.raises(Sam3VideoError, match=match):
+        service.open_video("v", carphone)
+
+
+def test_steps_out_of_order_say_what_to_do(service, carphone):
+    with pytest.raises(Sam3VideoError, match="Upload a video"):
+        service.detect("n", 0, "person", None)
+    service.open_video("n", carphone)
+    with pytest.raises(Sam3VideoError, match="Press Detect first"):
+        service.start("n", "forward", None)
+    with pytest.raises(Sam3VideoError, match="Press Detect first"):
+        service.remove("n", [1])
+    service.detect("n", 0, "person", None)
+    with pytest.raises(Sam3VideoError, match="no object #999"):
+        service.remove("n", [999])
+    with pytest.raises(Sam3VideoError, match="Nothing has run"):
+        service.last_outputs("n")
+
+
+def test_missing_model_is_one_sentence(tmp_path):
+    service = Service(model=str(tmp_path / "no-such-model"), device="cpu", root=str(tmp_path))
+    message = service.model_status()
+    assert message and "make-test-model" in message and "Traceback" not in message
+    with pytest.raises(Sam3VideoError):
+        service.backend()
