@@ -27,25 +27,39 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("video", help="video file (mp4, mov, webm, mkv, avi, ...)")
     seg.add_argument("--prompt", "-p", required=True, help='one or more phrases, comma-separated: "car, person"')
     seg.add_argument("--out", "-o", required=True, help="output folder (created if missing)")
-    seg.add_argument("--model", default=DEFAULTS.model, help="hub id or local folder (default: %(default)s; env SAM3_MODEL)")
-    seg.add_argument("--backend", default=DEFAULTS.backend, choices=("auto", "transformers", "sam3"))
-    seg.add_argument("--device", default=DEFAULTS.device, help="auto, cuda, cuda:N or cpu (default: %(default)s)")
-    seg.add_argument("--dtype", default=DEFAULTS.dtype, choices=("auto", "float32", "bfloat16"))
-    seg.add_argument("--start-frame", type=int, default=0, help="frame to detect on (0-based, default 0)")
-    seg.add_argument("--direction", default="forward", choices=DIRECTIONS)
-    seg.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
-    seg.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
+    _run_arguments(seg)
     seg.add_argument("--remove", default="", metavar="IDS",
                      help="object ids to drop after detection (false positives), comma-separated: 3,7")
-    seg.add_argument("--outputs", default="all",
-                     help="comma-separated: overlay, coco, ytvis, mot, mots, labelme, davis, or all (default); "
-                          "results.jsonl and run.json are always written")
-    seg.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+    bt = sub.add_parser("batch", help="segment many videos on Ray (this machine, or a cluster with --address)")
+    bt.add_argument("input", help="a folder of videos, a glob ('clips/*.mp4') or a .csv/.jsonl manifest")
+    bt.add_argument("--prompt", "-p", default=None, help="phrases for every video (a manifest may set its own)")
+    bt.add_argument("--out", "-o", required=True, help="output folder: one subfolder per video")
+    _run_arguments(bt)
+    bt.add_argument("--gpus-per-task", type=float, default=1.0, help="GPUs each worker holds (default 1)")
+    bt.add_argument("--workers", type=int, default=None, help="workers at once (default: one per GPU, or CPUs/2)")
+    bt.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
 
     mk = sub.add_parser("make-test-model", help="build a small random SAM3 in the real model's format")
     mk.add_argument("dir", help="folder to write the model into")
     mk.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """The model and run options that segment and batch share."""
+    p.add_argument("--model", default=DEFAULTS.model, help="hub id or local folder (default: %(default)s; env SAM3_MODEL)")
+    p.add_argument("--backend", default=DEFAULTS.backend, choices=("auto", "transformers", "sam3"))
+    p.add_argument("--device", default=DEFAULTS.device, help="auto, cuda, cuda:N or cpu (default: %(default)s)")
+    p.add_argument("--dtype", default=DEFAULTS.dtype, choices=("auto", "float32", "bfloat16"))
+    p.add_argument("--start-frame", type=int, default=0, help="frame to detect on (0-based, default 0)")
+    p.add_argument("--direction", default="forward", choices=DIRECTIONS)
+    p.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
+    p.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
+    p.add_argument("--outputs", default="all",
+                   help="comma-separated: overlay, coco, ytvis, mot, mots, labelme, davis, or all (default); "
+                        "results.jsonl and run.json are always written")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def _quiet_libraries(debug: bool) -> None:
@@ -123,6 +137,31 @@ def _segment(args) -> int:
     return 0 if summary.complete else 130
 
 
+def _batch(args) -> int:
+    from tqdm import tqdm
+
+    from .batch import collect_jobs, run_batch, summary_table
+
+    jobs = collect_jobs(args.input, args.prompt, args.out, start_frame=args.start_frame, direction=args.direction,
+                        max_frames=args.max_frames, threshold=args.threshold)
+    bar = None if args.quiet else tqdm(total=len(jobs), unit="video", desc="batch", dynamic_ncols=True)
+
+    def on_progress(done, total, report=None) -> None:
+        if bar is not None:
+            bar.update(done - bar.n)
+            if report is not None and report.status == "failed":
+                bar.write(f"failed: {report.video}: {report.error}")
+
+    try:
+        reports = run_batch(jobs, args.out, args.model, args.backend, args.device, args.dtype, [args.outputs],
+                            args.address, args.gpus_per_task, args.workers, on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(summary_table(reports))
+    return 0 if all(r.status in ("complete", "skipped") for r in reports) else 1
+
+
 def _ids(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
@@ -144,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "segment":
             return _segment(args)
+        if args.command == "batch":
+            return _batch(args)
         return _make_test_model(args)
     except Sam3VideoError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -85,7 +85,7 @@ def run(
     after the frames done so far are saved in every output.
     """
     out_dir = os.fspath(out_dir)
-    wanted = _check_outputs(outputs)
+    wanted = check_outputs(outputs)
     backend = backend or load_backend()
     started = time.perf_counter()
     with VideoSession(video, backend) as session:
@@ -146,7 +146,8 @@ def run(
     return RunSummary(out_dir, done, len(order), state["status"], elapsed, counts, state["error"])
 
 
-def _check_outputs(outputs: Sequence[str]) -> list[str]:
+def check_outputs(outputs: Sequence[str]) -> list[str]:
+    """['overlay,coco'] or ['all'] -> the output names, checked ('overlay' first, then formats)."""
     names = [n.strip().lower() for item in outputs for n in str(item).split(",") if n.strip()]
     overlay = "overlay" in names or "all" in names
     try:
