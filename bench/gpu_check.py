@@ -51,18 +51,26 @@ def pick_threshold(backend, video, prompt, frame) -> float | None:
     return THRESHOLDS[-1]
 
 
-def run_ours(backend, video, prompt, out_dir, max_frames, threshold) -> dict:
+def run_ours(backend, video, prompt, out_dir, max_frames, threshold, outputs) -> dict:
     from sam3_video.pipeline import run
     from sam3_video.results import read_results
 
     reset_mem()
     t0 = time.perf_counter()
     opts = RunOptions(prompts=(prompt,), start_frame=0, direction="forward", max_frames=max_frames, threshold=threshold)
-    summary = run(video, opts, out_dir, backend=backend)
+    summary = run(video, opts, out_dir, backend=backend, outputs=outputs)
     torch.cuda.synchronize()
     wall = time.perf_counter() - t0
     frames = [r.frame_index for r in read_results(out_dir)]
-    return {
+    files = {}
+    if outputs:
+        from sam3_video.video import probe
+
+        overlay = os.path.join(out_dir, "overlay.mp4")
+        files = {"outputs": outputs, "overlay_frames": probe(overlay).num_frames if os.path.exists(overlay) else None,
+                 "annotations_zip_mb": round(os.path.getsize(os.path.join(out_dir, "annotations.zip")) / 2**20, 1)
+                 if os.path.exists(os.path.join(out_dir, "annotations.zip")) else None}
+    return {**files,
         "frames": summary.frames_done, "expected": summary.frames_expected, "status": summary.status,
         "covered_exactly": frames == list(range(summary.frames_expected)),
         "objects_per_label": summary.objects_per_label, "wall_s": round(wall, 2),
@@ -126,6 +134,9 @@ def two_phrases_both_ways(backend, video, prompts, start, max_frames, threshold,
     t0 = time.perf_counter()
     with VideoSession(video, backend) as s:
         preview = s.detect(start, prompts, threshold)
+        removed = int(preview.obj_ids[0]) if len(preview) else None
+        if removed is not None:  # a false positive removed before propagating must stay removed
+            s.remove_object(removed)
         results = list(s.propagate("both", max_frames=max_frames))
         expected = frame_order(s.info.num_frames, start, "both", max_frames)
     torch.cuda.synchronize()
@@ -138,7 +149,8 @@ def two_phrases_both_ways(backend, video, prompts, start, max_frames, threshold,
         "preview_objects": len(preview), "preview_labels": sorted(set(preview.labels)),
         "frames": len(results), "order_as_expected": [r.frame_index for r in results] == expected,
         "objects_per_frame": [len(r) for r in results], "labels": sorted(set(label_of.values())),
-        "ids": sorted(label_of), "id_keeps_label": stable,
+        "ids": sorted(label_of), "id_keeps_label": stable, "removed_id": removed,
+        "removed_stays_removed": removed is None or all(removed not in r.obj_ids.tolist() for r in results),
         "mask_shape_ok": all(r.masks.shape[1:] == s.info.size for r in results),
         "wall_s": round(wall, 2), "fps": round(len(results) / wall, 2), **gpu_mem(),
     }
@@ -163,6 +175,7 @@ def main() -> None:
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     ap.add_argument("--prompts2", default="rabbit, tree", help="phrases of the several-phrase check")
     ap.add_argument("--skip", default="", help="comma-separated: transformers,official,official-bare")
+    ap.add_argument("--outputs", default="all", help="what our runs write besides results.jsonl ('' for the engine alone)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     import transformers
@@ -174,6 +187,15 @@ def main() -> None:
     report["video_info"] = {k: v for k, v in vars(probe(args.video)).items() if k != "timestamps"}
     work = tempfile.mkdtemp(prefix="gpu-check-")
     skip = set(args.skip.split(","))
+    outputs = [args.outputs] if args.outputs else []
+    try:  # drawing and encoding need OpenCV and imageio-ffmpeg's binary on the machine
+        import cv2  # noqa: F401
+        import imageio_ffmpeg
+
+        imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as err:
+        report["outputs_skipped"] = f"{type(err).__name__}: {err}"
+        outputs = []
 
     if "transformers" not in skip:
         from sam3_video.backends import load_backend
@@ -192,7 +214,10 @@ def main() -> None:
         if "b" in state:
             th = pick_threshold(state["b"], args.video, args.prompt, 0)
             stage(report, "transformers_ours", run_ours, state["b"], args.video, args.prompt,
-                  os.path.join(work, "out-tf"), args.max_frames, th)
+                  os.path.join(work, "out-tf"), args.max_frames, th, outputs)
+            if outputs:
+                stage(report, "transformers_ours_engine_only", run_ours, state["b"], args.video, args.prompt,
+                      os.path.join(work, "out-tf-engine"), args.max_frames, th, [])
             state["b"].model.cpu()
             del state["b"]
             from sam3_video import backends
@@ -215,7 +240,7 @@ def main() -> None:
         if "b" in state and "official-bare" not in skip:
             th = pick_threshold(state["b"], args.video, args.prompt, 0)
             stage(report, "official_ours", run_ours, state["b"], args.video, args.prompt,
-                  os.path.join(work, "out-official"), args.max_frames, th)
+                  os.path.join(work, "out-official"), args.max_frames, th, outputs)
             stage(report, "official_bare", bare_official, state["b"].predictor, args.video, args.prompt, args.max_frames)
         if "b" in state:
             stage(report, "official_two_phrases_both", two_phrases_both_ways, state["b"], args.video,
