@@ -7,6 +7,7 @@ closes every output, valid for exactly the frames done. `outputs()` then lists t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -91,7 +92,10 @@ class Job:
         now = time.perf_counter()
         if p.result is not None and (now - self._drawn_at >= PREVIEW_EVERY_S or p.done == p.total):
             self._drawn_at = now  # drawn here, in the job's thread: the decoder is not thread-safe
-            self.preview = shrink(render(self._session.frame(p.result.frame_index), p.result))
+            try:
+                self.preview = shrink(render(self._session.frame(p.result.frame_index), p.result))
+            except Exception:  # a preview is not worth failing the run for
+                log.warning("could not draw the preview of frame %d", p.result.frame_index, exc_info=True)
 
     def stop(self) -> None:
         """Finish after the current frame (returns at once; `done` is set when files are final)."""
@@ -116,6 +120,11 @@ class Job:
         if s is not None:
             summary.update(frames=s.frames_done, frames_expected=s.frames_expected,
                            objects_per_label=s.objects_per_label, seconds=round(s.elapsed_s, 1))
+        elif os.path.exists(os.path.join(self.out_dir, "run.json")):  # failed midway: the manifest knows
+            with open(os.path.join(self.out_dir, "run.json"), encoding="utf-8") as f:
+                run_json = json.load(f)
+            summary.update({k: run_json.get(k) for k in ("frames_done", "frames_expected", "objects_per_label")})
+            summary["frames"] = summary.pop("frames_done")
         if self.error:
             summary["error"] = self.error
         return Outputs(overlay if os.path.exists(overlay) else None,

@@ -107,3 +107,24 @@ def test_missing_model_is_one_sentence(tmp_path):
     assert message and "make-test-model" in message and "Traceback" not in message
     with pytest.raises(Sam3VideoError):
         service.backend()
+
+
+def test_a_failure_midway_keeps_the_frames_done_and_says_so(service, carphone, monkeypatch):
+    from sam3_video.backends import transformers as tb
+
+    step = tb.TransformersSession._step
+
+    def failing_step(self, frame_index, reverse):
+        if frame_index == 10:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return step(self, frame_index, reverse)
+
+    monkeypatch.setattr(tb.TransformersSession, "_step", failing_step)
+    service.open_video("f", carphone)
+    service.detect("f", 0, "person", None)
+    job = service.start("f", "forward", 30)
+    out = service.last_outputs("f")
+    assert out.summary["status"] == "failed" and "out of memory" in out.summary["error"]
+    assert "frames done before it are kept" in out.summary["error"] and out.summary["frames"] == 10
+    assert [r.frame_index for r in read_results(job.out_dir)] == list(range(10))
+    assert probe(out.overlay).num_frames == 10 and out.annotations_zip
