@@ -76,3 +76,40 @@ def test_auto_rule(tmp_path):
     assert resolve_backend("sam3", "facebook/sam3") == "sam3"
     with pytest.raises(BackendUnavailableError):
         resolve_backend("onnx", "facebook/sam3")
+
+
+def test_removal_is_not_a_user_action_so_propagation_still_runs(carphone, tmp_path):
+    """sam3 0.1.4 answers the first propagation after a user-action removal with cached frames only
+    (none exist before propagating), which would lose every object."""
+    import threading
+    from contextlib import nullcontext
+
+    from sam3_video.backends.official import OfficialSession
+    from sam3_video.video import probe
+
+    calls = []
+
+    class FakeBackend:
+        lock = threading.RLock()
+
+        def request(self, **req):
+            calls.append(req)
+            return {"session_id": "s1"}
+
+        def set_threshold(self, threshold):
+            pass
+
+        def autocast(self):
+            return nullcontext()
+
+    session = OfficialSession(FakeBackend(), carphone, probe(carphone))
+    try:
+        session.phrases = ("car",)
+        session.remove_object(4)
+        removal = [c for c in calls if c["type"] == "remove_object"]
+        assert removal == [{"type": "remove_object", "session_id": "s1", "obj_id": 3, "is_user_action": False}]
+    finally:
+        calls.clear()
+        import shutil
+
+        shutil.rmtree(session.workdir, ignore_errors=True)

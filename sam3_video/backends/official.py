@@ -201,7 +201,8 @@ class OfficialSession:
         for gid in self._removed:  # re-detection on the same frame gives the same local ids
             if (gid - 1) % n == phrase_index:
                 try:
-                    b.request(type="remove_object", session_id=self.session_id, obj_id=(gid - 1) // n)
+                    b.request(type="remove_object", session_id=self.session_id, obj_id=(gid - 1) // n,
+                              is_user_action=False)
                 except (AssertionError, KeyError, RuntimeError):
                     pass
         return self._convert(out["frame_index"], out["outputs"], phrase_index)
@@ -271,7 +272,10 @@ class OfficialSession:
         local, phrase_index = divmod(int(obj_id) - 1, n)
         if self.phrases and phrase_index == n - 1 or n == 1:  # the last phrase's pass is the live one
             try:
-                self.backend.request(type="remove_object", session_id=self.session_id, obj_id=local)
+                # not a "user action": the predictor would then only fetch cached frames on the next
+                # propagation (sam3 0.1.4 parse_action_history_for_propagation), and none exist yet
+                self.backend.request(type="remove_object", session_id=self.session_id, obj_id=local,
+                                     is_user_action=False)
             except (AssertionError, KeyError, RuntimeError):
                 pass  # not tracked (any more): filtering by id is enough
 
