@@ -10,28 +10,22 @@ are wrapped with `spaces.GPU`; elsewhere that wrapper does nothing.
 from __future__ import annotations
 
 import argparse
-import functools
-import inspect
 import os
 
+try:
+    import spaces  # noqa: F401  (on Hugging Face ZeroGPU it must be imported before torch)
+except ImportError:  # pragma: no cover
+    pass
 import gradio as gr
 
 from sam3_video.config import LIMITS
-from sam3_video.errors import Sam3VideoError
+from sam3_video.gradio_glue import gpu, user_errors
 from sam3_video.service import Service
-from sam3_video.types import DIRECTIONS
+from sam3_video.types import DIRECTIONS, Edit
 
+CLICK_MODES = ["positive point", "negative point", "new object (box)", "more like this (box)"]
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 service = Service(model=os.environ.get("SAM3_MODEL") or None)
-
-try:  # ZeroGPU: a GPU is attached only inside these calls; the duration grows with the frames to do
-    import spaces
-
-    def gpu(duration_s):
-        return spaces.GPU(duration=duration_s) if os.environ.get("SPACES_ZERO_GPU") else (lambda fn: fn)
-except ImportError:  # pragma: no cover
-    def gpu(duration_s):
-        return lambda fn: fn
 
 
 def _run_seconds(direction, max_frames, request, *args, **kwargs) -> int:
@@ -40,26 +34,6 @@ def _run_seconds(direction, max_frames, request, *args, **kwargs) -> int:
 
 def _one_shot_seconds(*args, **kwargs) -> int:
     return service.gpu_seconds(None, "both", None)
-
-
-def user_errors(fn):
-    """Sam3VideoError -> gr.Error with its sentence (for plain and generator handlers)."""
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except Sam3VideoError as err:
-                raise gr.Error(str(err)) from None
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Sam3VideoError as err:
-            raise gr.Error(str(err)) from None
-    return wrapper
 
 
 # -- handlers: each passes the visitor's key (Gradio's session hash) to the service ------------
@@ -109,6 +83,43 @@ def _objects(image, rows):
     table = [[i, label, round(score, 3), colour] for i, label, score, colour in rows]
     choices = [(f"#{i} {label} {score:.2f}", i) for i, label, score, _ in rows]
     return image, table, gr.CheckboxGroup(choices=choices, value=[])
+
+
+@gpu(60)
+@user_errors
+def click(mode, fix_id, new_label, evt: gr.SelectData, request: gr.Request):
+    """A click on the preview: a point on an object, or a corner of a box (new object, exemplar)."""
+    key = request.session_hash
+    x, y = service.to_video_pixels(key, *evt.index)
+    image, rows, said = service.click(key, x, y, mode, int(fix_id) if fix_id else None, new_label)
+    return (*_objects(image, rows), said)
+
+
+@gpu(60)
+@user_errors
+def refine_object(obj_id: int, x: float, y: float, positive: bool, request: gr.Request) -> list:
+    """API: add a click at video pixel (x, y) to object `obj_id`; returns [id, label, score, colour] rows."""
+    mode = "positive point" if positive else "negative point"
+    return service.click(request.session_hash, x, y, mode, int(obj_id), "")[1]
+
+
+@gpu(60)
+@user_errors
+def add_object(label: str, x0: float, y0: float, x1: float, y1: float, request: gr.Request) -> list:
+    """API: a new object labelled `label` from the box (x0, y0, x1, y1) in video pixels."""
+    return service.edit(request.session_hash, Edit("add_object", box=(x0, y0, x1, y1), label=label))[1]
+
+
+@gpu(60)
+@user_errors
+def exemplar(x0: float, y0: float, x1: float, y1: float, positive: bool, request: gr.Request) -> list:
+    """API: "more like this" (or "not like this") with the box (x0, y0, x1, y1) in video pixels."""
+    return service.edit(request.session_hash, Edit("exemplar", box=(x0, y0, x1, y1), positive=positive))[1]
+
+
+@user_errors
+def clear_edits(request: gr.Request):
+    return _objects(*service.clear_edits(request.session_hash))
 
 
 def _follow(job, progress):
@@ -187,6 +198,13 @@ with gr.Blocks(title="sam3-video", delete_cache=(600, LIMITS.session_ttl_s)) as 
             objects = gr.Dataframe(headers=["id", "label", "score", "colour"], label="Objects", interactive=False)
             to_remove = gr.CheckboxGroup(label="False positives to remove", choices=[], elem_id="to-remove")
             remove_btn = gr.Button("Remove selected")
+            with gr.Accordion("Fix with clicks on the frame", open=False):
+                click_mode = gr.Radio(CLICK_MODES, value=CLICK_MODES[0], label="A click on the frame adds")
+                with gr.Row():
+                    fix_id = gr.Number(label="Object to fix (0: the one clicked)", value=0, precision=0, minimum=0)
+                    new_label = gr.Textbox(label="Label of a new object", placeholder="first phrase")
+                clicked = gr.Markdown(elem_id="clicked")
+                clear_btn = gr.Button("Undo all clicks")
             with gr.Row():
                 direction = gr.Radio(list(DIRECTIONS), value="both", label="Direction")
                 max_frames = gr.Number(label="Frame limit per direction (0: all)", value=0, precision=0, minimum=0)
@@ -209,6 +227,12 @@ with gr.Blocks(title="sam3-video", delete_cache=(600, LIMITS.session_ttl_s)) as 
     detect_btn.click(detect, [frame, prompts, threshold], [preview, objects, to_remove], api_name="detect",
                      concurrency_id="gpu", concurrency_limit=LIMITS.gpu_concurrency)
     remove_btn.click(remove, to_remove, [preview, objects, to_remove], api_name="remove_objects")
+    preview.select(click, [click_mode, fix_id, new_label], [preview, objects, to_remove, clicked], api_visibility="private",
+                   concurrency_id="gpu")
+    clear_btn.click(clear_edits, None, [preview, objects, to_remove], api_name="clear_edits", concurrency_id="gpu")
+    gr.api(refine_object, api_name="refine_object", concurrency_id="gpu")
+    gr.api(add_object, api_name="add_object", concurrency_id="gpu")
+    gr.api(exemplar, api_name="exemplar", concurrency_id="gpu")
     propagate_btn.click(propagate, [direction, max_frames], [preview, status, overlay, annotations, formats, summary],
                         api_name="propagate", concurrency_id="gpu")
     stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)

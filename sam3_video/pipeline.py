@@ -92,9 +92,7 @@ def run(
         if on_session:
             on_session(session)
         prompts = parse_prompts(options.prompts)
-        session.detect(options.start_frame, prompts, options.threshold)
-        for obj_id in options.remove_ids:  # detection is deterministic: the ids the user saw
-            session.remove_object(obj_id)
+        replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits)
         order = session.frames(options.direction, options.start_frame, options.max_frames)
         os.makedirs(out_dir, exist_ok=True)
         manifest = _Manifest(out_dir, session, options, prompts, backend, len(order))
@@ -146,6 +144,26 @@ def run(
     return RunSummary(out_dir, done, len(order), state["status"], elapsed, counts, state["error"])
 
 
+def replay(session: VideoSession, frame: int, phrases, threshold: float | None, removed, edits) -> FrameResult:
+    """Detect on `frame`, drop the `removed` ids, apply the `edits` in order: the preview the user
+    built, rebuilt on a fresh session (detection is deterministic, so the ids are the ones seen)."""
+    result = session.detect(frame, phrases, threshold)
+    for obj_id in sorted(removed):
+        session.remove_object(obj_id)
+    result = result.without(removed)
+    for edit in edits:
+        if edit.kind == "refine":
+            result = session.refine(frame, edit.obj_id, edit.points, edit.labels)
+        elif edit.kind == "add_object":
+            _, result = session.add_object(frame, edit.label, box=edit.box, points=edit.points or None,
+                                           labels=edit.labels or None)
+        elif edit.kind == "exemplar":
+            result = session.exemplar(frame, edit.box, edit.positive)
+        else:
+            raise BadRequestError(f"Unknown edit '{edit.kind}'. Use refine, add_object or exemplar.")
+    return result
+
+
 def check_outputs(outputs: Sequence[str]) -> list[str]:
     """['overlay,coco'] or ['all'] -> the output names, checked ('overlay' first, then formats)."""
     names = [n.strip().lower() for item in outputs for n in str(item).split(",") if n.strip()]
@@ -186,6 +204,7 @@ class _Manifest:
             "max_frames": options.max_frames,
             "threshold": options.threshold,
             "removed_ids": list(options.remove_ids),
+            "edits": [asdict(edit) for edit in options.edits],
             "thresholds": effective_thresholds(backend.default_thresholds, options.threshold)
             if hasattr(backend, "default_thresholds") else None,
             "model": backend.model_id,

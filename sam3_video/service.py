@@ -28,13 +28,22 @@ import numpy as np
 from .backends import Backend, load_backend
 from .config import DEFAULTS, LIMITS, AppLimits
 from .errors import BadRequestError, Sam3VideoError
-from .jobs import Job, Outputs, shrink
+from .jobs import PREVIEW_SIDE, Job, Outputs, shrink
+from .pipeline import replay
 from .render import legend, render
 from .session import VideoSession
-from .types import FrameResult, RunOptions, VideoInfo, parse_prompts
+from .types import Edit, FrameResult, RunOptions, VideoInfo, parse_prompts
 from .video import VideoReader, probe
 
 log = logging.getLogger(__name__)
+
+
+def object_at(result: FrameResult, x: float, y: float) -> int | None:
+    """Id of the highest-scoring object whose mask holds pixel (x, y), or None."""
+    h, w = result.size
+    col, row = int(np.clip(x, 0, w - 1)), int(np.clip(y, 0, h - 1))
+    hits = [k for k in range(len(result)) if result.masks[k, row, col]]
+    return int(result.obj_ids[max(hits, key=lambda k: result.scores[k])]) if hits else None
 
 
 @dataclass
@@ -48,6 +57,8 @@ class Workspace:
     frame: int = 0
     threshold: float | None = None
     removed: set[int] = field(default_factory=set)
+    edits: list[Edit] = field(default_factory=list)  # clicks and boxes on the detect frame, in order
+    corner: tuple[float, float] | None = None  # first corner of a box being drawn with two clicks
     preview: FrameResult | None = None
     job: Job | None = None
     touched: float = field(default_factory=time.monotonic)
@@ -192,6 +203,7 @@ class Service:
             preview = session.detect(int(index or 0), phrases, threshold)
             image = session.frame(preview.frame_index)
         ws.phrases, ws.frame, ws.threshold, ws.preview, ws.removed = phrases, preview.frame_index, threshold, preview, set()
+        ws.edits, ws.corner = [], None
         return shrink(render(image, preview)), legend(preview)
 
     def remove(self, key: str, ids: Sequence[int]) -> tuple[np.ndarray, list]:
@@ -207,6 +219,71 @@ class Service:
         kept = ws.preview.without(ws.removed)
         return self.frame_image(key, ws.frame), legend(kept)
 
+    # -- fixing the preview with clicks ------------------------------------------------------------
+    def edit(self, key: str, edit: Edit) -> tuple[np.ndarray, list]:
+        """Apply one click-made correction to the preview (real model output) and keep it for the run.
+
+        The model's state lives only inside a call, so the detection, removals and every edit so
+        far are replayed on a fresh session; the same calls give the same ids and masks."""
+        ws = self.workspace(key)
+        video, info = ws.need_video()
+        if ws.preview is None:
+            raise BadRequestError("Press Detect first: clicks fix the detections on that frame.")
+        edits = list(ws.edits)
+        if edit.kind == "refine":  # one entry per object, holding every click on it so far
+            old = next((e for e in edits if e.kind == "refine" and e.obj_id == edit.obj_id), None)
+            if old is not None:
+                edits.remove(old)
+                edit = Edit("refine", edit.obj_id, old.points + edit.points, old.labels + edit.labels)
+        edits.append(edit)
+        with VideoSession(video, self.backend(), info) as session:
+            preview = replay(session, ws.frame, ws.phrases, ws.threshold, ws.removed, edits)
+            image = session.frame(ws.frame)
+        ws.edits, ws.preview = edits, preview
+        return shrink(render(image, preview)), legend(preview)
+
+    def click(self, key: str, x: float, y: float, mode: str, obj_id: int | None, label: str) -> tuple[np.ndarray, list, str]:
+        """A click on the preview at video pixel (x, y); `mode` says what it means. Returns the
+        drawn frame, the legend rows and a sentence about what happened."""
+        ws = self.workspace(key)
+        if ws.preview is None:
+            raise BadRequestError("Press Detect first: clicks fix the detections on that frame.")
+        if mode in ("positive point", "negative point"):
+            target = obj_id or object_at(ws.preview.without(ws.removed), x, y)
+            if not target:
+                raise BadRequestError("Click inside an object, or type its id in 'Object to fix', to add a point to it.")
+            image, rows = self.edit(key, Edit("refine", int(target), ((x, y),), (1 if mode == "positive point" else 0,)))
+            return image, rows, f"{mode} on object #{int(target)} at ({x:.0f}, {y:.0f})"
+        if ws.corner is None:  # a box takes two clicks
+            ws.corner = (x, y)
+            return self.frame_image(key, ws.frame), legend(ws.preview.without(ws.removed)), \
+                f"first corner at ({x:.0f}, {y:.0f}); click the opposite corner"
+        (x0, y0), ws.corner = ws.corner, None
+        box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
+        if mode == "more like this (box)":
+            image, rows = self.edit(key, Edit("exemplar", box=box))
+            return image, rows, "searched for more objects like the one in the box"
+        name = (label or "").strip() or (ws.phrases[0] if ws.phrases else "object")
+        image, rows = self.edit(key, Edit("add_object", box=box, label=name))
+        return image, rows, f"added a new '{name}' object"
+
+    def to_video_pixels(self, key: str, x: float, y: float) -> tuple[float, float]:
+        """A click on the (possibly shrunk) preview -> video pixels."""
+        _, info = self.workspace(key).need_video()
+        scale = max(1.0, max(info.width, info.height) / PREVIEW_SIDE)
+        return float(x) * scale, float(y) * scale
+
+    def clear_edits(self, key: str) -> tuple[np.ndarray, list]:
+        """Forget every click since Detect (removals stay)."""
+        ws = self.workspace(key)
+        if ws.preview is None:
+            raise BadRequestError("Press Detect first.")
+        video, info = ws.need_video()
+        ws.edits, ws.corner = [], None
+        with VideoSession(video, self.backend(), info) as session:
+            ws.preview = replay(session, ws.frame, ws.phrases, ws.threshold, ws.removed, [])
+        return self.frame_image(key, ws.frame), legend(ws.preview.without(ws.removed))
+
     def start(self, key: str, direction: str, max_frames: int | None) -> Job:
         """Propagate from the detected frame (detect first)."""
         ws = self.workspace(key)
@@ -216,7 +293,7 @@ class Service:
         if ws.job is not None and not ws.job.done.is_set():
             raise BadRequestError("A run is already going on in this tab. Press Stop or wait for it.")
         options = RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
-                             tuple(sorted(ws.removed)))
+                             tuple(sorted(ws.removed)), tuple(ws.edits))
         backend = self.backend()
         if ws.job is not None:  # keep one run per visitor: the files Gradio served are in its own cache
             shutil.rmtree(ws.job.out_dir, ignore_errors=True)

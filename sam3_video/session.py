@@ -7,6 +7,7 @@ generator, so every frame in range is yielded exactly once.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from typing import Callable, Iterator, Sequence
@@ -36,6 +37,7 @@ class VideoSession:
         self.phrases: tuple[str, ...] = ()
         self.detect_frame: int | None = None
         self.threshold: float | None = None
+        self._propagated = False  # edits go between detect and propagate
         self._reader: VideoReader | None = None  # only when the backend keeps no reader to share
 
     # -- validation --------------------------------------------------------------------------
@@ -51,6 +53,53 @@ class VideoSession:
             raise BadRequestError(f"The threshold {threshold} is not a score; use a number from 0 to 1.")
         return None if threshold is None else float(threshold)
 
+    def _check_edit(self, frame_index: int) -> int:
+        if self.detect_frame is None:
+            raise BadRequestError("Run detect on a frame before editing its objects.")
+        if frame_index != self.detect_frame:
+            raise BadRequestError(f"Edit the frame you detected on (frame {self.detect_frame}); "
+                                  f"to edit frame {frame_index}, detect on it first.")
+        if self._propagated:
+            raise BadRequestError(f"Edits go between detect and propagate; run detect on frame {frame_index} "
+                                  "again, then edit.")
+        return frame_index
+
+    def _check_xy(self, x, y, what: str) -> tuple[float, float]:
+        w, h = self.info.width, self.info.height
+        try:
+            x, y = float(x), float(y)
+        except (TypeError, ValueError):
+            raise BadRequestError(f"The {what} ({x}, {y}) is not a pair of numbers.") from None
+        if not (math.isfinite(x) and math.isfinite(y) and 0 <= x <= w and 0 <= y <= h):
+            raise BadRequestError(f"The {what} ({x:g}, {y:g}) is outside the frame, which is {w} x {h} pixels.")
+        return x, y
+
+    def _check_points(self, points, labels, required: bool) -> tuple[list[tuple[float, float]], list[int]]:
+        points = [] if points is None else list(points)
+        labels = [] if labels is None else list(labels)
+        if required and not points:
+            raise BadRequestError("Give at least one click (a point and whether it is part of the object).")
+        if len(points) != len(labels):
+            raise BadRequestError(f"There are {len(points)} clicks but {len(labels)} labels; give one label per click.")
+        checked = []
+        for p in points:
+            if len(p) != 2:
+                raise BadRequestError(f"The click {p} is not an (x, y) pair.")
+            checked.append(self._check_xy(p[0], p[1], "click"))
+        if any(label not in (0, 1) for label in labels):
+            raise BadRequestError("A click label must be 1 (part of the object) or 0 (not part of it).")
+        return checked, [int(label) for label in labels]
+
+    def _check_box(self, box) -> tuple[float, float, float, float]:
+        if box is None or len(box) != 4:
+            raise BadRequestError(f"The box {box} is not four numbers x0, y0, x1, y1.")
+        x0, y0 = self._check_xy(box[0], box[1], "box corner")
+        x1, y1 = self._check_xy(box[2], box[3], "box corner")
+        if x1 <= x0 or y1 <= y0:
+            raise BadRequestError(f"The box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) is empty; give its top-left corner "
+                                  "first and the bottom-right one second.")
+        return x0, y0, x1, y1
+
     # -- operations ----------------------------------------------------------------------------
     def detect(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None = None) -> FrameResult:
         """Find every instance of the phrases on one frame (starts the session over)."""
@@ -63,11 +112,54 @@ class VideoSession:
         self.phrases = phrases
         self.threshold = self._check_threshold(threshold)
         self.detect_frame = self._check_frame(frame_index)
+        self._propagated = False
         return self._session.detect(self.detect_frame, phrases, self.threshold)
 
     def remove_object(self, obj_id: int) -> None:
         """Drop an object (a false positive, say) from this and every later result."""
         self._session.remove_object(int(obj_id))
+
+    @property
+    def edits(self) -> frozenset[str]:
+        """The edits this backend supports: some of "refine", "add_object", "exemplar"."""
+        return frozenset(getattr(self._session, "edits", frozenset()))
+
+    def refine(self, frame_index: int, obj_id: int, points: Sequence[tuple[float, float]],
+               labels: Sequence[int]) -> FrameResult:
+        """Correct one object on the detect frame with clicks, in video pixels: `points` (N, 2) are
+        every click so far for it, `labels` (N,) 1 (part of it) or 0 (not part of it). Returns the
+        frame's result; only that object's mask changes, and propagation carries the correction."""
+        frame_index = self._check_edit(frame_index)
+        points, labels = self._check_points(points, labels, required=True)
+        try:
+            obj_id = int(obj_id)
+        except (TypeError, ValueError):
+            raise BadRequestError(f"The object id {obj_id!r} is not a number; use an id shown on the frame.") from None
+        return self._session.refine(frame_index, obj_id, points, labels)
+
+    def add_object(self, frame_index: int, label: str, box: Sequence[float] | None = None,
+                   points: Sequence[tuple[float, float]] | None = None,
+                   labels: Sequence[int] | None = None) -> tuple[int, FrameResult]:
+        """Track something the phrases missed, from a box (x0, y0, x1, y1 px) and/or clicks.
+
+        Returns the new object's id (never one the detector used) and the frame's result.
+        """
+        frame_index = self._check_edit(frame_index)
+        label = " ".join(str(label or "").split())
+        if not label or len(label) > 200:
+            raise BadRequestError("Give the new object a label of one to 200 characters, e.g. 'car'.")
+        points, labels = self._check_points(points, labels, required=False)
+        if box is None and not points:
+            raise BadRequestError("Draw a box or click on the new object to add it.")
+        box = None if box is None else self._check_box(box)
+        return self._session.add_object(frame_index, label, box, points or None, labels or None)
+
+    def exemplar(self, frame_index: int, box: Sequence[float], positive: bool = True) -> FrameResult:
+        """Search the detect frame again with a box as an example of the phrases ("more like this";
+        `positive=False`: "not like this"). What it finds that no object covers becomes new objects;
+        a negative example also drops detected objects it rules out. Returns the frame's result."""
+        frame_index = self._check_edit(frame_index)
+        return self._session.exemplar(frame_index, self._check_box(box), bool(positive))
 
     def frames(self, direction: Direction = "forward", start_frame: int | None = None, max_frames: int | None = None) -> list[int]:
         """The frame indices `propagate` will yield, in order."""
@@ -91,6 +183,7 @@ class VideoSession:
         if start_frame is not None and start_frame != self.detect_frame and self.phrases:
             self.detect(start_frame, self.phrases, self.threshold)  # propagation starts from a detection
         order = self.frames(direction, start_frame, max_frames)
+        self._propagated = True
         self._stop.clear()
         start = order[0]
         forward = [i for i in order if i >= start] if direction != "backward" else []

@@ -134,6 +134,25 @@ class FrameResult:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """A correction made on the detect frame, replayed after detection and removals, in order.
+
+    kind "refine": every click so far on object `obj_id` (`points` in video pixels, `labels` 1
+    positive / 0 negative); "add_object": a new object labelled `label` from `box` (x0, y0, x1,
+    y1 pixels) or from clicks; "exemplar": `box` as a visual example for the detector ("more like
+    this"), `positive` False for "not like this".
+    """
+
+    kind: Literal["refine", "add_object", "exemplar"]
+    obj_id: int | None = None
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    label: str = ""
+    positive: bool = True
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """What to find and which frames to cover.
 
@@ -147,6 +166,7 @@ class RunOptions:
     max_frames: int | None = None  # None: to the end (and to frame 0 going backward)
     threshold: float | None = None  # detection score needed to report an object; None: model's own
     remove_ids: tuple[int, ...] = ()  # objects dropped right after detection (false positives)
+    edits: tuple[Edit, ...] = ()  # clicks and boxes on the detect frame, applied after the removals
 
 
 def parse_prompts(text: str | Sequence[str]) -> tuple[str, ...]:

@@ -41,6 +41,26 @@ def backend(test_model_dir):
     return load_backend(test_model_dir, backend="auto", device="cpu")
 
 
+@pytest.fixture(scope="session")
+def edit_backend(backend):
+    """A private copy of the small backend for edit tests. The random tracker says "no object" for
+    about half of its outputs, which empties a mask; this copy's tracker always says "object"
+    (object-score bias +5) and its detection cuts keep 3 objects on carphone's frame 0, so edits
+    are visible and the object limit (8) leaves room. The shipped code and `backend` are untouched."""
+    import copy
+    import threading
+
+    import torch
+
+    private = copy.copy(backend)
+    private.model = copy.deepcopy(backend.model)
+    private.lock = threading.RLock()
+    private.default_thresholds = (0.492, 0.492)
+    with torch.no_grad():
+        private.model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(5.0)
+    return private
+
+
 def _free_port() -> int:
     import socket
 

@@ -120,3 +120,26 @@ def test_bad_requests_are_sentences(app_url, carphone, args, match):
     client = Client(app_url, verbose=False)
     with pytest.raises(Exception, match=match):
         client.predict(handle_file(carphone), *args, api_name="/segment_video")
+
+
+def test_click_edits_through_the_api_carry_into_the_run(app_url, carphone):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    client.predict(handle_file(carphone), api_name="/open_video")
+    _, table, _ = client.predict(0, "person, window", "", api_name="/detect")
+    first = table["data"][0][0]
+    rows = client.predict(first, 20.0, 30.0, True, api_name="/refine_object")
+    assert first in [row[0] for row in rows]
+    last = table["data"][-1][0]
+    client.predict([last], api_name="/remove_objects")  # the small model detects up to its cap of 8
+    client.predict("mirror", 100.0, 20.0, 170.0, 100.0, api_name="/add_object")
+    with pytest.raises(Exception, match="999"):
+        client.predict(999, 5.0, 5.0, True, api_name="/refine_object")
+    *_, zip_path, _, summary = client.submit("forward", 3, api_name="/propagate").result(timeout=300)
+    assert summary["status"] == "complete"
+    with zipfile.ZipFile(zip_path) as z:
+        manifest = json.loads(z.read("annotations/manifest.json"))
+    assert [(e["kind"], e["obj_id"], e["label"]) for e in manifest["edits"]] == [("refine", first, ""),
+                                                                               ("add_object", None, "mirror")]
+    assert manifest["removed_ids"] == [last]

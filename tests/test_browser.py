@@ -38,6 +38,17 @@ def test_a_person_segments_a_clip(page, app_url, carphone, tmp_path):
     page.get_by_label("Frame limit per direction (0: all)").fill("4")
     page.locator("#detect").click()
     page.locator("#to-remove label").first.wait_for(timeout=120_000)  # the detections' ids are listed
+    page.locator("#to-remove label").last.click()  # the small model detects up to its cap: make room
+    page.get_by_role("button", name="Remove selected").click()
+    page.get_by_text("Fix with clicks on the frame").click()
+    page.get_by_label("new object (box)").check()
+    page.get_by_label("Label of a new object").fill("mirror")
+    image = page.locator("#preview img")
+    box = image.bounding_box()
+    for fx, fy in ((0.55, 0.15), (0.95, 0.7)):  # two corners of a box, on the shown frame
+        image.click(position={"x": box["width"] * fx, "y": box["height"] * fy})
+        page.wait_for_timeout(300)
+    page.locator("#clicked").get_by_text("added a new 'mirror' object").wait_for(timeout=120_000)
     page.locator("#propagate").click()
     page.locator("#status").get_by_text("complete").wait_for(timeout=300_000)
     video = page.locator("#overlay video")

@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+import numpy as np
 import pytest
 
 from sam3_video.config import AppLimits
@@ -128,3 +129,56 @@ def test_a_failure_midway_keeps_the_frames_done_and_says_so(service, carphone, m
     assert "frames done before it are kept" in out.summary["error"] and out.summary["frames"] == 10
     assert [r.frame_index for r in read_results(job.out_dir)] == list(range(10))
     assert probe(out.overlay).num_frames == 10 and out.annotations_zip
+
+
+@pytest.fixture()
+def edit_service(edit_backend, test_model_dir, tmp_path):
+    service = Service(model=test_model_dir, device="cpu", root=str(tmp_path / "root"))
+    service._backend = edit_backend  # the small model whose tracker always answers (see conftest)
+    return service
+
+
+def _mask(result, obj_id):
+    ids = result.obj_ids.tolist()
+    return result.masks[ids.index(obj_id)] if obj_id in ids else np.zeros(result.size, bool)
+
+
+def test_clicks_fix_the_preview_and_the_run_starts_from_it(edit_service, carphone):
+    s = edit_service
+    s.open_video("c", carphone)
+    _, rows = s.detect("c", 0, "car, person", None)
+    ids = [r[0] for r in rows]
+    target, ws = ids[0], s.workspace("c")
+    before = _mask(ws.preview, target)
+    ys, xs = np.nonzero(before)
+    _, rows, said = s.click("c", float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), "negative point", None, "")
+    assert said.startswith("negative point on object #") and [r[0] for r in rows] == ids  # picked by clicking in it
+    assert (_mask(ws.preview, target) != before).any()
+    _, _, said = s.click("c", 100, 20, "new object (box)", None, "mirror")
+    assert "first corner" in said
+    _, rows, said = s.click("c", 170, 100, "new object (box)", None, "mirror")
+    new = [r for r in rows if r[0] not in ids]
+    assert len(new) == 1 and new[0][1] == "mirror" and new[0][0] > max(ids)
+    job = s.start("c", "forward", 5)
+    assert s.last_outputs("c").summary["status"] == "complete"
+    results = list(read_results(job.out_dir))
+    assert all(new[0][0] in r.obj_ids.tolist() for r in results)  # the added object is tracked
+    np.testing.assert_array_equal(_mask(results[0], target), _mask(ws.preview, target))  # the fixed mask
+    manifest = json.loads(open(os.path.join(job.out_dir, "run.json")).read())
+    assert [e["kind"] for e in manifest["edits"]] == ["refine", "add_object"]
+
+
+def test_clicks_that_cannot_apply_say_why(edit_service, carphone):
+    s = edit_service
+    s.open_video("d", carphone)
+    with pytest.raises(Sam3VideoError, match="Press Detect first"):
+        s.click("d", 10, 10, "positive point", None, "")
+    s.detect("d", 0, "car, person", None)
+    empty = np.ones(s.workspace("d").preview.size, bool)
+    for m in s.workspace("d").preview.masks:
+        empty &= ~m
+    ys, xs = np.nonzero(empty)
+    with pytest.raises(Sam3VideoError, match="Click inside an object"):
+        s.click("d", float(xs[0]), float(ys[0]), "positive point", None, "")
+    with pytest.raises(Sam3VideoError, match="(?i)removed|unknown|no object"):
+        s.click("d", 10, 10, "positive point", 999, "")

@@ -12,10 +12,21 @@ from typing import Callable, Iterator, Protocol, Sequence
 from ..types import FrameResult, VideoInfo
 
 
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in video pixels
+Point = tuple[float, float]  # x, y in video pixels
+
+EDITS = ("refine", "add_object", "exemplar")
+
+
 class BackendSession(Protocol):
-    """One video's tracking state inside a backend."""
+    """One video's tracking state inside a backend.
+
+    Edits (the names in `edits`) change the detect frame between `detect` and `propagate`;
+    propagation then carries them. Ids are ours (from 1), coordinates are video pixels.
+    """
 
     info: VideoInfo
+    edits: frozenset[str]  # which of EDITS this backend supports
 
     def detect(self, frame_index: int, phrases: Sequence[str], threshold: float | None = None) -> FrameResult:
         """Start over with these phrases and return the detections on `frame_index`.
@@ -39,6 +50,28 @@ class BackendSession(Protocol):
 
     def remove_object(self, obj_id: int) -> None:
         """Forget one object: it is absent from every result yielded afterwards."""
+
+    def refine(self, frame_index: int, obj_id: int, points: Sequence[Point], labels: Sequence[int]) -> FrameResult:
+        """Recompute one object's mask from clicks and return the frame's whole result.
+
+        `points` (N, 2) are every click so far for that object on that frame, `labels` (N,) 1 for
+        "part of it" and 0 for "not part of it". Only that object's mask changes.
+        """
+
+    def add_object(
+        self,
+        frame_index: int,
+        label: str,
+        box: Box | None = None,
+        points: Sequence[Point] | None = None,
+        labels: Sequence[int] | None = None,
+    ) -> tuple[int, FrameResult]:
+        """Track a new object from a box and/or clicks; return its id (new, never reused) and the
+        frame's result."""
+
+    def exemplar(self, frame_index: int, box: Box, positive: bool = True) -> FrameResult:
+        """Search the frame again with a box as an example of what the phrases mean ("more like
+        this") or, negative, do not; new finds become new objects. Returns the frame's result."""
 
     def close(self) -> None:
         """Free the session's memory (and GPU memory)."""

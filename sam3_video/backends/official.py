@@ -171,7 +171,15 @@ class _Spill:
         return r
 
 
+EDITS_UNSUPPORTED = (
+    "Meta's SAM3 predictor accepts clicks only on frames it has already propagated, so it cannot fix the "
+    "detection preview; use the transformers backend for refining, adding or example boxes."
+)
+
+
 class OfficialSession:
+    edits: frozenset[str] = frozenset()  # see EDITS_UNSUPPORTED
+
     def __init__(self, backend: OfficialBackend, path: str, info: VideoInfo):
         import cv2
 
@@ -278,6 +286,15 @@ class OfficialSession:
                                      is_user_action=False)
             except (AssertionError, KeyError, RuntimeError):
                 pass  # not tracked (any more): filtering by id is enough
+
+    def refine(self, frame_index: int, obj_id: int, points, labels) -> FrameResult:
+        raise BackendUnavailableError(EDITS_UNSUPPORTED)
+
+    def add_object(self, frame_index: int, label: str, box=None, points=None, labels=None) -> tuple[int, FrameResult]:
+        raise BackendUnavailableError(EDITS_UNSUPPORTED)
+
+    def exemplar(self, frame_index: int, box, positive: bool = True) -> FrameResult:
+        raise BackendUnavailableError(EDITS_UNSUPPORTED)
 
     def close(self) -> None:
         try:

@@ -16,15 +16,18 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-import numpy as np
-
 from ..config import DEFAULTS
+from ..errors import BadRequestError
 from ..types import FrameResult, VideoInfo
 from ..video import VideoReader
 from . import load_errors, prepare_hub_model
+from . import transformers_edits as user_edits
 from .base import apply_threshold
+
+USER_PROMPT_ID = 1000  # prompt ids of user labels that are not phrases: never run by the detector
 
 
 class _LazyFrames(Mapping):
@@ -91,6 +94,15 @@ class TransformersBackend:
 
 
 class TransformersSession:
+    """One video in a transformers inference session.
+
+    Edits (`refine`, `add_object`, `exemplar`) are accepted on the detect frame between `detect`
+    and `propagate`. They are deterministic: the same calls on a fresh session give the same ids
+    and masks, so a caller may rebuild a session by replaying them.
+    """
+
+    edits = frozenset({"refine", "add_object", "exemplar"})
+
     def __init__(self, backend: TransformersBackend, path: str, info: VideoInfo):
         self.backend = backend
         self.info = info
@@ -102,6 +114,13 @@ class TransformersSession:
         self._processed_unyielded: int | None = None  # frame run by detect, not yet yielded
         self._anchor: int | None = None  # the detect frame: a backward pass reads memory near it
         self.state = None
+        self._reset_edits()
+
+    def _reset_edits(self) -> None:
+        self._protected: set[int] = set()  # raw ids of clicked or added objects: kept through warm-up
+        self._user_prompts: dict[int, str] = {}  # prompt id -> label of added objects that is no phrase
+        self._base: dict[int, tuple] = {}  # raw id -> (box, logits (1, 1, h, w)) the clicks correct
+        self._exemplars: list[tuple[tuple[float, float, float, float], bool]] = []  # (box, positive)
 
     # -- state -----------------------------------------------------------------------------
     def _new_state(self):
@@ -116,13 +135,23 @@ class TransformersSession:
     def _step(self, frame_index: int, reverse: bool):
         """Run the model on one frame and hold its output back as SAM3 does."""
         model = self.backend.model
-        with self.backend.lock:
+        with self.backend.lock, self._phrases_only():
             self.backend.set_threshold(self._threshold)
             out = model(inference_session=self.state, frame_idx=frame_index, reverse=reverse)
+            user_edits.protect(self.state, self._protected, model.max_trk_keep_alive)
         if model.hotstart_delay > 0:
             self.state.hotstart_removed_obj_ids.update(out.removed_obj_ids)
         self._pending.append(out)
         self._forget_old_memory(frame_index)
+
+    @contextmanager
+    def _phrases_only(self):
+        """Hide the labels of added objects that are no phrase from the detector (no text to run)."""
+        hidden = {pid: self.state.prompts.pop(pid) for pid in self._user_prompts}
+        try:
+            yield
+        finally:
+            self.state.prompts.update(hidden)
 
     def _forget_old_memory(self, frame_index: int) -> None:
         """Drop per-frame tracker outputs the tracker can no longer read.
@@ -172,6 +201,7 @@ class TransformersSession:
     def detect(self, frame_index: int, phrases: Sequence[str], threshold: float | None = None) -> FrameResult:
         self.state = self._new_state()  # a fresh session numbers objects as transformers does
         self._pending, self._removed = [], set()
+        self._reset_edits()
         self._phrases, self._threshold = tuple(phrases), threshold
         self._anchor = frame_index
         self.backend.processor.add_text_prompt(self.state, list(self._phrases))
@@ -216,6 +246,96 @@ class TransformersSession:
             if self.state is not None:
                 self.state.remove_object(raw, strict=False)
         self._removed.add(raw)
+        self._protected.discard(raw)
+        self._base.pop(raw, None)
+
+    # -- edits on the detect frame ---------------------------------------------------------
+    def _editable(self, frame_index: int):
+        """The detect step's raw output, when `frame_index` can still be edited."""
+        if self.state is None or self._processed_unyielded != frame_index or not self._pending:
+            raise BadRequestError(
+                f"Frame {frame_index} can only be edited right after detect on it, before propagating; "
+                "run detect on it again, then edit.")
+        return self._pending[-1]
+
+    def _show(self, frame_index: int, obj_id: int, logits) -> FrameResult:
+        """Put an edited object's mask (1, h, w) into the pending detect output; the frame's result."""
+        fresh = user_edits.with_user_mask(self.state, self._pending[-1], frame_index, obj_id, logits)
+        self._pending[-1] = fresh  # propagation yields the detect frame with the edit
+        self._protected.add(obj_id)
+        return self._to_result(fresh)
+
+    def refine(self, frame_index: int, obj_id: int, points: Sequence[tuple[float, float]],
+               labels: Sequence[int]) -> FrameResult:
+        """Correct one object with clicks (every click so far for it on this frame; 1 adds, 0 removes).
+
+        The clicks correct the object's mask as detected (or the box it was added with), so the
+        result depends only on the clicks given, not on earlier refine calls.
+        """
+        self._editable(frame_index)
+        raw = int(obj_id) - 1
+        if raw in self._removed or raw not in self.state.obj_ids:
+            raise BadRequestError(f"Object {obj_id} is not tracked on this frame (removed or never found), "
+                                  "so it cannot be refined; add it as a new object instead.")
+        model = self.backend.model
+        with self.backend.lock:
+            if raw not in self._base:
+                self._base[raw] = (None, user_edits.object_logits(self.state, frame_index, raw))
+            box, prev = self._base[raw]
+            logits = user_edits.prompt_object(model, self.state, frame_index, raw, points, labels, box, prev)
+            return self._show(frame_index, raw, logits)
+
+    def add_object(self, frame_index: int, label: str, box: tuple[float, float, float, float] | None = None,
+                   points: Sequence[tuple[float, float]] | None = None,
+                   labels: Sequence[int] | None = None) -> tuple[int, FrameResult]:
+        """Start tracking something the text missed, from a box and/or clicks; returns its new id
+        (above every id so far) and the frame's result. A label equal to a phrase joins that
+        phrase's objects (masks of one phrase do not overlap); any other label is its own group."""
+        self._editable(frame_index)
+        model, state = self.backend.model, self.state
+        if len(state.obj_ids) >= model.max_num_objects:
+            raise BadRequestError(f"This session already tracks {len(state.obj_ids)} objects, the most the model "
+                                  "tracks at once; remove one before adding another.")
+        with self.backend.lock:
+            raw = user_edits.register_object(model, state, frame_index, self._prompt_id(label))
+            self._base[raw] = (None if box is None else tuple(map(float, box)), None)
+            logits = user_edits.prompt_object(model, state, frame_index, raw, points, labels, box, None)
+            return raw + 1, self._show(frame_index, raw, logits)
+
+    def _prompt_id(self, label: str) -> int:
+        """The prompt group of an added object's label (a hidden one for a label that is no phrase)."""
+        for pid, text in self.state.prompts.items():
+            if text == label:
+                return pid
+        pid = USER_PROMPT_ID + len(self._user_prompts)
+        self._user_prompts[pid] = self.state.prompts[pid] = label
+        return pid
+
+    def exemplar(self, frame_index: int, box: tuple[float, float, float, float], positive: bool = True) -> FrameResult:
+        """Detect again on this frame with every phrase plus the example boxes so far ("more like
+        this", or with `positive=False` "not like this"). What it finds that no object covers (removed
+        ones included) becomes new objects; with a negative example, detected objects it no longer
+        finds are removed. Objects the user clicked or added are kept."""
+        self._editable(frame_index)
+        self._exemplars.append((tuple(float(v) for v in box), bool(positive)))
+        model, state = self.backend.model, self.state
+        out = self._pending[-1]
+        with self.backend.lock, self._phrases_only():
+            self.backend.set_threshold(self._threshold)
+            det, prompt_of = user_edits.exemplar_detections(model, state, frame_index, self._exemplars)
+        fresh, matched = user_edits.match_detections(model, det, out.obj_id_to_mask)
+        if not positive:  # detected objects the examples now rule out
+            for raw in [r for r in out.obj_id_to_mask if r not in matched | self._protected | self._removed]:
+                self.remove_object(raw + 1)
+        fresh = fresh[: max(0, model.max_num_objects - len(state.obj_ids))]
+        with self.backend.lock:
+            new = user_edits.add_detected_objects(model, state, frame_index, det["mask"][fresh],
+                                             [prompt_of[i] for i in fresh])
+            for raw, i in zip(new, fresh):
+                self._pending[-1] = user_edits.with_user_mask(state, self._pending[-1], frame_index, raw,
+                                                         det["mask"][i][None], float(det["scores"][i]))
+            self._protected.update(new)
+        return self._to_result(self._pending[-1])
 
     def close(self) -> None:
         self.state = None
