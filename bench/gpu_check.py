@@ -156,6 +156,33 @@ def two_phrases_both_ways(backend, video, prompts, start, max_frames, threshold,
     }
 
 
+def edits_on_gpu(backend, video, prompt, threshold) -> dict:
+    """Clicks, a box and an example box on the detect frame, then 20 frames: runs on CUDA in bf16?"""
+    from sam3_video.session import VideoSession
+
+    reset_mem()
+    t0 = time.perf_counter()
+    with VideoSession(video, backend) as s:
+        preview = s.detect(0, prompt, threshold)
+        h, w = s.info.size
+        out = {"detected": preview.obj_ids.tolist()}
+        if len(preview):
+            target = int(preview.obj_ids[0])
+            before = preview.masks[0].copy()
+            after = s.refine(0, target, [(w * 0.5, h * 0.5)], [1])
+            out["refined_mask_changed"] = bool((after.masks[after.obj_ids.tolist().index(target)] != before).any()) \
+                if target in after.obj_ids.tolist() else "object gone"
+        new_id, r = s.add_object(0, "box object", box=(w * 0.1, h * 0.1, w * 0.4, h * 0.5))
+        out["added_id"], out["added_present"] = new_id, new_id in r.obj_ids.tolist()
+        r = s.exemplar(0, (w * 0.6, h * 0.2, w * 0.9, h * 0.8))
+        out["after_exemplar"] = r.obj_ids.tolist()
+        results = list(s.propagate("forward", max_frames=20))
+        out["frames"] = [x.frame_index for x in results] == list(range(20))
+        out["added_on_frames"] = sum(new_id in x.obj_ids.tolist() for x in results)
+    torch.cuda.synchronize()
+    return {**out, "wall_s": round(time.perf_counter() - t0, 2), **gpu_mem()}
+
+
 def stage(report: dict, name: str, fn, *args):
     t0 = time.perf_counter()
     try:
@@ -174,7 +201,7 @@ def main() -> None:
     ap.add_argument("--max-frames", type=int, default=132)
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
     ap.add_argument("--prompts2", default="rabbit, tree", help="phrases of the several-phrase check")
-    ap.add_argument("--skip", default="", help="comma-separated: transformers,official,official-bare")
+    ap.add_argument("--skip", default="", help="comma-separated: transformers,official,official-bare,bare")
     ap.add_argument("--outputs", default="all", help="what our runs write besides results.jsonl ('' for the engine alone)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -218,13 +245,16 @@ def main() -> None:
             if outputs:
                 stage(report, "transformers_ours_engine_only", run_ours, state["b"], args.video, args.prompt,
                       os.path.join(work, "out-tf-engine"), args.max_frames, th, [])
+            stage(report, "transformers_edits", edits_on_gpu, state["b"], args.video, args.prompt, th)
             state["b"].model.cpu()
             del state["b"]
             from sam3_video import backends
 
             backends._LOADED.clear()
             torch.cuda.empty_cache()
-            stage(report, "transformers_bare", bare_transformers, model_dir, args.video, args.prompt, args.max_frames, th)
+            if "bare" not in skip:
+                stage(report, "transformers_bare", bare_transformers, model_dir, args.video, args.prompt,
+                      args.max_frames, th)
 
     if "official" not in skip:
         from sam3_video.backends.official import OfficialBackend
