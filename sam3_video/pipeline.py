@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol, Sequence
@@ -76,13 +77,15 @@ def run(
     on_progress: Callable[[Progress], None] | None = None,
     on_session: Callable[[VideoSession], None] | None = None,
     outputs: Sequence[str] = ("all",),
+    overlap: bool = True,
 ) -> RunSummary:
     """Segment one video into `out_dir`: results.jsonl and run.json, the `outputs` asked for
     ("overlay", annotation format names, or "all"), plus whatever extra `sinks` write.
 
     Errors a user can fix (bad video, missing model, bad options) raise `Sam3VideoError` before
     anything is written; a failure during propagation is recorded in run.json and re-raised
-    after the frames done so far are saved in every output.
+    after the frames done so far are saved in every output. With `overlap` the sinks write in a
+    thread of their own (a few frames behind), while the model works on the next frame.
     """
     out_dir = os.fspath(out_dir)
     wanted = check_outputs(outputs)
@@ -107,11 +110,17 @@ def run(
         all_sinks += [*sinks, *([annotations] if annotations else [])]
         ids_per_label: dict[str, set[int]] = {}
         status, error, done, covered = "complete", None, 0, []
+        feed = SinkThread(all_sinks) if overlap else None
+        needs_image = bool(sinks) or "overlay" in wanted or "labelme" in formats
         try:
             for result in session.propagate(options.direction, options.start_frame, options.max_frames):
                 frame = EncodedFrame(result, lambda i=result.frame_index: session.frame(i))
-                for sink in all_sinks:
-                    sink.write(frame)
+                if feed is not None:
+                    if needs_image:
+                        frame.image  # decoded here: the reader is the model's, and not thread-safe
+                    feed.put(frame)
+                else:
+                    write_all(all_sinks, frame)
                 for obj_id, label in zip(result.obj_ids.tolist(), result.labels):
                     ids_per_label.setdefault(label, set()).add(obj_id)
                 done += 1
@@ -129,19 +138,73 @@ def run(
             error = str(err) if isinstance(err, Sam3VideoError) else f"{type(err).__name__}: {err}"
             raise
         finally:
-            close_error = _close_all([s.close for s in all_sinks if s is not annotations])
+            close_error = _close_all([feed.close]) if feed is not None else None  # every frame handed over
+            close_error = _close_all([s.close for s in all_sinks if s is not annotations]) or close_error
             counts = {label: len(ids) for label, ids in sorted(ids_per_label.items())}
             elapsed = time.perf_counter() - started
             state = dict(frames_done=done, frame_range=covered or None, status=status, error=error,
                          objects_per_label=counts, elapsed_s=round(elapsed, 3))
-            if annotations is not None:
-                close_error = close_error or _close_all([lambda: annotations.close(manifest.doc(**state))])
+            if annotations is not None:  # always closed, whatever failed before
+                annotations_error = _close_all([lambda: annotations.close(manifest.doc(**state))])
+                close_error = close_error or annotations_error
             if close_error is not None and error is None:
                 state.update(status="failed", error=f"writing the outputs failed: {close_error}")
             manifest.save(**state)
             if close_error is not None and error is None:
                 raise close_error
     return RunSummary(out_dir, done, len(order), state["status"], elapsed, counts, state["error"])
+
+
+def write_all(sinks: Sequence[Sink], frame: EncodedFrame) -> None:
+    """Give `frame` to every sink, even when one fails (so the others cover the same frames);
+    then raise the first failure."""
+    first = None
+    for sink in sinks:
+        try:
+            sink.write(frame)
+        except Exception as err:
+            first = first or err
+    if first is not None:
+        raise first
+
+
+class SinkThread:
+    """Hands frames to the sinks in a thread of its own, through a queue of at most `depth` frames
+    (memory stays bounded; the model waits only when writing falls that far behind). A sink's
+    error stops the thread and is raised in the caller's thread by the next `put` or by `close`."""
+
+    def __init__(self, sinks: Sequence[Sink], depth: int = 4):
+        import queue
+
+        self._sinks = list(sinks)
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="sam3-sinks", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            frame = self._queue.get()
+            if frame is None:
+                return
+            if self._error is None:
+                try:
+                    write_all(self._sinks, frame)
+                except BaseException as err:  # kept for the caller; later frames are dropped
+                    self._error = err
+
+    def put(self, frame: EncodedFrame) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(frame)
+
+    def close(self) -> None:
+        """Wait until every frame put so far is written (idempotent); raise a sink's error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def replay(session: VideoSession, frame: int, phrases, threshold: float | None, removed, edits) -> FrameResult:

@@ -122,3 +122,38 @@ def test_unknown_output_is_refused_before_any_work(carphone, backend, tmp_path):
     with pytest.raises(BadRequestError, match="Unknown output"):
         run(carphone, RunOptions(("person",)), tmp_path / "o", backend=backend, outputs=["overlay", "gif"])
     assert not (tmp_path / "o").exists()
+
+
+def test_writing_in_its_own_thread_gives_the_same_files(carphone, backend, tmp_path):
+    opts = RunOptions(("person, window",), 10, "both", 5)
+    for overlap in (False, True):
+        assert run(carphone, opts, tmp_path / str(overlap), backend=backend, overlap=overlap).complete
+    same = ["results.jsonl", "annotations/mot.txt", "annotations/mots.txt", "annotations/coco_instances.json",
+            "annotations/labelme/00012.json"]
+    for name in same:
+        assert (tmp_path / "False" / name).read_bytes() == (tmp_path / "True" / name).read_bytes(), name
+    assert probe(tmp_path / "True" / "overlay.mp4").num_frames == 9
+    np.testing.assert_array_equal(decode_all(tmp_path / "False" / "overlay.mp4")[3],
+                                  decode_all(tmp_path / "True" / "overlay.mp4")[3])
+
+
+def test_a_sink_that_fails_fails_the_run_and_the_rest_is_closed(carphone, backend, tmp_path):
+    class Broken:
+        def __init__(self):
+            self.closed = False
+
+        def write(self, frame):
+            if frame.frame_index == 3:
+                raise OSError("No space left on device (simulated)")
+
+        def close(self):
+            self.closed = True
+
+    broken = Broken()
+    with pytest.raises(OSError, match="No space left"):
+        run(carphone, RunOptions(("person",), 0, "forward", 30), tmp_path, backend=backend, sinks=[broken])
+    manifest = json.loads((tmp_path / "run.json").read_text())
+    assert manifest["status"] == "failed" and "No space left" in manifest["error"] and broken.closed
+    done = [r.frame_index for r in read_results(tmp_path)]
+    assert done == list(range(len(done))) and probe(tmp_path / "overlay.mp4").num_frames == len(done)
+    assert _annotation_frames(tmp_path)["coco"] == done  # every other output covers the same frames
