@@ -12,14 +12,13 @@ import logging
 import os
 import threading
 import time
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from .backends import Backend
 from .errors import Sam3VideoError
-from .export import FOLDER, ZIP
+from .export import FOLDER, ZIP, zip_folder
 from .overlay import OverlayWriter
 from .pipeline import Progress, RunSummary, run
 from .render import render
@@ -112,7 +111,8 @@ class Job:
             for name in sorted(os.listdir(folder)):
                 path = os.path.join(folder, name)
                 if os.path.isdir(path):  # a folder format (labelme, davis) downloads as one zip
-                    path = _zip_dir(path, os.path.join(self.out_dir, f"{name}.zip"))
+                    zip_folder(path, os.path.join(self.out_dir, f"{name}.zip"))
+                    path = os.path.join(self.out_dir, f"{name}.zip")
                 if not name.startswith("."):
                     files.append(path)
         s = self.summary
@@ -129,11 +129,3 @@ class Job:
             summary["error"] = self.error
         return Outputs(overlay if os.path.exists(overlay) else None,
                        zip_path if os.path.exists(zip_path) else None, files, summary)
-
-
-def _zip_dir(folder: str, zip_path: str) -> str:
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_STORED) as z:
-        for name in sorted(os.listdir(folder)):
-            if not name.startswith("."):
-                z.write(os.path.join(folder, name), os.path.join(os.path.basename(folder), name))
-    return zip_path

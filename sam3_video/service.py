@@ -226,7 +226,7 @@ class Service:
         The model's state lives only inside a call, so the detection, removals and every edit so
         far are replayed on a fresh session; the same calls give the same ids and masks."""
         ws = self.workspace(key)
-        video, info = ws.need_video()
+        ws.need_video()
         if ws.preview is None:
             raise BadRequestError("Press Detect first: clicks fix the detections on that frame.")
         edits = list(ws.edits)
@@ -236,6 +236,11 @@ class Service:
                 edits.remove(old)
                 edit = Edit("refine", edit.obj_id, old.points + edit.points, old.labels + edit.labels)
         edits.append(edit)
+        return self._rebuild(ws, edits)
+
+    def _rebuild(self, ws: Workspace, edits: list[Edit]) -> tuple[np.ndarray, list]:
+        """Replay detection, removals and `edits` on a fresh session; keep and draw the result."""
+        video, info = ws.need_video()
         with VideoSession(video, self.backend(), info) as session:
             preview = replay(session, ws.frame, ws.phrases, ws.threshold, ws.removed, edits)
             image = session.frame(ws.frame)
@@ -278,11 +283,8 @@ class Service:
         ws = self.workspace(key)
         if ws.preview is None:
             raise BadRequestError("Press Detect first.")
-        video, info = ws.need_video()
         ws.edits, ws.corner = [], None
-        with VideoSession(video, self.backend(), info) as session:
-            ws.preview = replay(session, ws.frame, ws.phrases, ws.threshold, ws.removed, [])
-        return self.frame_image(key, ws.frame), legend(ws.preview.without(ws.removed))
+        return self._rebuild(ws, [])
 
     def start(self, key: str, direction: str, max_frames: int | None) -> Job:
         """Propagate from the detected frame (detect first)."""
