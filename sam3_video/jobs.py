@@ -66,7 +66,6 @@ class Job:
         self._session: VideoSession | None = None
         self._drawn_at = 0.0
         self._thread = threading.Thread(target=self._run, args=(backend, video), name="sam3-job", daemon=True)
-        self.started = time.perf_counter()
         self._thread.start()
 
     def _run(self, backend: Backend, video: str) -> None:

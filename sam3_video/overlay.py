@@ -35,7 +35,6 @@ class OverlayWriter:
         self._up: H264Writer | None = None
         self._next_up = self.start  # the upward part must arrive in order; checked
         self._down = Spill(out_dir, "overlay")
-        self.frames_written = 0
         self._closed = False
         if os.path.exists(self.path):
             os.remove(self.path)
@@ -76,7 +75,6 @@ class OverlayWriter:
             if parts:
                 first = down[0] if down else self.start
                 end = self._next_up if self._up is not None else self.start  # one past the last frame
-                self.frames_written = len(down) + (self._next_up - self.start)
                 audio = self.info.path if self.info.has_audio else None
                 mux_video(parts, self.path, audio_source=audio, audio_start=self._time(first),
                           audio_duration=self._time(end) - self._time(first))
