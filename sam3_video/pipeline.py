@@ -138,14 +138,14 @@ def run(
             error = str(err) if isinstance(err, Sam3VideoError) else f"{type(err).__name__}: {err}"
             raise
         finally:
-            close_error = _close_all([feed.close]) if feed is not None else None  # every frame handed over
-            close_error = _close_all([s.close for s in all_sinks if s is not annotations]) or close_error
+            close_error = _call_all([feed.close]) if feed is not None else None  # every frame handed over
+            close_error = _call_all([s.close for s in all_sinks if s is not annotations]) or close_error
             counts = {label: len(ids) for label, ids in sorted(ids_per_label.items())}
             elapsed = time.perf_counter() - started
             state = dict(frames_done=done, frame_range=covered or None, status=status, error=error,
                          objects_per_label=counts, elapsed_s=round(elapsed, 3))
             if annotations is not None:  # always closed, whatever failed before
-                annotations_error = _close_all([lambda: annotations.close(manifest.doc(**state))])
+                annotations_error = _call_all([lambda: annotations.close(manifest.doc(**state))])
                 close_error = close_error or annotations_error
             if close_error is not None and error is None:
                 state.update(status="failed", error=f"writing the outputs failed: {close_error}")
@@ -158,12 +158,7 @@ def run(
 def write_all(sinks: Sequence[Sink], frame: EncodedFrame) -> None:
     """Give `frame` to every sink, even when one fails (so the others cover the same frames);
     then raise the first failure."""
-    first = None
-    for sink in sinks:
-        try:
-            sink.write(frame)
-        except Exception as err:
-            first = first or err
+    first = _call_all([lambda sink=sink: sink.write(frame) for sink in sinks])
     if first is not None:
         raise first
 
@@ -240,8 +235,8 @@ def check_outputs(outputs: Sequence[str]) -> list[str]:
     return (["overlay"] if overlay else []) + formats
 
 
-def _close_all(closers: Sequence[Callable[[], None]]) -> Exception | None:
-    """Call every closer even when one fails; return the first error."""
+def _call_all(closers: Sequence[Callable[[], None]]) -> Exception | None:
+    """Call each function even when one fails (closing or feeding every sink); return the first error."""
     first = None
     for close in closers:
         try:
