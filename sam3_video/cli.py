@@ -68,6 +68,9 @@ def _quiet_libraries(debug: bool) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
+    # the package's own warnings (damaged packets skipped, ...) are details for --debug; what the
+    # user must know reaches them as the one error sentence
+    logging.getLogger("sam3_video").setLevel(logging.ERROR)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger("transformers").setLevel(logging.ERROR)

@@ -64,7 +64,7 @@ class EncodedFrame:
     @cached_property
     def areas(self) -> list[int]:
         """Mask pixels per object."""
-        return [int(n) for n in self.result.masks.reshape(len(self.result), -1).sum(axis=1)]
+        return [int(n) for n in self.result.masks.sum(axis=(1, 2))]  # (N, H, W) -> N; N may be 0
 
     @cached_property
     def id_image(self) -> np.ndarray:

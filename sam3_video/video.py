@@ -38,7 +38,7 @@ def _open(path: str):
     if os.path.isdir(path):
         raise VideoReadError(f"'{path}' is a folder, not a video file. Pass the path of one video file.")
     if os.path.getsize(path) == 0:
-        raise VideoReadError(f"The video '{path}' is an empty file. Upload or pass the complete video.")
+        raise VideoReadError(f"The video '{os.path.basename(path)}' is an empty file. Upload or pass the complete video.")
     try:
         container = av.open(path, metadata_errors="ignore")
     except Exception as err:  # PyAV raises many error types for bad input
@@ -71,6 +71,48 @@ def _reason(err: Exception) -> str:
     return text[:200] or type(err).__name__
 
 
+def _packet_pts(container, stream, name: str) -> list[int]:
+    """Sorted presentation timestamps of the frames a decoder can give, read from the packets.
+
+    Left out: packets the demuxer flags corrupt (bytes missing, as at the end of a cut file),
+    which `_decode` never feeds to the decoder either, and packets before the first keyframe (a
+    recording that starts mid-GOP): decoders drop those frames, so counting them would number
+    every later frame one off and make frame 0 undecodable. Streams without any keyframe flag
+    keep every packet.
+    """
+    pts: list[int] = []
+    first_key = None
+    try:
+        for packet in container.demux(stream):
+            if packet.size and packet.pts is not None and not packet.is_corrupt:
+                if first_key is None and packet.is_keyframe:
+                    first_key = len(pts)
+                pts.append(int(packet.pts))
+    except Exception as err:
+        log.warning("demuxing %s stopped early: %s", name, err)
+    return sorted(set(pts[first_key or 0 :]))
+
+
+def _decode(container, stream) -> Iterator:
+    """Decoded frames of `stream`, as `container.decode(stream)` gives them, but going on past
+    damage as a player does: packets flagged corrupt are left out (see `_packet_pts`; fed to the
+    decoder, a cut-off packet raises and the frames still waiting behind it are lost), and a
+    packet the decoder rejects is skipped, so the frames after a damaged stretch still decode
+    (the frames it held are simply missing: `VideoReader` says so for those indices)."""
+    skipped = 0
+    for packet in container.demux(stream):
+        if packet.is_corrupt:
+            continue
+        try:
+            frames = packet.decode()
+        except Exception as err:  # PyAV raises many error types for bad data
+            if not skipped:
+                log.warning("skipping undecodable data in %s: %s", os.path.basename(container.name), err)
+            skipped += 1
+            continue
+        yield from frames
+
+
 def _rotate(rgb: np.ndarray, rotation: int) -> np.ndarray:
     k = (rotation // 90) % 4
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
@@ -80,7 +122,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     """Facts about a video: true frame count, average fps, display size, rotation, audio.
 
     Counts frames from the container's packets (no decoding), so the count is right where the
-    header is wrong or the frame rate varies. Decodes the first frame to prove the video decodes.
+    header is wrong or the frame rate varies (`_packet_pts` says which packets count). Decodes the
+    first frame to prove the video decodes.
 
     Raises:
         VideoReadError: with a sentence saying what is wrong, for anything that is not a
@@ -92,19 +135,13 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     try:
         stream = container.streams.video[0]
         time_base = float(stream.time_base) if stream.time_base else 0.0
-        pts: list[int] = []
-        try:
-            for packet in container.demux(stream):
-                if packet.size and packet.pts is not None:
-                    pts.append(int(packet.pts))
-        except Exception as err:
-            log.warning("demuxing %s stopped early: %s", name, err)
+        pts = _packet_pts(container, stream, name)
         container.close()
         container = _open(path)  # decode from the start; raw streams cannot seek back
         stream = container.streams.video[0]
         first = None
         try:
-            for frame in container.decode(stream):
+            for frame in _decode(container, stream):
                 first = frame
                 break
         except Exception as err:
@@ -113,12 +150,16 @@ def probe(path: str | os.PathLike) -> VideoInfo:
                 "an unsupported codec; re-export it as H.264 mp4."
             ) from None
         if first is None:
-            raise VideoReadError(f"'{name}' contains no decodable video frames. Use a video with at least one frame.")
+            raise VideoReadError(
+                f"'{name}' contains no decodable video frames: it is empty or damaged, or its codec is not "
+                "supported. Re-export it as H.264 mp4."
+            )
         rotation = int(getattr(first, "rotation", 0) or 0) % 360
-        pts = sorted(set(pts))
         if not pts:  # streams without timestamps: count by decoding
-            count = 1 + sum(1 for _ in container.decode(stream))
-            rate = float(stream.average_rate or 25.0)
+            count = 1 + sum(1 for _ in _decode(container, stream))
+            # a raw stream's average_rate is the demuxer's default (25); guessed_rate has the
+            # codec's own timing (H.264 VUI), where there is one
+            rate = float(stream.guessed_rate or stream.average_rate or 25.0)
             timestamps = tuple(i / rate for i in range(count))
         else:
             timestamps = tuple((p - pts[0]) * time_base for p in pts)
@@ -178,11 +219,7 @@ class VideoReader:
         self._load_pts()
 
     def _load_pts(self) -> None:
-        pts = []
-        for packet in self._container.demux(self._stream):
-            if packet.size and packet.pts is not None:
-                pts.append(int(packet.pts))
-        self._pts = sorted(set(pts))
+        self._pts = _packet_pts(self._container, self._stream, os.path.basename(self.path))
         self._index_of_pts = {p: i for i, p in enumerate(self._pts)}
         self._restart(0)
 
@@ -223,8 +260,8 @@ class VideoReader:
                     return rgb
             self._restart(max(0, index - BACKWARD_CHUNK + 1))  # decode from the very start instead
         raise VideoReadError(
-            f"Frame {index} of '{os.path.basename(self.path)}' could not be decoded; the file may be "
-            "damaged after that point. Re-export the video or limit the frame range."
+            f"Frame {index} of '{os.path.basename(self.path)}' could not be decoded; the file is damaged "
+            "there. Re-export the video, or choose a frame range that avoids the damaged part."
         )
 
     def _seek(self, index: int) -> None:
@@ -237,7 +274,7 @@ class VideoReader:
         except Exception:  # some raw streams cannot seek: decode from the start
             self._restart(index)
             return
-        self._decoder = self._container.decode(self._stream)
+        self._decoder = _decode(self._container, self._stream)
         self._next_index = index
         self._seek_target = index
 
@@ -247,7 +284,7 @@ class VideoReader:
         self._container = _open(self.path)
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
-        self._decoder = self._container.decode(self._stream)
+        self._decoder = _decode(self._container, self._stream)
         self._next_index = 0
         self._seek_target = target
 
@@ -271,6 +308,8 @@ class VideoReader:
 
     def _fallback_index(self, frame) -> int:
         if frame.pts is not None and self._pts:  # timestamp not among the packets': nearest one
+            if frame.pts < self._pts[0]:  # before the first counted frame (see _packet_pts): skipped
+                return -1
             return int(np.searchsorted(self._pts, frame.pts).clip(0, len(self._pts) - 1))
         return self._next_index
 

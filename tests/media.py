@@ -10,6 +10,7 @@ Plain functions so that any test module (or a conftest fixture) can use them:
     rotate_clip(src, dst, deg)   copy of a clip with display-rotation metadata
     vfr_clip(path)               a clip whose frame timestamps are irregular
     decode_all(path)             every frame as RGB uint8 via plain PyAV (reference decode)
+    decode_intact(path)          the same, leaving out packets flagged corrupt (truncated files)
     frame_times(path)            each decoded frame's time in seconds via plain PyAV
     build(name, folder)          one named clip or bad input from RECIPES, made once into folder
 
@@ -131,6 +132,17 @@ def decode_all(path: str | os.PathLike) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
+def decode_intact(path: str | os.PathLike) -> list[np.ndarray]:
+    """Like `decode_all`, but the packets the demuxer flags corrupt (cut off at the end of a
+    truncated file) are not given to the decoder: a plain decode raises on them."""
+    import av
+
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.video[0]
+        return [frame.to_ndarray(format="rgb24") for packet in container.demux(stream) if not packet.is_corrupt
+                for frame in packet.decode()]
+
+
 def frame_times(path: str | os.PathLike) -> list[float]:
     """Each decoded frame's presentation time in seconds, relative to the first, via plain PyAV."""
     import av
@@ -184,6 +196,80 @@ RECIPES = {
         _truncate(dst.with_suffix(".full.mp4"), dst),
     ),
 }  # fmt: skip
+
+
+def _zero_mdat(dst: Path, frames: int = 10, middle: int = 0) -> None:
+    """A faststart H.264 mp4 (keyframe every 10 frames) whose media data (the mdat box) is zeroed:
+    all of it (the index is intact and lists every frame, but not one decodes), or only `middle`
+    bytes at its middle (the frames before decode, then decoding fails)."""
+    src = make_clip(dst.with_suffix(".src.mp4"), (96, 64), frames=frames, extra=("-g", 10, "-movflags", "+faststart"))
+    data = bytearray(src.read_bytes())
+    pos = 0
+    while pos + 8 <= len(data):
+        size, kind = int.from_bytes(data[pos : pos + 4], "big"), bytes(data[pos + 4 : pos + 8])
+        if kind == b"mdat":
+            start, end = pos + 8, pos + size
+            if middle:
+                start = (start + end - middle) // 2
+                end = start + middle
+            data[start:end] = bytes(end - start)
+            break
+        pos += size
+    else:
+        raise RuntimeError(f"no mdat box in {src}")
+    dst.write_bytes(bytes(data))
+
+
+def _cut_ts(dst: Path) -> None:
+    """An MPEG-TS (keyframe every 20 frames) with its first third cut off at a packet boundary, as
+    a recording that started mid-broadcast: the first packets are frames whose keyframe is gone."""
+    src = make_clip(dst.with_suffix(".src.ts"), (96, 64), frames=60, extra=("-g", 20))
+    data = src.read_bytes()
+    dst.write_bytes(data[(len(data) // 3) // 188 * 188 :])
+
+
+def _long_clip(dst: Path) -> Path:
+    """3700 s of 64x48 at 10 fps (37000 frames): over the app's default 600 s / 18000 frames."""
+    return make_clip(dst, (64, 48), rate=10, frames=37_000, extra=("-preset", "ultrafast", "-g", 250))
+
+
+#: HEVC as Apple writes it (hvc1 tag, which Safari needs), without x265's banner
+_HVC1 = ("-tag:v", "hvc1", "-x265-params", "log-level=error")
+
+RECIPES.update({
+    # what phones and cameras produce: other codecs, containers, bit depths and chroma
+    "hevc.mp4": lambda dst: make_clip(dst, (96, 64), codec="libx265", extra=_HVC1),
+    "hevc_10bit.mp4": lambda dst: make_clip(dst, (96, 64), codec="libx265", pix_fmt="yuv420p10le", extra=_HVC1),
+    "x264_10bit.mp4": lambda dst: make_clip(dst, (96, 64), pix_fmt="yuv420p10le"),
+    "x264_yuv444.mp4": lambda dst: make_clip(dst, (96, 64), pix_fmt="yuv444p"),
+    "av1.mkv": lambda dst: make_clip(dst, (96, 64), codec="libaom-av1", extra=("-cpu-used", 8)),
+    "prores.mov": lambda dst: make_clip(dst, (96, 64), codec="prores_ks", pix_fmt="yuv422p10le"),
+    # an iPhone-style mov: H.264 with a 90 degree display rotation and AAC audio
+    "phone_rot90.mov": lambda dst: ffmpeg("-display_rotation", 90, "-i", _carphone(), "-f", "lavfi", "-i", "sine=d=5",
+                                          "-c:v", "copy", "-c:a", "aac", "-shortest", dst),
+    # odd size (x264 takes it in 4:4:4) and a 270 degree rotation: the overlay is padded and turned
+    "odd_rot270.mp4": lambda dst: rotate_clip(make_clip(dst.with_suffix(".src.mp4"), (175, 143), pix_fmt="yuv444p"),
+                                              dst, 270),
+    "anamorphic.mp4": lambda dst: make_clip(dst, (96, 64), extra=("-vf", "setsar=2/1")),
+    "anim.gif": lambda dst: make_clip(dst, (96, 64), rate=10, codec="gif", pix_fmt=None),
+    "mpeg2.mpg": lambda dst: make_clip(dst, (96, 64), codec="mpeg2video"),
+    "h263.3gp": lambda dst: make_clip(dst, (176, 144), codec="h263"),
+    # sizes at both ends, and a video longer than the app takes
+    "tiny16.mp4": lambda dst: make_clip(dst, (16, 16)),
+    "4k.mp4": lambda dst: make_clip(dst, (3840, 2160), frames=3, extra=("-preset", "ultrafast")),
+    "long.mp4": _long_clip,
+    # a file name with spaces and non-ASCII letters
+    "my clip ü 東京.mp4": lambda dst: make_clip(dst, (96, 64)),
+    # the audio goes on for 3 s after the 0.4 s of video
+    "long_audio.mp4": lambda dst: ffmpeg("-i", make_clip(dst.with_suffix(".src.mp4"), (96, 64)), "-f", "lavfi",
+                                         "-i", "sine=d=3", "-c:v", "copy", "-c:a", "aac", dst),
+    "cut_mid_gop.ts": _cut_ts,
+    # a video stream with no decodable frame, and an mp4 without any track (ffmpeg asked for 0 frames)
+    "zeroed_mdat.mp4": _zero_mdat,
+    "no_frames.mp4": lambda dst: make_clip(dst, (96, 64), frames=0),
+    # damaged in the middle: 60 frames listed, frames 21 to 35 do not decode (the decoder rejects their data)
+    "damaged_middle.mp4": lambda dst: _zero_mdat(dst, frames=60, middle=2000),
+})  # fmt: skip
 
 
 def build(name: str, folder: str | os.PathLike) -> Path:
