@@ -10,6 +10,8 @@ area of the objects, not with (number of objects x frame size).
 
 from __future__ import annotations
 
+import unicodedata
+
 import cv2
 import numpy as np
 
@@ -105,9 +107,22 @@ def render(
             if boxes:
                 cv2.rectangle(out, (x0, y0), (x1, y1), color, thickness)
             if labels:
-                text = f"{result.labels[k]} #{int(result.obj_ids[k])} {float(result.scores[k]):.2f}"
+                text = f"{tag_label(result.labels[k])}#{int(result.obj_ids[k])} {float(result.scores[k]):.2f}"
                 _draw_tag(out, text, x0, y0, color)
     return out
+
+
+def tag_label(label: str) -> str:
+    """The label as drawn on the video, followed by a space, or "" when it cannot be drawn.
+
+    OpenCV's font has only ASCII: accents are dropped ("café" -> "cafe"), and a label in another
+    script is left out of the tag (which keeps "#id score"); the legend, the app's table and every
+    annotation file carry the label as typed."""
+    letters = [c for c in unicodedata.normalize("NFKD", label) if not unicodedata.combining(c)]
+    if not all(c.isascii() for c in letters):
+        return ""
+    folded = "".join(letters).strip()
+    return f"{folded} " if folded else ""
 
 
 def _draw_mask(out: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float, thickness: int) -> None:

@@ -11,6 +11,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from .errors import BadRequestError
+
 Direction = Literal["forward", "backward", "both"]
 DIRECTIONS: tuple[str, ...] = ("forward", "backward", "both")
 
@@ -169,14 +171,31 @@ class RunOptions:
     edits: tuple[Edit, ...] = ()  # clicks and boxes on the detect frame, applied after the removals
 
 
+#: SAM3 reads a phrase of a few words (its text encoder keeps 32 tokens); each phrase costs a pass.
+MAX_PHRASE_CHARS = 100
+MAX_PHRASES = 20
+
+
 def parse_prompts(text: str | Sequence[str]) -> tuple[str, ...]:
-    """'car, person' -> ('car', 'person'): stripped, empty parts and repeats dropped, order kept."""
+    """'car, person' -> ('car', 'person'): stripped, control characters, empty parts and repeats
+    dropped, order kept. Any script is fine; markup is just text.
+
+    Raises:
+        BadRequestError: a phrase longer than MAX_PHRASE_CHARS, or more than MAX_PHRASES phrases.
+    """
     parts = text.split(",") if isinstance(text, str) else [p for t in text for p in str(t).split(",")]
     seen: dict[str, None] = {}
     for part in parts:
-        phrase = " ".join(part.split())
+        phrase = " ".join("".join(c if c.isprintable() else " " for c in part).split())
+        if len(phrase) > MAX_PHRASE_CHARS:
+            raise BadRequestError(
+                f"The phrase '{phrase[:40]}...' is {len(phrase)} characters long; SAM3 reads a few words. Keep each "
+                f"phrase under {MAX_PHRASE_CHARS} characters (for example 'red car') and separate phrases with commas.")
         if phrase and phrase.lower() not in (p.lower() for p in seen):
             seen[phrase] = None
+    if len(seen) > MAX_PHRASES:
+        raise BadRequestError(f"There are {len(seen)} phrases; give at most {MAX_PHRASES} at once (each one is a "
+                              "separate search), or run again for the rest.")
     return tuple(seen)
 
 

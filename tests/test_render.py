@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam3_video.render import PALETTE, color_for, legend, render, text_color
+from sam3_video.render import PALETTE, color_for, legend, render, tag_label, text_color
 from sam3_video.types import FrameResult
 
 GREY = 100
@@ -207,3 +207,14 @@ def test_legend_rows_match_the_drawn_colours():
 @pytest.mark.parametrize("rgb, expected", [((255, 255, 51), (0, 0, 0)), ((38, 8, 158), (255, 255, 255))])
 def test_text_colour_is_readable(rgb, expected):
     assert text_color(rgb) == expected
+
+
+@pytest.mark.parametrize("label, drawn", [("car", "car "), ("café crème", "cafe creme "), ("Ölfass", "Olfass "),
+                                          ("人", ""), ("東京 car", ""), ("автомобиль", ""), ("", "")])
+def test_tags_draw_what_the_font_has_and_never_question_marks(label, drawn):
+    """OpenCV's font is ASCII only: accents fold, another script leaves the label out (not '???')."""
+    assert tag_label(label) == drawn
+    frame = frame_of(60, 120)
+    result = FrameResult(0, [3], [label], [0.9], np.array([[40, 30, 80, 50]], float), [square(60, 120, 30, 50, 40, 80)])
+    plain = FrameResult(0, [3], [drawn.strip() or "x"], [0.9], result.boxes_xyxy, result.masks)
+    assert np.array_equal(render(frame, result), render(frame, plain)) == bool(drawn.strip())

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from sam3_video.types import FrameResult, frame_order, parse_prompts
+from sam3_video.errors import BadRequestError
+from sam3_video.types import MAX_PHRASE_CHARS, MAX_PHRASES, FrameResult, frame_order, parse_prompts
 
 
 def _result(ids, h=4, w=5):
@@ -20,10 +21,21 @@ def _result(ids, h=4, w=5):
         ("", ()),
         (["car", "tree, rock"], ("car", "tree", "rock")),
         ("人, 猫", ("人", "猫")),
+        ("автомобиль, سيارة", ("автомобиль", "سيارة")),
+        ("<img src=x onerror=alert(1)>", ("<img src=x onerror=alert(1)>",)),  # just text
+        ("car\x00\x1b[31m, per\u200bson\n", ("car [31m", "per son")),  # control characters are spaces
+        ("x" * MAX_PHRASE_CHARS, ("x" * MAX_PHRASE_CHARS,)),
     ],
 )
 def test_parse_prompts(text, expected):
     assert parse_prompts(text) == expected
+
+
+def test_too_long_or_too_many_phrases_are_sentences():
+    with pytest.raises(BadRequestError, match=f"is {MAX_PHRASE_CHARS + 1} characters long; SAM3 reads a few words"):
+        parse_prompts("car, " + "y" * (MAX_PHRASE_CHARS + 1))
+    with pytest.raises(BadRequestError, match=f"give at most {MAX_PHRASES}"):
+        parse_prompts(",".join(f"thing {i}" for i in range(MAX_PHRASES + 1)))
 
 
 @pytest.mark.parametrize(
