@@ -30,3 +30,19 @@ class BackendUnavailableError(Sam3VideoError):
 
 class VideoWriteError(Sam3VideoError):
     """The output video could not be encoded or written (ffmpeg failed, disk full, bad path)."""
+
+
+class OutOfMemoryError(Sam3VideoError):
+    """The GPU (or the CPU) ran out of memory inside the model; the frames done are kept."""
+
+
+OUT_OF_MEMORY_ADVICE = ("Track fewer objects (raise the threshold or remove some), use a shorter frame range or a "
+                        "smaller video, or wait until the GPU is free, then run again.")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is an allocation failure: torch's (CUDA or CPU allocator) or Python's own."""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

@@ -25,7 +25,7 @@ from typing import Callable, Protocol, Sequence
 from . import __version__
 from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
-from .errors import BadRequestError, Sam3VideoError
+from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
 from .export import FORMATS, Annotations, Categories, ExportContext, check_formats
 from .overlay import OverlayWriter
 from .results import EncodedFrame, ResultsWriter
@@ -109,7 +109,7 @@ def run(
             annotations = Annotations(out_dir, formats, ExportContext(session.info, Categories(prompts)))
         all_sinks += [*sinks, *([annotations] if annotations else [])]
         ids_per_label: dict[str, set[int]] = {}
-        status, error, done, covered = "complete", None, 0, []
+        status, error, done, handed = "complete", None, 0, []
         feed = SinkThread(all_sinks) if overlap else None
         needs_image = bool(sinks) or "overlay" in wanted or "labelme" in formats
         try:
@@ -124,8 +124,7 @@ def run(
                 for obj_id, label in zip(result.obj_ids.tolist(), result.labels):
                     ids_per_label.setdefault(label, set()).add(obj_id)
                 done += 1
-                i = result.frame_index
-                covered = [min(covered[0], i), max(covered[1], i)] if covered else [i, i]
+                handed.append(result.frame_index)
                 if on_progress:
                     elapsed = time.perf_counter() - started
                     fps = done / elapsed if elapsed > 0 else 0.0
@@ -136,19 +135,28 @@ def run(
         except BaseException as err:  # saved frames stay valid; the manifest says what happened
             status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
             error = str(err) if isinstance(err, Sam3VideoError) else f"{type(err).__name__}: {err}"
+            if is_out_of_memory(err):
+                error = (f"Ran out of memory on {backend.device} after {done} of {len(order)} frames; the {done} "
+                         f"frames done are saved. {OUT_OF_MEMORY_ADVICE}")
+                raise OutOfMemoryError(error) from err
             raise
         finally:
             close_error = _call_all([feed.close]) if feed is not None else None  # every frame handed over
+            if feed is not None and feed.written < done:  # a sink failed: only what the sinks were given counts
+                done = feed.written
             close_error = _call_all([s.close for s in all_sinks if s is not annotations]) or close_error
             counts = {label: len(ids) for label, ids in sorted(ids_per_label.items())}
             elapsed = time.perf_counter() - started
-            state = dict(frames_done=done, frame_range=covered or None, status=status, error=error,
+            covered = [min(handed[:done]), max(handed[:done])] if done else None
+            state = dict(frames_done=done, frame_range=covered, status=status, error=error,
                          objects_per_label=counts, elapsed_s=round(elapsed, 3))
-            if annotations is not None:  # always closed, whatever failed before
-                annotations_error = _call_all([lambda: annotations.close(manifest.doc(**state))])
-                close_error = close_error or annotations_error
             if close_error is not None and error is None:
                 state.update(status="failed", error=f"writing the outputs failed: {close_error}")
+            if annotations is not None:  # always closed, whatever failed before
+                annotations_error = _call_all([lambda: annotations.close(manifest.doc(**state))])
+                if annotations_error is not None and state["error"] is None:
+                    state.update(status="failed", error=f"writing the outputs failed: {annotations_error}")
+                close_error = close_error or annotations_error
             manifest.save(**state)
             if close_error is not None and error is None:
                 raise close_error
@@ -174,6 +182,7 @@ class SinkThread:
         self._sinks = list(sinks)
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self.written = 0  # frames handed to every sink (the one a sink failed on included: the others took it)
         self._thread = threading.Thread(target=self._work, name="sam3-sinks", daemon=True)
         self._thread.start()
 
@@ -187,6 +196,7 @@ class SinkThread:
                     write_all(self._sinks, frame)
                 except BaseException as err:  # kept for the caller; later frames are dropped
                     self._error = err
+                self.written += 1
 
     def put(self, frame: EncodedFrame) -> None:
         if self._error is not None:

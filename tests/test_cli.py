@@ -83,3 +83,28 @@ def test_make_test_model(tmp_path):
     assert proc.returncode == 0, proc.stderr
     names = set(os.listdir(tmp_path / "m"))
     assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json"} <= names
+
+
+def test_out_of_memory_is_one_sentence_and_keeps_the_frames(carphone, test_model_dir, tmp_path, monkeypatch, capsys):
+    """In-process (to inject the failure): the model's allocation fails at frame 5."""
+    import torch
+
+    from sam3_video import cli as cli_module
+    from sam3_video.backends import transformers as tb
+
+    step = tb.TransformersSession._step
+
+    def failing_step(self, frame_index, reverse):
+        if frame_index == 5:
+            torch.empty(1 << 60, dtype=torch.uint8)  # a real allocator failure
+        return step(self, frame_index, reverse)
+
+    monkeypatch.setattr(tb.TransformersSession, "_step", failing_step)
+    out = tmp_path / "o"
+    code = cli_module.main(["segment", str(carphone), "-p", "person", "-o", str(out), "--model", test_model_dir,
+                            "--device", "cpu", "--max-frames", "20"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "error: Ran out of memory on cpu after 5 of 20 frames; the 5 frames done are saved." in err
+    assert [r.frame_index for r in read_results(out)] == list(range(5))
+    assert json.loads((out / "run.json").read_text())["status"] == "failed"

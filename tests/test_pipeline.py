@@ -137,13 +137,14 @@ def test_writing_in_its_own_thread_gives_the_same_files(carphone, backend, tmp_p
                                   decode_all(tmp_path / "True" / "overlay.mp4")[3])
 
 
-def test_a_sink_that_fails_fails_the_run_and_the_rest_is_closed(carphone, backend, tmp_path):
+@pytest.mark.parametrize("bad_frame", [3, 29])  # 29, the last: the error comes out only when the writer closes
+def test_a_sink_that_fails_fails_the_run_and_the_rest_is_closed(carphone, backend, tmp_path, bad_frame):
     class Broken:
         def __init__(self):
             self.closed = False
 
         def write(self, frame):
-            if frame.frame_index == 3:
+            if frame.frame_index == bad_frame:
                 raise OSError("No space left on device (simulated)")
 
         def close(self):
@@ -157,3 +158,7 @@ def test_a_sink_that_fails_fails_the_run_and_the_rest_is_closed(carphone, backen
     done = [r.frame_index for r in read_results(tmp_path)]
     assert done == list(range(len(done))) and probe(tmp_path / "overlay.mp4").num_frames == len(done)
     assert _annotation_frames(tmp_path)["coco"] == done  # every other output covers the same frames
+    assert done == list(range(bad_frame + 1))  # the other sinks took the frame the broken one failed on
+    assert manifest["frames_done"] == bad_frame + 1 and manifest["frame_range"] == [0, bad_frame]
+    exported = json.loads((tmp_path / "annotations" / "manifest.json").read_text())
+    assert exported["status"] == "failed" and exported["frames_done"] == bad_frame + 1
