@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover
 import gradio as gr
 
 from sam3_video.config import LIMITS
-from sam3_video.gradio_glue import gpu, user_errors
+from sam3_video.gradio_glue import gpu, sweep_cache, user_errors
 from sam3_video.service import Service
 from sam3_video.types import DIRECTIONS, Edit
 
@@ -179,7 +179,7 @@ def close_tab(request: gr.Request):
 
 
 # -- layout ----------------------------------------------------------------------------------
-with gr.Blocks(title="sam3-video", delete_cache=(600, LIMITS.session_ttl_s)) as demo:
+with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, int(LIMITS.session_ttl_s)))) as demo:
     gr.Markdown("# sam3-video\nType what to find, check it on one frame, track it through the whole video "
                 "with SAM3, and download the overlay video and annotations (COCO, YouTube-VIS, MOT, MOTS, "
                 "labelme/X-AnyLabeling, DAVIS).")
@@ -241,6 +241,8 @@ with gr.Blocks(title="sam3-video", delete_cache=(600, LIMITS.session_ttl_s)) as 
     gr.Button(visible=False).click(results, None, [overlay, annotations, formats, summary], api_name="results",
                                    concurrency_limit=None)
 
+service.also_sweep(lambda: sweep_cache(demo, LIMITS.session_ttl_s))  # what delete_cache misses
+
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="sam3-video web app")
@@ -250,6 +252,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.model:
         service.use_model(args.model)
+    # No allowed_paths: Gradio copies each returned file into its own cache under a hashed folder
+    # and serves only that copy; allowing service.root would serve every visitor's workspace to
+    # anyone who knows (or learns) an on-disk path (tests/test_security.py).
     demo.queue(max_size=LIMITS.queue_size, default_concurrency_limit=LIMITS.gpu_concurrency).launch(
-        server_name=args.host, server_port=args.port, allowed_paths=[service.root],
-        max_file_size=f"{LIMITS.max_upload_mb}mb")
+        server_name=args.host, server_port=args.port, max_file_size=f"{LIMITS.max_upload_mb}mb")

@@ -44,5 +44,10 @@ class AppLimits:
     # ... which turns visitors away with a message beyond this many waiting.
     queue_size: int = int(_env("SAM3_QUEUE_SIZE", "16"))
 
+    @property
+    def sweep_every_s(self) -> int:
+        """How often expired workspaces and Gradio's cached copies of their files are deleted."""
+        return int(max(1, min(600, self.session_ttl_s / 2)))
+
 
 LIMITS = AppLimits()

@@ -1,20 +1,26 @@
 """Two decorators between Gradio and the package, kept out of app.py's layout.
 
-`user_errors` turns a `Sam3VideoError` (a sentence for the user) into `gr.Error`, for plain and
-generator handlers. `gpu(duration)` is `spaces.GPU(duration=...)` on Hugging Face ZeroGPU (where a
-GPU is attached only inside such calls; `duration` may be a callable sized per call) and does
-nothing elsewhere.
+`user_errors` turns any failure into `gr.Error` with a sentence for the visitor: a
+`Sam3VideoError`'s own, an out-of-memory advice, or (for a bug) a short sentence while the details
+go to the server log only; the server keeps serving. It works for plain and generator handlers.
+`gpu(duration)` is `spaces.GPU(duration=...)` on Hugging Face ZeroGPU (where a GPU is attached only
+inside such calls; `duration` may be a callable sized per call) and does nothing elsewhere.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import inspect
+import logging
 import os
+import time
 
 import gradio as gr
 
-from .errors import Sam3VideoError
+from .errors import OUT_OF_MEMORY_ADVICE, Sam3VideoError, is_out_of_memory
+
+log = logging.getLogger(__name__)
 
 
 def gpu(duration_s):
@@ -25,15 +31,38 @@ def gpu(duration_s):
     return spaces.GPU(duration=duration_s)
 
 
+def sentence(err: Exception, action: str) -> str:
+    """What a visitor is told when `action` failed with `err` (never a traceback, never a path)."""
+    if isinstance(err, Sam3VideoError):
+        return str(err)
+    if is_out_of_memory(err):
+        return f"Ran out of memory during {action}. {OUT_OF_MEMORY_ADVICE}"
+    log.error("%s failed", action, exc_info=err)
+    return (f"{action.capitalize()} failed unexpectedly ({type(err).__name__}); what you did before is kept. "
+            "Try again, and if it fails again, report it with the server's log.")
+
+
+def as_text(message: str) -> str:
+    """A sentence as the HTML that Gradio's error toast renders (it renders gr.Error messages as
+    sanitised HTML): our sentences quote what a visitor typed, and '<img ...>' typed must show as
+    those characters, never become an element. API clients get the same escaped string."""
+    return html.escape(message, quote=False)
+
+
 def user_errors(fn):
-    """Sam3VideoError -> gr.Error with its sentence; anything else is left to Gradio."""
+    """Any exception -> gr.Error with a sentence (a gr.Error raised by the handler keeps its
+    sentence); every message is HTML-escaped (`as_text`)."""
+    action = fn.__name__.replace("_", " ")
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except Sam3VideoError as err:
-                raise gr.Error(str(err)) from None
+            except gr.Error as err:
+                err.message = as_text(str(err.message))
+                raise
+            except Exception as err:
+                raise gr.Error(as_text(sentence(err, action))) from None
 
         return gen_wrapper
 
@@ -41,7 +70,39 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Sam3VideoError as err:
-            raise gr.Error(str(err)) from None
+        except gr.Error as err:
+            err.message = as_text(str(err.message))
+            raise
+        except Exception as err:
+            raise gr.Error(as_text(sentence(err, action))) from None
 
     return wrapper
+
+
+def sweep_cache(demo: gr.Blocks, age_s: float) -> int:
+    """Delete the files in Gradio's cache created more than `age_s` ago, except the ones Gradio
+    keeps on purpose (examples); return how many went.
+
+    `delete_cache` does not cover everything: the files a handler returns to a Video or File
+    output are copied into the cache but never tracked for deletion (seen with Gradio 6.31, see
+    docs/reliability.md), so a public server's disk would fill with every visitor's results."""
+    keep = set()
+    for block in demo.blocks.values():
+        keep |= {os.path.abspath(p) for p in getattr(block, "keep_in_cache", ())}
+    limit = time.time() - age_s
+    removed = 0
+    for root, _, files in os.walk(demo.GRADIO_CACHE, topdown=False):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if os.path.abspath(path) not in keep and os.lstat(path).st_ctime < limit:
+                    os.remove(path)
+                    removed += 1
+            except FileNotFoundError:  # gone already (Gradio's own sweep)
+                pass
+        if root != demo.GRADIO_CACHE and not os.listdir(root):
+            try:
+                os.rmdir(root)
+            except OSError:  # a file arrived meanwhile
+                pass
+    return removed

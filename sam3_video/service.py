@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -84,6 +84,8 @@ class Service:
         self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._backend_error: str | None = None
+        self._sweeper: threading.Thread | None = None
+        self._also_sweep: list[Callable[[], object]] = []
 
     # -- the model ---------------------------------------------------------------------------
     def use_model(self, model: str) -> None:
@@ -125,6 +127,9 @@ class Service:
         """The visitor's workspace (created on first use); `key` is only a dictionary key."""
         self.sweep()
         with self._lock:
+            if self._sweeper is None:  # API clients never close a tab: expire workspaces on a clock too
+                self._sweeper = threading.Thread(target=self._sweep_forever, name="sam3-sweeper", daemon=True)
+                self._sweeper.start()
             ws = self._workspaces.get(key)
             if ws is None:
                 ws = self._workspaces[key] = Workspace(tempfile.mkdtemp(prefix="visitor-", dir=self.root))
@@ -153,6 +158,19 @@ class Service:
         for key in idle:
             self.close_workspace(key)
 
+    def also_sweep(self, clean: Callable[[], object]) -> None:
+        """Call `clean` on the sweeper's clock too (the app cleans Gradio's cache with it)."""
+        self._also_sweep.append(clean)
+
+    def _sweep_forever(self) -> None:
+        while True:
+            time.sleep(self.limits.sweep_every_s)
+            for clean in (self.sweep, *self._also_sweep):
+                try:
+                    clean()
+                except Exception:  # what cannot be deleted now is tried again next time
+                    log.warning("sweeping expired files failed", exc_info=True)
+
     def workspace_count(self) -> int:
         with self._lock:
             return len(self._workspaces)
@@ -160,14 +178,33 @@ class Service:
     # -- a visitor's steps -----------------------------------------------------------------------
     def open_video(self, key: str, path: str) -> tuple[VideoInfo, np.ndarray]:
         """Check the video against the limits; return its facts and its first frame."""
-        if not path or not os.path.isfile(path):
+        if not path:
             raise BadRequestError("Upload a video (or pick an example) first.")
+        if not os.path.isfile(path):
+            raise BadRequestError(f"The uploaded video is no longer on the server (uploads are kept for "
+                                  f"{self.limits.session_ttl_s / 60:.0f} minutes). Upload it again.")
         info = self.check_video(path)
         ws = self.workspace(key)
         if ws.job is not None and not ws.job.done.is_set():
             raise BadRequestError("A run is still going on. Press Stop (or wait for it) before opening another video.")
-        ws.video, ws.info, ws.preview, ws.removed, ws.frame = path, info, None, set(), 0
+        ws.video, ws.info, ws.preview, ws.removed, ws.frame = self._keep(ws, path), info, None, set(), 0
         return info, self.frame_image(key, 0)
+
+    @staticmethod
+    def _keep(ws: Workspace, path: str) -> str:
+        """The visitor's own link to (or copy of) the upload: Gradio deletes its cached uploads on
+        a clock of its own, and the workspace's folder lives exactly as long as the visitor."""
+        folder = os.path.join(ws.dir, "video")  # the file keeps its name: the exports quote it
+        kept = os.path.join(folder, os.path.basename(path))
+        if os.path.abspath(path) == kept:
+            return kept
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        try:
+            os.link(path, kept)
+        except OSError:  # another file system (or no hard links): copy
+            shutil.copyfile(path, kept)
+        return kept
 
     def check_video(self, path: str) -> VideoInfo:
         size_mb = os.path.getsize(path) / 2**20
@@ -297,8 +334,9 @@ class Service:
         options = RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
                              tuple(sorted(ws.removed)), tuple(ws.edits))
         backend = self.backend()
-        if ws.job is not None:  # keep one run per visitor: the files Gradio served are in its own cache
-            shutil.rmtree(ws.job.out_dir, ignore_errors=True)
+        for name in os.listdir(ws.dir):  # keep the latest run (a /results call may be reading it) and no more
+            if name.startswith("run-") and (ws.job is None or name != os.path.basename(ws.job.out_dir)):
+                shutil.rmtree(os.path.join(ws.dir, name), ignore_errors=True)
         out_dir = tempfile.mkdtemp(prefix="run-", dir=ws.dir)
         ws.job = Job(backend, video, info, options, out_dir)
         return ws.job

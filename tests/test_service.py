@@ -102,6 +102,25 @@ def test_steps_out_of_order_say_what_to_do(service, carphone):
         service.last_outputs("n")
 
 
+@pytest.mark.parametrize("prompt, match", [("", "prompt is empty"), (" , ,, ", "prompt is empty"),
+                                           ("a" * 5000, "5000 characters long")])
+def test_phrases_that_cannot_run_are_sentences(service, carphone, prompt, match):
+    service.open_video("p", carphone)
+    with pytest.raises(Sam3VideoError, match=match):
+        service.detect("p", 0, prompt, None)
+
+
+def test_phrases_in_any_script_and_markup_are_labels_as_typed(service, carphone):
+    phrases = ["人", "автомобиль", "<img src=x onerror=alert(1)>"]
+    service.open_video("s", carphone)
+    image, rows = service.detect("s", 0, ", ".join(phrases), 0.0)  # threshold 0: every phrase finds objects
+    assert image.shape == (144, 176, 3)
+    assert {label for _, label, _, _ in rows} == set(phrases)
+    service.start("s", "forward", 2)
+    out = service.last_outputs("s")
+    assert set(out.summary["objects_per_label"]) == set(phrases)
+
+
 def test_missing_model_is_one_sentence(tmp_path):
     service = Service(model=str(tmp_path / "no-such-model"), device="cpu", root=str(tmp_path))
     message = service.model_status()
@@ -110,25 +129,69 @@ def test_missing_model_is_one_sentence(tmp_path):
         service.backend()
 
 
-def test_a_failure_midway_keeps_the_frames_done_and_says_so(service, carphone, monkeypatch):
+def _fail_at_frame(monkeypatch, frame: int, fail) -> None:
+    """Make the transformers session call `fail()` instead of its step for `frame`."""
     from sam3_video.backends import transformers as tb
 
     step = tb.TransformersSession._step
 
     def failing_step(self, frame_index, reverse):
-        if frame_index == 10:
-            raise RuntimeError("CUDA out of memory (simulated)")
+        if frame_index == frame:
+            fail()
         return step(self, frame_index, reverse)
 
     monkeypatch.setattr(tb.TransformersSession, "_step", failing_step)
+
+
+def _assert_kept(job, out, frames: int) -> None:
+    assert out.summary["status"] == "failed" and out.summary["frames"] == frames
+    assert [r.frame_index for r in read_results(job.out_dir)] == list(range(frames))
+    assert probe(out.overlay).num_frames == frames and out.annotations_zip
+    with open(os.path.join(job.out_dir, "annotations", "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    assert manifest["status"] == "failed" and manifest["frames_done"] == frames
+
+
+def test_a_failure_midway_keeps_the_frames_done_and_says_so(service, carphone, monkeypatch):
+    def bug():
+        raise RuntimeError("simulated bug")
+
+    _fail_at_frame(monkeypatch, 10, bug)
     service.open_video("f", carphone)
     service.detect("f", 0, "person", None)
     job = service.start("f", "forward", 30)
     out = service.last_outputs("f")
-    assert out.summary["status"] == "failed" and "out of memory" in out.summary["error"]
-    assert "frames done before it are kept" in out.summary["error"] and out.summary["frames"] == 10
-    assert [r.frame_index for r in read_results(job.out_dir)] == list(range(10))
-    assert probe(out.overlay).num_frames == 10 and out.annotations_zip
+    assert "simulated bug" in out.summary["error"] and "frames done before it are kept" in out.summary["error"]
+    _assert_kept(job, out, 10)
+
+
+def _cpu_allocation_failure():
+    import torch
+
+    torch.empty(1 << 60, dtype=torch.uint8)  # a real allocator failure (2**60 bytes), as inside a layer
+
+
+def _gpu_out_of_memory():
+    import torch
+
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated: no GPU here)")
+
+
+@pytest.mark.parametrize("fail", [_cpu_allocation_failure, _gpu_out_of_memory], ids=["cpu-allocator", "cuda-oom"])
+def test_out_of_memory_keeps_the_frames_done_and_the_worker_lives(service, carphone, monkeypatch, fail):
+    _fail_at_frame(monkeypatch, 10, fail)
+    service.open_video("m", carphone)
+    service.detect("m", 0, "person", None)
+    job = service.start("m", "forward", 30)
+    out = service.last_outputs("m")
+    error = out.summary["error"]
+    assert error.startswith("Ran out of memory on cpu after 10 of 30 frames; the 10 frames done are saved.")
+    assert "Track fewer objects" in error and "Traceback" not in error
+    _assert_kept(job, out, 10)
+    monkeypatch.undo()  # the same service (and model) runs the next job
+    service.start("m", "forward", 12)
+    again = service.last_outputs("m")
+    assert again.summary["status"] == "complete" and again.summary["frames"] == 12
 
 
 @pytest.fixture()
@@ -182,3 +245,23 @@ def test_clicks_that_cannot_apply_say_why(edit_service, carphone):
         s.click("d", float(xs[0]), float(ys[0]), "positive point", None, "")
     with pytest.raises(Sam3VideoError, match="(?i)removed|unknown|no object"):
         s.click("d", 10, 10, "positive point", 999, "")
+
+
+def test_the_visitor_keeps_the_video_after_gradio_deletes_its_upload(service, carphone, tmp_path):
+    """Gradio deletes cached uploads on its own clock; the workspace holds its own link."""
+    import shutil
+
+    upload = tmp_path / "gradio-cache" / "my clip.mp4"
+    upload.parent.mkdir()
+    shutil.copyfile(carphone, upload)
+    service.open_video("k", str(upload))
+    upload.unlink()
+    service.detect("k", 3, "person", None)
+    service.start("k", "forward", 4)
+    out = service.last_outputs("k")
+    assert out.summary["status"] == "complete" and out.summary["frames"] == 4
+    assert os.path.basename(service.workspace("k").video) == "my clip.mp4"  # the exports quote its name
+    with pytest.raises(Sam3VideoError, match="no longer on the server"):
+        service.open_video("k", str(upload))
+    service.close_workspace("k")
+    assert os.listdir(service.root) == []
