@@ -16,7 +16,7 @@ import numpy as np
 
 from .backends import Backend, BackendSession, load_backend
 from .errors import BadRequestError
-from .types import DIRECTIONS, Direction, FrameResult, VideoInfo, frame_order, parse_prompts
+from .types import DIRECTIONS, MAX_PHRASE_CHARS, Direction, FrameResult, VideoInfo, frame_order, parse_prompts
 from .video import VideoReader, probe
 
 
@@ -106,9 +106,6 @@ class VideoSession:
         phrases = parse_prompts(prompts)
         if not phrases:
             raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
-        too_long = [p for p in phrases if len(p) > 200]
-        if too_long:
-            raise BadRequestError("A phrase is longer than 200 characters. Use a few words per phrase.")
         self.phrases = phrases
         self.threshold = self._check_threshold(threshold)
         self.detect_frame = self._check_frame(frame_index)
@@ -146,8 +143,8 @@ class VideoSession:
         """
         frame_index = self._check_edit(frame_index)
         label = " ".join(str(label or "").split())
-        if not label or len(label) > 200:
-            raise BadRequestError("Give the new object a label of one to 200 characters, e.g. 'car'.")
+        if not label or len(label) > MAX_PHRASE_CHARS:
+            raise BadRequestError(f"Give the new object a label of one to {MAX_PHRASE_CHARS} characters, e.g. 'car'.")
         points, labels = self._check_points(points, labels, required=False)
         if box is None and not points:
             raise BadRequestError("Draw a box or click on the new object to add it.")

@@ -32,10 +32,7 @@ from sam3_video.jobs import shrink
 from sam3_video.service import Service
 from sam3_video.video import probe
 
-try:
-    import media
-except ImportError:  # tests/ imported as a package
-    from tests import media
+from tests import media
 
 #: corpus entry -> expected outcome of `segment ENTRY --max-frames 3` (see the module docstring)
 EXPECT = {

@@ -123,9 +123,14 @@ def test_cancel_at_random_points_twenty_times(app, carphone):
         job = client.submit("forward", None, api_name="/propagate")
         time.sleep(rng.uniform(0, 2.5))
         job.cancel()
-        overlay, zip_path, files, summary = client.predict(api_name="/results")
+        try:
+            overlay, zip_path, files, summary = client.predict(api_name="/results")
+        except Exception as err:  # cancelled in the queue, before this tab's first run began
+            assert cycle == 0 and "Nothing has run" in str(err), err
+            landed["before any frame"] += 1
+            continue
         frames = _frames_in_zip(zip_path)
-        if frames and frames[0] != start:  # cancelled before the run began: /results is the run before
+        if frames[0] != start:  # cancelled in the queue, before the run began: /results is the run before
             landed["before any frame"] += 1
             continue
         assert summary["status"] in ("stopped", "complete") and summary["frames"] == len(frames)
@@ -134,8 +139,9 @@ def test_cancel_at_random_points_twenty_times(app, carphone):
         assert _manifest(zip_path)["frames_done"] == len(frames)
         landed["mid-run" if summary["status"] == "stopped" else "after the end"] += 1
         root = next(p for p in os.listdir(app["folders"][0]) if p.startswith("sam3-video-app-"))
-        runs = [d for _, dirs, _ in os.walk(os.path.join(app["folders"][0], root)) for d in dirs if d.startswith("run-")]
-        assert len(runs) <= 2, runs  # this run and the one before: cancelled runs do not pile up
+        for visitor in os.scandir(os.path.join(app["folders"][0], root)):  # cancelled runs do not pile up:
+            runs = [d for d in os.listdir(visitor.path) if d.startswith("run-")]
+            assert len(runs) <= 2, runs  # a visitor keeps its latest run and the one before
     print("cancels landed:", landed)
     assert landed["mid-run"] >= 10, landed
     _healthy(app)

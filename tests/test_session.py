@@ -126,7 +126,7 @@ def test_removed_object_stays_removed(session):
         (lambda s: s.detect(120, "person"), "outside this video"),
         (lambda s: s.detect(-1, "person"), "outside this video"),
         (lambda s: s.detect(0, " , ,"), "prompt is empty"),
-        (lambda s: s.detect(0, "x" * 300), "longer than 200"),
+        (lambda s: s.detect(0, "x" * 300), "300 characters long"),
         (lambda s: s.detect(0, "person", threshold=1.5), "from 0 to 1"),
         (lambda s: list(s.propagate("sideways")), "Run detect|Unknown direction"),
     ],
