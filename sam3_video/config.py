@@ -23,6 +23,10 @@ class Defaults:
     dtype: str = _env("SAM3_DTYPE", "auto")
     # Decoded source frames kept for random access; bounds memory on long or large videos.
     frame_cache_mb: int = int(_env("SAM3_FRAME_CACHE_MB", "256"))
+    # Frames decoded and preprocessed by a thread of their own while the model works on an
+    # earlier one (0: in the model's thread). auto: 2 on CUDA; 0 on the CPU, where the thread
+    # takes cores from the model (bikes, 2 cores: 30.6 s without, 35.5 s with; docs/benchmarks.md).
+    prefetch_frames: str = _env("SAM3_PREFETCH_FRAMES", "auto")
 
 
 DEFAULTS = Defaults()

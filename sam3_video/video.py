@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections import OrderedDict
 from typing import Iterator
 
@@ -216,6 +217,7 @@ class VideoReader:
         self._frame_bytes = self.info.width * self.info.height * 3
         self._decoder: Iterator | None = None
         self._next_index = 0  # index the sequential decoder yields next
+        self._lock = threading.RLock()  # a prefetching thread and the pipeline read frames
         self._load_pts()
 
     def _load_pts(self) -> None:
@@ -227,9 +229,10 @@ class VideoReader:
         return self.info.num_frames
 
     def close(self) -> None:
-        self._cache.clear()
-        self._decoder = None
-        self._container.close()
+        with self._lock:
+            self._cache.clear()
+            self._decoder = None
+            self._container.close()
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -242,7 +245,12 @@ class VideoReader:
             yield self[i]
 
     def __getitem__(self, index: int) -> np.ndarray:
-        """Frame `index` as a read-only RGB uint8 (H, W, 3) array."""
+        """Frame `index` as a read-only RGB uint8 (H, W, 3) array (thread-safe: one decoder, one
+        caller at a time)."""
+        with self._lock:
+            return self._get(index)
+
+    def _get(self, index: int) -> np.ndarray:
         n = len(self)
         if not 0 <= index < n:
             raise IndexError(f"frame {index} is outside 0..{n - 1}")

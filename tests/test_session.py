@@ -146,3 +146,27 @@ def test_tracker_memory_stays_bounded(session):
     kept = max(len(o["non_cond_frame_outputs"]) for o in per_obj)
     assert session.info.num_frames > 2 * reach + 2
     assert kept <= 2 * (reach + 1)
+
+
+@pytest.mark.parametrize("direction", ["forward", "both"])
+def test_frames_prepared_ahead_in_a_thread_give_the_same_results(backend, carphone, direction):
+    """SAM3_PREFETCH_FRAMES (on by default on CUDA): same frames, ids and masks as without it,
+    and its thread ends with the session, also after a stop."""
+    import copy
+    import threading
+
+    from sam3_video.session import VideoSession
+
+    runs = {}
+    for ahead in (0, 3):
+        ahead_backend = copy.copy(backend)  # same model and lock, another prefetch setting
+        ahead_backend.prefetch_frames = ahead
+        with VideoSession(carphone, ahead_backend) as session:
+            session.detect(30, "person, window")
+            runs[ahead] = [(r.frame_index, r.obj_ids.tolist(), r.masks) for r in session.propagate(direction, max_frames=12)]
+            for r in session.propagate("forward", max_frames=30):  # a second plan, stopped early
+                if r.frame_index == 35:
+                    session.stop()
+    assert [r[:2] for r in runs[3]] == [r[:2] for r in runs[0]] and len(runs[0]) == (12 if direction == "forward" else 23)
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(runs[0], runs[3]))
+    assert not [t for t in threading.enumerate() if t.name == "sam3-prefetch"]

@@ -31,15 +31,32 @@ USER_PROMPT_ID = 1000  # prompt ids of user labels that are not phrases: never r
 
 
 class _LazyFrames(Mapping):
-    """`processed_frames` for a transformers session: index -> preprocessed (3, S, S) tensor."""
+    """`processed_frames` for a transformers session: index -> preprocessed (3, S, S) tensor.
 
-    def __init__(self, reader: VideoReader, video_processor, device, dtype, keep: int = 4):
+    Frames are decoded and preprocessed when the model asks for them, or, once `plan` has said
+    which frames come next, by a thread of their own up to `ahead` frames before the model asks
+    (decoding and resizing run while the model works; at most `ahead` tensors wait). Without a
+    plan, or with `ahead` 0, everything happens in the caller's thread, as before.
+    """
+
+    def __init__(self, reader: VideoReader, video_processor, device, dtype, keep: int = 4, ahead: int = 0):
         self._reader = reader
         self._processor = video_processor
         self._device = device
         self._dtype = dtype
         self._keep = keep
+        self._ahead = ahead
         self._cache: OrderedDict = OrderedDict()
+        self._cond = threading.Condition()
+        self._plan: dict[int, int] = {}  # frame index -> position in the planned order
+        self._order: list[int] = []
+        self._next = 0  # position the worker prepares next
+        self._wanted = -1  # position of the latest frame the model asked for
+        self._ready: dict[int, object] = {}
+        self._busy: int | None = None  # frame the worker is preparing
+        self._version = 0  # bumped by every plan: work for an older plan is dropped
+        self._worker: threading.Thread | None = None
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._reader)
@@ -50,17 +67,77 @@ class _LazyFrames(Mapping):
     def __contains__(self, index) -> bool:
         return isinstance(index, int) and 0 <= index < len(self)
 
-    def __getitem__(self, index: int):
-        if index in self._cache:
-            self._cache.move_to_end(index)
-            return self._cache[index]
+    def _prepare(self, index: int):
         rgb = self._reader[index]
         pixels = self._processor(videos=rgb[None], device=self._device, return_tensors="pt").pixel_values_videos[0][0]
-        pixels = pixels.to(self._device, dtype=self._dtype)
-        self._cache[index] = pixels
-        while len(self._cache) > self._keep:
-            self._cache.popitem(last=False)
+        return pixels.to(self._device, dtype=self._dtype)
+
+    def plan(self, order: Sequence[int]) -> None:
+        """The frames the model will ask for, in this order: prepare them ahead from now on."""
+        if self._ahead <= 0:
+            return
+        with self._cond:
+            self._order, self._plan = list(order), {i: p for p, i in enumerate(order)}
+            self._next, self._wanted, self._version = 0, -1, self._version + 1
+            self._ready.clear()
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._work, name="sam3-prefetch", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._ready.clear()
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and not (self._next < len(self._order) and self._next <= self._wanted + self._ahead):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                index, version = self._order[self._next], self._version
+                self._next += 1
+                if index in self._ready or index in self._cache:
+                    continue
+                self._busy = index
+            try:
+                pixels = self._prepare(index)
+            except Exception:  # the model's own request prepares it again and raises in its thread
+                pixels = None
+            with self._cond:
+                self._busy = None
+                if pixels is not None and version == self._version and not self._closed:
+                    self._ready[index] = pixels
+                self._cond.notify_all()
+
+    def __getitem__(self, index: int):
+        with self._cond:
+            if index in self._plan:  # the model reached this frame: the worker may go further
+                self._wanted = max(self._wanted, self._plan[index])
+                self._cond.notify_all()
+            while self._busy == index:
+                self._cond.wait()
+            if index in self._cache:
+                self._cache.move_to_end(index)
+                return self._cache[index]
+            pixels = self._ready.pop(index, None)
+        if pixels is None:
+            pixels = self._prepare(index)
+        with self._cond:
+            self._cache[index] = pixels
+            while len(self._cache) > self._keep:
+                self._cache.popitem(last=False)
         return pixels
+
+
+def _close_frames(state) -> None:
+    if isinstance(state.processed_frames, _LazyFrames):
+        state.processed_frames.close()
 
 
 class TransformersBackend:
@@ -75,6 +152,8 @@ class TransformersBackend:
         self.model_id = model_id
         self.device = device
         self.torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+        auto = 2 if str(device).startswith("cuda") else 0
+        self.prefetch_frames = auto if DEFAULTS.prefetch_frames == "auto" else int(DEFAULTS.prefetch_frames)
         offline = prepare_hub_model(model_id, ("model.safetensors", "model.safetensors.index.json"))
         with load_errors(model_id):
             self.processor = Sam3VideoProcessor.from_pretrained(model_id, local_files_only=offline)
@@ -128,7 +207,10 @@ class TransformersSession:
         state = b.processor.init_video_session(
             video=None, inference_device=b.device, video_storage_device=b.device, dtype=b.torch_dtype
         )
-        state.processed_frames = _LazyFrames(self.reader, b.processor.video_processor, b.device, b.torch_dtype)
+        if self.state is not None:  # a new detect: the old frames' thread stops
+            _close_frames(self.state)
+        state.processed_frames = _LazyFrames(self.reader, b.processor.video_processor, b.device, b.torch_dtype,
+                                             ahead=b.prefetch_frames)
         state.video_height, state.video_width = self.info.height, self.info.width
         return state
 
@@ -219,6 +301,8 @@ class TransformersSession:
         if self.state is None:
             raise RuntimeError("detect() must run before propagate()")
         indices = list(frame_indices)
+        if isinstance(self.state.processed_frames, _LazyFrames):
+            self.state.processed_frames.plan(indices)
         skip_first = bool(indices) and indices[0] == self._processed_unyielded and bool(self._pending)
         if not skip_first:
             yield from self._release(end=True)  # leftovers of an earlier run, if any
@@ -338,6 +422,8 @@ class TransformersSession:
         return self._to_result(self._pending[-1])
 
     def close(self) -> None:
+        if self.state is not None:
+            _close_frames(self.state)
         self.state = None
         self._pending = []
         self.reader.close()
