@@ -49,6 +49,15 @@ def as_text(message: str) -> str:
     return html.escape(message, quote=False)
 
 
+def _user_error(err: Exception, action: str) -> gr.Error:
+    """The gr.Error to raise for `err`: a handler's own gr.Error keeps its sentence, anything else
+    gets one (`sentence`); either way HTML-escaped (`as_text`)."""
+    if isinstance(err, gr.Error):
+        err.message = as_text(str(err.message))
+        return err
+    return gr.Error(as_text(sentence(err, action)))
+
+
 def user_errors(fn):
     """Any exception -> gr.Error with a sentence (a gr.Error raised by the handler keeps its
     sentence); every message is HTML-escaped (`as_text`)."""
@@ -58,11 +67,8 @@ def user_errors(fn):
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except gr.Error as err:
-                err.message = as_text(str(err.message))
-                raise
             except Exception as err:
-                raise gr.Error(as_text(sentence(err, action))) from None
+                raise _user_error(err, action) from None
 
         return gen_wrapper
 
@@ -70,11 +76,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error as err:
-            err.message = as_text(str(err.message))
-            raise
         except Exception as err:
-            raise gr.Error(as_text(sentence(err, action))) from None
+            raise _user_error(err, action) from None
 
     return wrapper
 
