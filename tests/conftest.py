@@ -61,6 +61,54 @@ def edit_backend(backend):
     return private
 
 
+@pytest.fixture()
+def fail_at_frame(monkeypatch):
+    """fail_at_frame(frame, fail): the transformers session calls `fail()` instead of its step for
+    `frame` (until `monkeypatch.undo()`)."""
+    from sam3_video.backends import transformers as tb
+
+    step = tb.TransformersSession._step
+
+    def arm(frame: int, fail) -> None:
+        def failing_step(self, frame_index, reverse):
+            if frame_index == frame:
+                fail()
+            return step(self, frame_index, reverse)
+
+        monkeypatch.setattr(tb.TransformersSession, "_step", failing_step)
+
+    return arm
+
+
+def cpu_allocation_failure() -> None:
+    """A real allocator failure (2**60 bytes), as one inside a layer would be."""
+    import torch
+
+    torch.empty(1 << 60, dtype=torch.uint8)
+
+
+def video_path(value) -> str:
+    """The file path of a gradio_client Video output (a dict or a path, by Gradio version)."""
+    return value["video"] if isinstance(value, dict) else value
+
+
+def frames_in_zip(zip_path) -> list[int]:
+    """The frame indices an annotations.zip covers (its YouTube-VIS video)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as z:
+        return json.loads(z.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
+
+
+def manifest_in_zip(zip_path) -> dict:
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as z:
+        return json.loads(z.read("annotations/manifest.json"))
+
+
 def _free_port() -> int:
     import socket
 

@@ -11,15 +11,9 @@ import zipfile
 import pytest
 
 from sam3_video.video import probe
+from tests.conftest import frames_in_zip, manifest_in_zip, video_path
 
 
-def _path(value):
-    return value["video"] if isinstance(value, dict) else value
-
-
-def _frames_in_zip(zip_path) -> list[int]:
-    with zipfile.ZipFile(zip_path) as z:
-        return json.loads(z.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
 
 
 def test_upload_detect_remove_propagate_download(app_url, carphone):
@@ -36,8 +30,8 @@ def test_upload_detect_remove_propagate_download(app_url, carphone):
     job = client.submit("both", 10, api_name="/propagate")
     preview, status, overlay, zip_path, files, summary = job.result(timeout=600)
     assert summary["status"] == "complete" and summary["frames"] == 19 and "complete" in status
-    assert probe(_path(overlay)).num_frames == 19
-    assert _frames_in_zip(zip_path) == list(range(51, 70))
+    assert probe(video_path(overlay)).num_frames == 19
+    assert frames_in_zip(zip_path) == list(range(51, 70))
     with zipfile.ZipFile(zip_path) as z:
         coco = json.loads(z.read("annotations/coco_instances.json"))
     assert coco["annotations"] and ids[0] not in {a["track_id"] for a in coco["annotations"]}
@@ -60,9 +54,9 @@ def test_cancel_keeps_the_frames_done_and_frees_the_slot(app_url, carphone):
     job.cancel()
     overlay, zip_path, files, summary = client.predict(api_name="/results")
     assert summary["status"] == "stopped" and 20 <= summary["frames"] < 120
-    frames = _frames_in_zip(zip_path)
+    frames = frames_in_zip(zip_path)
     assert frames == list(range(summary["frames"]))
-    assert probe(_path(overlay)).num_frames == summary["frames"]
+    assert probe(video_path(overlay)).num_frames == summary["frames"]
     started = time.time()  # the next run is not held up by the cancelled one
     *_, summary = client.submit("forward", 5, api_name="/propagate").result(timeout=300)
     assert summary["status"] == "complete" and summary["frames"] == 5 and time.time() - started < 120
@@ -87,9 +81,8 @@ def test_two_clients_at_once_get_their_own_results(app_url, carphone):
     for name, (prompt, start) in asks.items():
         overlay, zip_path, summary = out[name]
         assert summary["status"] == "complete" and set(summary["objects_per_label"]) <= {prompt}
-        assert _frames_in_zip(zip_path) == list(range(start, start + 6))
-        with zipfile.ZipFile(zip_path) as z:
-            assert json.loads(z.read("annotations/manifest.json"))["prompts"] == [prompt]
+        assert frames_in_zip(zip_path) == list(range(start, start + 6))
+        assert manifest_in_zip(zip_path)["prompts"] == [prompt]
     assert out["a"][1] != out["b"][1]
 
 
@@ -101,8 +94,8 @@ def test_one_shot_endpoint(app_url, carphone):
         handle_file(carphone), "person, window", 60, "both", 5, "", api_name="/segment_video"
     )
     assert summary["status"] == "complete" and summary["frames"] == 9
-    assert _frames_in_zip(zip_path) == list(range(56, 65))
-    info = probe(_path(overlay))
+    assert frames_in_zip(zip_path) == list(range(56, 65))
+    info = probe(video_path(overlay))
     assert (info.num_frames, info.width, info.height, info.codec) == (9, 176, 144, "h264")
 
 
@@ -138,8 +131,7 @@ def test_click_edits_through_the_api_carry_into_the_run(app_url, carphone):
         client.predict(999, 5.0, 5.0, True, api_name="/refine_object")
     *_, zip_path, _, summary = client.submit("forward", 3, api_name="/propagate").result(timeout=300)
     assert summary["status"] == "complete"
-    with zipfile.ZipFile(zip_path) as z:
-        manifest = json.loads(z.read("annotations/manifest.json"))
+    manifest = manifest_in_zip(zip_path)
     assert [(e["kind"], e["obj_id"], e["label"]) for e in manifest["edits"]] == [("refine", first, ""),
                                                                                ("add_object", None, "mirror")]
     assert manifest["removed_ids"] == [last]

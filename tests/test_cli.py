@@ -85,21 +85,12 @@ def test_make_test_model(tmp_path):
     assert {"config.json", "model.safetensors", "processor_config.json", "tokenizer.json"} <= names
 
 
-def test_out_of_memory_is_one_sentence_and_keeps_the_frames(carphone, test_model_dir, tmp_path, monkeypatch, capsys):
+def test_out_of_memory_is_one_sentence_and_keeps_the_frames(carphone, test_model_dir, tmp_path, fail_at_frame, capsys):
     """In-process (to inject the failure): the model's allocation fails at frame 5."""
-    import torch
-
     from sam3_video import cli as cli_module
-    from sam3_video.backends import transformers as tb
+    from tests.conftest import cpu_allocation_failure
 
-    step = tb.TransformersSession._step
-
-    def failing_step(self, frame_index, reverse):
-        if frame_index == 5:
-            torch.empty(1 << 60, dtype=torch.uint8)  # a real allocator failure
-        return step(self, frame_index, reverse)
-
-    monkeypatch.setattr(tb.TransformersSession, "_step", failing_step)
+    fail_at_frame(5, cpu_allocation_failure)
     out = tmp_path / "o"
     code = cli_module.main(["segment", str(carphone), "-p", "person", "-o", str(out), "--model", test_model_dir,
                             "--device", "cpu", "--max-frames", "20"])

@@ -8,33 +8,20 @@ can watch the queue turn people away and the temporary folders empty again. Coun
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
-import zipfile
 
 import pytest
 import requests
 
 from sam3_video.video import probe
-from tests.conftest import launch_app
+from tests.conftest import frames_in_zip, launch_app, manifest_in_zip, video_path
 
 TTL_S = 45
 
 
-def _path(value):
-    return value["video"] if isinstance(value, dict) else value
 
-
-def _manifest(zip_path) -> dict:
-    with zipfile.ZipFile(zip_path) as z:
-        return json.loads(z.read("annotations/manifest.json"))
-
-
-def _frames_in_zip(zip_path) -> list[int]:
-    with zipfile.ZipFile(zip_path) as z:
-        return json.loads(z.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
 
 
 def _bytes_under(*folders) -> int:
@@ -102,9 +89,9 @@ def test_four_clients_at_once_get_their_own_results_and_the_queue_turns_the_rest
     for job, (prompt, start, n) in zip(jobs, asks):
         overlay, zip_path, summary = job.result(timeout=600)
         assert summary["status"] == "complete" and summary["frames"] == n
-        assert _frames_in_zip(zip_path) == list(range(start, start + n))
-        assert _manifest(zip_path)["prompts"] == [p.strip() for p in prompt.split(",")]
-        assert probe(_path(overlay)).num_frames == n
+        assert frames_in_zip(zip_path) == list(range(start, start + n))
+        assert manifest_in_zip(zip_path)["prompts"] == [p.strip() for p in prompt.split(",")]
+        assert probe(video_path(overlay)).num_frames == n
     _healthy(app)
 
 
@@ -129,14 +116,14 @@ def test_cancel_at_random_points_twenty_times(app, carphone):
             assert cycle == 0 and "Nothing has run" in str(err), err
             landed["before any frame"] += 1
             continue
-        frames = _frames_in_zip(zip_path)
+        frames = frames_in_zip(zip_path)
         if frames[0] != start:  # cancelled in the queue, before the run began: /results is the run before
             landed["before any frame"] += 1
             continue
         assert summary["status"] in ("stopped", "complete") and summary["frames"] == len(frames)
         assert frames == list(range(start, start + len(frames)))
-        assert probe(_path(overlay)).num_frames == len(frames)
-        assert _manifest(zip_path)["frames_done"] == len(frames)
+        assert probe(video_path(overlay)).num_frames == len(frames)
+        assert manifest_in_zip(zip_path)["frames_done"] == len(frames)
         landed["mid-run" if summary["status"] == "stopped" else "after the end"] += 1
         root = next(p for p in os.listdir(app["folders"][0]) if p.startswith("sam3-video-app-"))
         for visitor in os.scandir(os.path.join(app["folders"][0], root)):  # cancelled runs do not pile up:

@@ -14,6 +14,7 @@ from sam3_video.errors import Sam3VideoError
 from sam3_video.results import read_results
 from sam3_video.service import Service
 from sam3_video.video import probe
+from tests.conftest import cpu_allocation_failure
 
 
 @pytest.fixture()
@@ -129,20 +130,6 @@ def test_missing_model_is_one_sentence(tmp_path):
         service.backend()
 
 
-def _fail_at_frame(monkeypatch, frame: int, fail) -> None:
-    """Make the transformers session call `fail()` instead of its step for `frame`."""
-    from sam3_video.backends import transformers as tb
-
-    step = tb.TransformersSession._step
-
-    def failing_step(self, frame_index, reverse):
-        if frame_index == frame:
-            fail()
-        return step(self, frame_index, reverse)
-
-    monkeypatch.setattr(tb.TransformersSession, "_step", failing_step)
-
-
 def _assert_kept(job, out, frames: int) -> None:
     assert out.summary["status"] == "failed" and out.summary["frames"] == frames
     assert [r.frame_index for r in read_results(job.out_dir)] == list(range(frames))
@@ -152,11 +139,11 @@ def _assert_kept(job, out, frames: int) -> None:
     assert manifest["status"] == "failed" and manifest["frames_done"] == frames
 
 
-def test_a_failure_midway_keeps_the_frames_done_and_says_so(service, carphone, monkeypatch):
+def test_a_failure_midway_keeps_the_frames_done_and_says_so(service, carphone, fail_at_frame):
     def bug():
         raise RuntimeError("simulated bug")
 
-    _fail_at_frame(monkeypatch, 10, bug)
+    fail_at_frame(10, bug)
     service.open_video("f", carphone)
     service.detect("f", 0, "person", None)
     job = service.start("f", "forward", 30)
@@ -165,21 +152,16 @@ def test_a_failure_midway_keeps_the_frames_done_and_says_so(service, carphone, m
     _assert_kept(job, out, 10)
 
 
-def _cpu_allocation_failure():
-    import torch
-
-    torch.empty(1 << 60, dtype=torch.uint8)  # a real allocator failure (2**60 bytes), as inside a layer
-
-
 def _gpu_out_of_memory():
     import torch
 
     raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated: no GPU here)")
 
 
-@pytest.mark.parametrize("fail", [_cpu_allocation_failure, _gpu_out_of_memory], ids=["cpu-allocator", "cuda-oom"])
-def test_out_of_memory_keeps_the_frames_done_and_the_worker_lives(service, carphone, monkeypatch, fail):
-    _fail_at_frame(monkeypatch, 10, fail)
+@pytest.mark.parametrize("fail", [cpu_allocation_failure, _gpu_out_of_memory], ids=["cpu-allocator", "cuda-oom"])
+def test_out_of_memory_keeps_the_frames_done_and_the_worker_lives(service, carphone, monkeypatch, fail_at_frame,
+                                                                   fail):
+    fail_at_frame(10, fail)
     service.open_video("m", carphone)
     service.detect("m", 0, "person", None)
     job = service.start("m", "forward", 30)
