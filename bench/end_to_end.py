@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from engine import machine, small_model, wait_quiet  # noqa: E402
+from engine import child_result, emit, machine, small_model  # noqa: E402
 
 PROMPT = "car, light"
 
@@ -107,18 +105,12 @@ def child(kind: str, model_dir: str, clip: str, max_frames: int | None) -> None:
         else:
             row = ours(model_dir, clip, out_dir, max_frames, ["overlay"] if kind == "overlay" else ["all"])
     row.update(kind=kind, peak_rss_mib=peak_rss_mib(), threads=torch.get_num_threads())
-    print("RESULT " + json.dumps(row))
+    emit(row)
 
 
 def run_child(kind: str, model_dir: str, clip: str, max_frames: int | None) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", kind, "--model", model_dir, "--clip", clip]
-    if max_frames:
-        cmd += ["--max-frames", str(max_frames)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{kind} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return child_result(cmd + (["--max-frames", str(max_frames)] if max_frames else []))
 
 
 def main() -> None:
@@ -137,7 +129,6 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"bare": [], "overlay": [], "all": []}
     for _ in range(args.repeats):
         for kind in runs:
-            wait_quiet(600)
             runs[kind].append(run_child(kind, model_dir, args.clip, args.max_frames))
             print(kind, f"{runs[kind][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
     best = {kind: min(rows, key=lambda r: r["wall_s"]) for kind, rows in runs.items()}

@@ -202,6 +202,21 @@ def wait_quiet(limit_s: float, window_s: float = 5.0) -> None:
             warned = True
 
 
+def emit(row: dict) -> None:
+    """A benchmark child's result, read back by `child_result`."""
+    print("RESULT " + json.dumps(row), flush=True)
+
+
+def child_result(cmd: list[str], wait_s: float = 600) -> dict:
+    """Run a benchmark child (`cmd`) once the CPU is quiet; return the row it `emit`ted."""
+    wait_quiet(wait_s)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd[1:3])} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def run_child(cmd: list[str], wait_s: float) -> dict:
     wait_quiet(wait_s)
     busy, mine, t0 = busy_s(), resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()

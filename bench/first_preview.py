@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from engine import machine, make_long, small_model, wait_quiet  # noqa: E402
+from engine import child_result, emit, machine, make_long, small_model  # noqa: E402
 
 
 def child(model: str, clip: str) -> None:
@@ -49,18 +47,11 @@ def child(model: str, clip: str) -> None:
         t_first = time.perf_counter()
         job.stop()
         job.done.wait(120)
-    print("RESULT " + json.dumps({"open_s": t_open - t0, "detect_s": t_detect - t_open, "first_s": t_first - t_detect,
-                                  "total_s": t_first - t0}))
+    emit({"open_s": t_open - t0, "detect_s": t_detect - t_open, "first_s": t_first - t_detect, "total_s": t_first - t0})
 
 
 def run(model: str, clip: str) -> dict:
-    wait_quiet(600)
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", clip, "--model", model],
-                         capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(lines[-1][len("RESULT "):])
+    return child_result([sys.executable, os.path.abspath(__file__), "--child", clip, "--model", model])
 
 
 def main() -> None:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from engine import machine, make_long, small_model, wait_quiet  # noqa: E402
+from engine import child_result, emit, machine, make_long, small_model  # noqa: E402
 
 LOOPS = (1, 2, 4)
 CAPS = (1, 4, 16)
@@ -50,21 +48,14 @@ def child(model: str, clip: str, cap: int | None, max_frames: int | None) -> Non
                       outputs=["overlay"])
         wall = time.perf_counter() - t0
         objects = [len(r) for r in read_results(out)]
-    print("RESULT " + json.dumps({"frames": summary.frames_done, "fps": summary.frames_done / wall,
-                                  "objects": sum(objects) / max(1, len(objects)),
-                                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    emit({"frames": summary.frames_done, "fps": summary.frames_done / wall, "objects": sum(objects) / max(1, len(objects)),
+          "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
 def run_child(model: str, clip: str, cap: int | None = None, max_frames: int | None = None) -> dict:
-    wait_quiet(600)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", clip, "--model", model]
     cmd += ["--cap", str(cap)] if cap else []
-    cmd += ["--max-frames", str(max_frames)] if max_frames else []
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TRANSFORMERS_VERBOSITY": "error"})
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(lines[-1][len("RESULT "):])
+    return child_result(cmd + (["--max-frames", str(max_frames)] if max_frames else []))
 
 
 def plot(by_length: list[dict], by_objects: list[dict], path: str) -> None:
