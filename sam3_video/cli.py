@@ -25,11 +25,16 @@ def _parser() -> argparse.ArgumentParser:
 
     seg = sub.add_parser("segment", help="detect phrases on a frame and track them through a video")
     seg.add_argument("video", help="video file (mp4, mov, webm, mkv, avi, ...)")
-    seg.add_argument("--prompt", "-p", required=True, help='one or more phrases, comma-separated: "car, person"')
+    seg.add_argument("--prompt", "-p", default=None,
+                     help='one or more phrases, comma-separated: "car, person" (required unless --continue-from)')
     seg.add_argument("--out", "-o", required=True, help="output folder (created if missing)")
     _run_arguments(seg)
     seg.add_argument("--remove", default="", metavar="IDS",
                      help="object ids to drop after detection (false positives), comma-separated: 3,7")
+    seg.add_argument("--continue-from", default=None, metavar="RUN_DIR",
+                     help="continue the run in RUN_DIR (stopped, or wrong from some frame on) from --start-frame "
+                          "(default: the last frame it did) into a new --out: its frames before that one are "
+                          "kept, its objects there keep their ids (minus --remove), phrases default to its own")
 
     bt = sub.add_parser("batch", help="segment many videos on Ray (this machine, or a cluster with --address)")
     bt.add_argument("input", help="a folder of videos, a glob ('clips/*.mp4') or a .csv/.jsonl manifest")
@@ -52,7 +57,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default=DEFAULTS.backend, choices=("auto", "transformers", "sam3"))
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cuda, cuda:N or cpu (default: %(default)s)")
     p.add_argument("--dtype", default=DEFAULTS.dtype, choices=("auto", "float32", "bfloat16"))
-    p.add_argument("--start-frame", type=int, default=0, help="frame to detect on (0-based, default 0)")
+    p.add_argument("--start-frame", type=int, default=None, help="frame to detect on, or to continue from (0-based, default 0)")
     p.add_argument("--direction", default="forward", choices=DIRECTIONS)
     p.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
     p.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
@@ -86,13 +91,23 @@ def _quiet_libraries(debug: bool) -> None:
 def _segment(args) -> int:
     from tqdm import tqdm
 
+    from . import continuation
     from .backends import load_backend
     from .pipeline import run
     from .types import RunOptions
 
+    start = args.start_frame
+    if args.continue_from:
+        start = continuation.last_frame(args.continue_from) if start is None else start
+        if start is None:
+            raise Sam3VideoError(f"'{args.continue_from}' holds no finished frame of a run to continue from; "
+                                 "give the output folder of an earlier run.")
+    elif not args.prompt:
+        raise Sam3VideoError("Say what to find with --prompt, e.g. --prompt 'car, person'.")
     options = RunOptions(
-        prompts=(args.prompt,),
-        start_frame=args.start_frame,
+        prompts=(args.prompt,) if args.prompt else (),
+        start_frame=start or 0,
+        continue_from=args.continue_from,
         direction=args.direction,
         max_frames=args.max_frames,
         threshold=args.threshold,

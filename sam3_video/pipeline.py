@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from . import __version__
+from . import __version__, continuation
 from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
 from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
@@ -95,14 +95,23 @@ def run(
         if on_session:
             on_session(session)
         prompts = parse_prompts(options.prompts)
-        replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits)
+        earlier = None
+        if options.continue_from:
+            earlier = continuation.load(options.continue_from, options.start_frame, options.direction, session.info)
+            if os.path.abspath(earlier.folder) == os.path.abspath(out_dir):
+                raise BadRequestError("Write the continued run to a new folder: it reads the earlier run's "
+                                      "folder while it writes.")
+            prompts = prompts or parse_prompts(earlier.prompts)
+        replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
         order = session.frames(options.direction, options.start_frame, options.max_frames)
+        kept = earlier.kept if earlier else []  # ascending, all on one side of the start frame
+        expected = len(kept) + len(order)
         os.makedirs(out_dir, exist_ok=True)
-        manifest = _Manifest(out_dir, session, options, prompts, backend, len(order))
+        manifest = _Manifest(out_dir, session, options, prompts, backend, expected, earlier)
         manifest.save(frames_done=0, status="running")
         all_sinks: list[Sink] = [ResultsWriter(out_dir)]
-        if "overlay" in wanted:
-            all_sinks.append(OverlayWriter(out_dir, session.info, order[0], session.frame))
+        if "overlay" in wanted:  # kept frames come first and in order: the overlay starts with them
+            all_sinks.append(OverlayWriter(out_dir, session.info, (kept or order)[0], session.frame))
         formats = [name for name in wanted if name in FORMATS]
         annotations = None
         if formats:
@@ -112,31 +121,42 @@ def run(
         status, error, done, handed = "complete", None, 0, []
         feed = SinkThread(all_sinks) if overlap else None
         needs_image = bool(sinks) or "overlay" in wanted or "labelme" in formats
+
+        def hand_over(result: FrameResult) -> None:
+            nonlocal done
+            frame = EncodedFrame(result, lambda i=result.frame_index: session.frame(i))
+            if feed is not None:
+                if needs_image:
+                    frame.image  # decoded here: the reader is the model's, and not thread-safe
+                feed.put(frame)
+            else:
+                write_all(all_sinks, frame)
+            for obj_id, label in zip(result.obj_ids.tolist(), result.labels):
+                ids_per_label.setdefault(label, set()).add(obj_id)
+            done += 1
+            handed.append(result.frame_index)
+
         try:
-            for result in session.propagate(options.direction, options.start_frame, options.max_frames):
-                frame = EncodedFrame(result, lambda i=result.frame_index: session.frame(i))
-                if feed is not None:
-                    if needs_image:
-                        frame.image  # decoded here: the reader is the model's, and not thread-safe
-                    feed.put(frame)
-                else:
-                    write_all(all_sinks, frame)
-                for obj_id, label in zip(result.obj_ids.tolist(), result.labels):
-                    ids_per_label.setdefault(label, set()).add(obj_id)
-                done += 1
-                handed.append(result.frame_index)
+            for result in earlier.kept_results(*session.info.size) if earlier else ():
+                if session.stopped:
+                    break
+                hand_over(result)
+            new_started = time.perf_counter()
+            for result in () if session.stopped else session.propagate(options.direction, options.start_frame,
+                                                                       options.max_frames):
+                hand_over(result)
                 if on_progress:
-                    elapsed = time.perf_counter() - started
-                    fps = done / elapsed if elapsed > 0 else 0.0
-                    eta = (len(order) - done) / fps if fps > 0 else None
-                    on_progress(Progress(done, len(order), elapsed, fps, eta, result))
-            if session.stopped and done < len(order):
+                    elapsed = time.perf_counter() - new_started  # the model's pace, kept frames aside
+                    fps = (done - len(kept)) / elapsed if elapsed > 0 else 0.0
+                    eta = (expected - done) / fps if fps > 0 else None
+                    on_progress(Progress(done, expected, time.perf_counter() - started, fps, eta, result))
+            if session.stopped and done < expected:
                 status = "stopped"
         except BaseException as err:  # saved frames stay valid; the manifest says what happened
             status = "stopped" if isinstance(err, KeyboardInterrupt) else "failed"
             error = str(err) if isinstance(err, Sam3VideoError) else f"{type(err).__name__}: {err}"
             if is_out_of_memory(err):
-                error = (f"Ran out of memory on {backend.device} after {done} of {len(order)} frames; the {done} "
+                error = (f"Ran out of memory on {backend.device} after {done} of {expected} frames; the {done} "
                          f"frames done are saved. {OUT_OF_MEMORY_ADVICE}")
                 raise OutOfMemoryError(error) from err
             raise
@@ -160,7 +180,7 @@ def run(
             manifest.save(**state)
             if close_error is not None and error is None:
                 raise close_error
-    return RunSummary(out_dir, done, len(order), state["status"], elapsed, counts, state["error"])
+    return RunSummary(out_dir, done, expected, state["status"], elapsed, counts, state["error"])
 
 
 def write_all(sinks: Sequence[Sink], frame: EncodedFrame) -> None:
@@ -212,10 +232,15 @@ class SinkThread:
             raise self._error
 
 
-def replay(session: VideoSession, frame: int, phrases, threshold: float | None, removed, edits) -> FrameResult:
-    """Detect on `frame`, drop the `removed` ids, apply the `edits` in order: the preview the user
-    built, rebuilt on a fresh session (detection is deterministic, so the ids are the ones seen)."""
-    result = session.detect(frame, phrases, threshold)
+def replay(session: VideoSession, frame: int, phrases, threshold: float | None, removed, edits,
+           earlier: continuation.EarlierRun | None = None) -> FrameResult:
+    """Detect on `frame` (or start from the `earlier` run's result there), drop the `removed` ids,
+    apply the `edits` in order: the preview the user built, rebuilt on a fresh session (detection
+    and seeding are deterministic, so the ids are the ones seen)."""
+    if earlier is not None:
+        result = session.resume(earlier, phrases, threshold)
+    else:
+        result = session.detect(frame, phrases, threshold)
     for obj_id in sorted(removed):
         session.remove_object(obj_id)
     result = result.without(removed)
@@ -259,7 +284,8 @@ def _call_all(closers: Sequence[Callable[[], None]]) -> Exception | None:
 class _Manifest:
     name = "run.json"
 
-    def __init__(self, out_dir, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int):
+    def __init__(self, out_dir, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int,
+                 earlier: continuation.EarlierRun | None = None):
         self.path = os.path.join(out_dir, self.name)
         info = asdict(session.info)
         info.pop("timestamps")
@@ -281,6 +307,9 @@ class _Manifest:
             "frames_expected": expected,
             "results": ResultsWriter.name,
         }
+        if earlier is not None:
+            self.base["continued_from"] = {"folder": os.path.abspath(earlier.folder), "frame": earlier.frame,
+                                           "frames_kept": len(earlier.kept)}
 
     def doc(self, **state) -> dict:
         return {**self.base, **state}

@@ -15,7 +15,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .backends import Backend, BackendSession, load_backend
-from .errors import BadRequestError
+from .continuation import EarlierRun
+from .errors import BackendUnavailableError, BadRequestError
 from .types import DIRECTIONS, MAX_PHRASE_CHARS, Direction, FrameResult, VideoInfo, frame_order, parse_prompts
 from .video import VideoReader, probe
 
@@ -111,6 +112,26 @@ class VideoSession:
         self.detect_frame = self._check_frame(frame_index)
         self._propagated = False
         return self._session.detect(self.detect_frame, phrases, self.threshold)
+
+    def resume(self, earlier: EarlierRun, prompts: str | Sequence[str] | None = None,
+               threshold: float | None = None) -> FrameResult:
+        """Start from an earlier run's result on `earlier.frame` instead of a detection (see
+        `continuation.load`): its objects keep their ids and are tracked from their masks there; the
+        phrases (default: the earlier run's) find new objects after it. Edits, removals and
+        propagation follow as after `detect`."""
+        phrases = parse_prompts(earlier.prompts if prompts is None else prompts)
+        if not phrases:
+            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        if "continue" not in self.edits:
+            raise BackendUnavailableError(
+                f"The {self.backend.name} backend cannot continue a run from a corrected frame; use the "
+                "transformers backend for that, or start a new run.")
+        self.phrases = phrases
+        self.threshold = self._check_threshold(threshold)
+        self.detect_frame = self._check_frame(earlier.frame)
+        self._propagated = False
+        return self._session.resume(earlier.frame, phrases, self.threshold, earlier.seed, earlier.first_seen,
+                                    earlier.last_id)
 
     def remove_object(self, obj_id: int) -> None:
         """Drop an object (a false positive, say) from this and every later result."""

@@ -169,6 +169,10 @@ class RunOptions:
     threshold: float | None = None  # detection score needed to report an object; None: model's own
     remove_ids: tuple[int, ...] = ()  # objects dropped right after detection (false positives)
     edits: tuple[Edit, ...] = ()  # clicks and boxes on the detect frame, applied after the removals
+    # the output folder of an earlier run to continue: its result on `start_frame` (a frame it
+    # processed) is the starting point instead of a new detection, `remove_ids` and `edits` correct
+    # it, and its frames behind `start_frame` are kept (see sam3_video/continuation.py)
+    continue_from: str | None = None
 
 
 #: SAM3 reads a phrase of a few words (its text encoder keeps 32 tokens); each phrase costs a pass.

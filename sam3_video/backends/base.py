@@ -7,7 +7,7 @@ which implementation ran. Both implementations import their heavy libraries lazi
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 from ..types import FrameResult, VideoInfo
 
@@ -15,7 +15,7 @@ from ..types import FrameResult, VideoInfo
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in video pixels
 Point = tuple[float, float]  # x, y in video pixels
 
-EDITS = ("refine", "add_object", "exemplar")
+EDITS = ("refine", "add_object", "exemplar", "continue")  # "continue": `resume` from an earlier result
 
 
 class BackendSession(Protocol):
@@ -72,6 +72,13 @@ class BackendSession(Protocol):
     def exemplar(self, frame_index: int, box: Box, positive: bool = True) -> FrameResult:
         """Search the frame again with a box as an example of what the phrases mean ("more like
         this") or, negative, do not; new finds become new objects. Returns the frame's result."""
+
+    def resume(self, frame_index: int, phrases: Sequence[str], threshold: float | None, seed: FrameResult,
+               first_seen: Mapping[int, int], last_id: int) -> FrameResult:
+        """Start over from known objects on `frame_index` (`seed`, an earlier run's result there)
+        instead of a detection: each keeps its id; new objects get ids above `last_id`;
+        `first_seen` says where each seed object first appeared. Edits and propagation follow as
+        after `detect`. Only where "continue" is in `edits`."""
 
     def close(self) -> None:
         """Free the session's memory (and GPU memory)."""

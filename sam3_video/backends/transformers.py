@@ -180,7 +180,7 @@ class TransformersSession:
     and masks, so a caller may rebuild a session by replaying them.
     """
 
-    edits = frozenset({"refine", "add_object", "exemplar"})
+    edits = frozenset({"refine", "add_object", "exemplar", "continue"})
 
     def __init__(self, backend: TransformersBackend, path: str, info: VideoInfo):
         self.backend = backend
@@ -290,6 +290,31 @@ class TransformersSession:
         self._step(frame_index, reverse=False)
         self._processed_unyielded = frame_index
         out = self._pending[-1]
+        return self._to_result(out)
+
+    def resume(self, frame_index: int, phrases: Sequence[str], threshold: float | None, seed: FrameResult,
+               first_seen: Mapping[int, int], last_id: int) -> FrameResult:
+        """Start over from known objects on `frame_index` (an earlier run's result there) instead
+        of a detection: each keeps its id and label and is tracked from its mask; the phrases find
+        new objects on the following frames, numbered above `last_id`. Edits work as after `detect`."""
+        self.state = self._new_state()
+        self._pending, self._removed = [], set()
+        self._reset_edits()
+        self._phrases, self._threshold = tuple(phrases), threshold
+        self._anchor = frame_index
+        model, state = self.backend.model, self.state
+        if len(seed) > model.max_num_objects:
+            raise BadRequestError(f"Frame {frame_index} has {len(seed)} objects; the model tracks at most "
+                                  f"{model.max_num_objects} at once. Remove some, or start a new run.")
+        self.backend.processor.add_text_prompt(state, list(self._phrases))
+        with self.backend.lock:
+            state.max_obj_id = max(state.max_obj_id, int(last_id) - 1)  # ids are never reused
+            raws = [user_edits.register_object(model, state, frame_index, self._prompt_id(label), obj_id - 1,
+                                               first_seen.get(obj_id, frame_index))
+                    for obj_id, label in zip(seed.obj_ids.tolist(), seed.labels)]
+            out = user_edits.seed_objects(model, state, frame_index, raws, seed.masks, seed.scores.tolist())
+        self._pending = [out]
+        self._processed_unyielded = frame_index
         return self._to_result(out)
 
     def propagate(

@@ -97,15 +97,41 @@ def prompt_object(model, state, frame: int, obj_id: int, points=None, labels=Non
     return out["pred_masks"][0]
 
 
-def register_object(model, state, frame: int, prompt_id: int) -> int:
-    """A new raw object id (`max_obj_id + 1`), registered as `_tracker_add_new_objects` does."""
-    new_id = state.max_obj_id + 1
-    state.max_obj_id = new_id  # the detector numbers its next objects from here
+def register_object(model, state, frame: int, prompt_id: int, obj_id: int | None = None,
+                    first_frame: int | None = None) -> int:
+    """Register raw object `obj_id` (default: a new one, `max_obj_id + 1`) as
+    `_tracker_add_new_objects` does. `first_frame` is where it was first seen (SAM3's warm-up
+    rules treat objects seen long ago as settled); default `frame`."""
+    new_id = state.max_obj_id + 1 if obj_id is None else int(obj_id)
+    state.max_obj_id = max(state.max_obj_id, new_id)  # the detector numbers its next objects from here
     state.obj_id_to_idx(new_id)  # creates the per-object stores, appends to state.obj_ids
     state.obj_id_to_prompt_id[new_id] = prompt_id  # association, non-overlap and labels read it
-    state.obj_first_frame_idx[new_id] = frame
+    state.obj_first_frame_idx[new_id] = frame if first_frame is None else int(first_frame)
     state.trk_keep_alive[new_id] = model.init_trk_keep_alive
     return new_id
+
+
+@torch.inference_mode()
+def seed_objects(model, state, frame: int, raw_ids: Sequence[int], masks: np.ndarray, scores: Sequence[float]):
+    """Start tracking registered raw objects from known masks (n, H, W) bool at video size on
+    `frame` (the tracker's mask input, as a new detection starts). Returns the frame's raw output,
+    shaped as a step's, with the tracker's masks of those objects."""
+    from transformers.models.sam3_video.modeling_sam3_video import Sam3VideoSegmentationOutput
+
+    ids = [int(i) for i in raw_ids]
+    if ids:
+        ensure_tracker_features(model, state, frame)
+        mask_input = torch.from_numpy(np.ascontiguousarray(masks)).to(state.inference_device, torch.float32)
+        model._tracker_add_new_objects(inference_session=state, frame_idx=frame, new_obj_ids=ids,
+                                       new_obj_masks=mask_input)
+    score_of = {raw: float(score) for raw, score in zip(ids, scores)}
+    for raw, score in score_of.items():
+        state.obj_id_to_score[raw] = score
+        state.obj_id_to_tracker_score_frame_wise[frame][raw] = score
+    return Sam3VideoSegmentationOutput(
+        object_ids=list(ids), obj_id_to_mask={raw: object_logits(state, frame, raw)[0] for raw in ids},
+        obj_id_to_score=dict(score_of), obj_id_to_tracker_score=dict(score_of), removed_obj_ids=set(),
+        suppressed_obj_ids=set(), frame_idx=frame)
 
 
 def with_user_mask(state, out, frame: int, obj_id: int, logits: torch.Tensor, score: float = 1.0):
