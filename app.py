@@ -117,6 +117,13 @@ def exemplar(x0: float, y0: float, x1: float, y1: float, positive: bool, request
     return service.edit(request.session_hash, Edit("exemplar", box=(x0, y0, x1, y1), positive=positive))[1]
 
 
+@gpu(60)
+@user_errors
+def fix_frame(index, request: gr.Request):
+    """The last run's result on frame `index`, to correct; Propagate then continues from it."""
+    return _objects(*service.fix_frame(request.session_hash, int(index or 0)))
+
+
 @user_errors
 def clear_edits(request: gr.Request):
     return _objects(*service.clear_edits(request.session_hash))
@@ -192,7 +199,8 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             facts = gr.Markdown(elem_id="video-facts")
             prompts = gr.Textbox(label="What to find (comma-separated phrases)", placeholder="car, person",
                                  elem_id="prompts")
-            frame = gr.Slider(0, 1, value=0, step=1, label="Frame (detection and start of tracking)")
+            frame = gr.Slider(0, 1, value=0, step=1, label="Frame (detection and start of tracking; after a run, "
+                              "its result on the frame)")
             threshold = gr.Textbox(label="Detection threshold 0-1 (empty: the model's own)", value="")
             detect_btn = gr.Button("Detect", variant="primary", elem_id="detect")
             objects = gr.Dataframe(headers=["id", "label", "score", "colour"], label="Objects", interactive=False)
@@ -211,6 +219,10 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             with gr.Row():
                 propagate_btn = gr.Button("Propagate", variant="primary", elem_id="propagate")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+            fix_btn = gr.Button("Fix this frame of the last run", elem_id="fix-frame")
+            gr.Markdown("After a run (or a Stop), move the slider to a frame it did and press *Fix this frame*: "
+                        "remove objects or click to correct them, then Propagate continues from that frame and "
+                        "keeps the run's frames before it.")
         with gr.Column(scale=1):
             preview = gr.Image(label="Frame", interactive=False, elem_id="preview")
             status = gr.Markdown(elem_id="status")
@@ -230,6 +242,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     preview.select(click, [click_mode, fix_id, new_label], [preview, objects, to_remove, clicked], api_visibility="private",
                    concurrency_id="gpu")
     clear_btn.click(clear_edits, None, [preview, objects, to_remove], api_name="clear_edits", concurrency_id="gpu")
+    fix_btn.click(fix_frame, frame, [preview, objects, to_remove], api_name="fix_frame", concurrency_id="gpu")
     gr.api(refine_object, api_name="refine_object", concurrency_id="gpu")
     gr.api(add_object, api_name="add_object", concurrency_id="gpu")
     gr.api(exemplar, api_name="exemplar", concurrency_id="gpu")

@@ -26,6 +26,47 @@ from .types import Direction, FrameResult, VideoInfo
 MANIFEST = "run.json"
 
 
+class RunFrames:
+    """Frame-by-frame access to a run's results.jsonl: byte offsets and ids in memory, masks read
+    when asked. A last line cut short (a run killed while writing) is left out."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.path = os.path.join(os.fspath(folder), ResultsWriter.name)
+        self.offsets: dict[int, int] = {}
+        self.ids_on: dict[int, list[int]] = {}
+        self.last: int | None = None  # the frame written last
+        with open(self.path, "rb") as f:
+            while True:
+                offset = f.tell()
+                line = f.readline()
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    index = int(record["frame_index"])
+                    self.ids_on[index] = [int(o["id"]) for o in record["objects"]]
+                except (ValueError, KeyError, TypeError):
+                    if not line.endswith(b"\n"):
+                        break
+                    raise BadRequestError(f"The results in '{os.path.dirname(self.path)}' are damaged near byte "
+                                          f"{offset}; start a new run instead.") from None
+                self.offsets[index], self.last = offset, index
+        self.last_id = max((i for ids in self.ids_on.values() for i in ids), default=0)
+
+    def __contains__(self, index) -> bool:
+        return index in self.offsets
+
+    def get(self, index: int, height: int, width: int) -> FrameResult:
+        with open(self.path, "rb") as f:
+            f.seek(self.offsets[index])
+            return frame_from_json(json.loads(f.readline()), height, width)
+
+    def covered(self) -> str:
+        return f"frames {min(self.offsets)} to {max(self.offsets)}" if self.offsets else "no frames"
+
+
 @dataclass
 class EarlierRun:
     """What a continuation takes from an earlier run's output folder."""
@@ -38,18 +79,12 @@ class EarlierRun:
     last_id: int  # the highest object id the earlier run used (new objects get higher ones)
     prompts: tuple[str, ...]
     threshold: float | None
-    _offsets: dict[int, int] = field(default_factory=dict, repr=False)  # frame -> byte offset in results.jsonl
-
-    @property
-    def results_path(self) -> str:
-        return os.path.join(self.folder, ResultsWriter.name)
+    frames: RunFrames = field(repr=False)
 
     def kept_results(self, height: int, width: int) -> Iterator[FrameResult]:
         """The kept frames' results, ascending, read one at a time (memory stays flat)."""
-        with open(self.results_path, "rb") as f:
-            for index in self.kept:
-                f.seek(self._offsets[index])
-                yield frame_from_json(json.loads(f.readline()), height, width)
+        for index in self.kept:
+            yield self.frames.get(index, height, width)
 
 
 def load(folder: str | os.PathLike, frame: int, direction: Direction, info: VideoInfo) -> EarlierRun:
@@ -60,8 +95,7 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction, info: Vide
     """
     folder = os.fspath(folder)
     manifest_path = os.path.join(folder, MANIFEST)
-    results_path = os.path.join(folder, ResultsWriter.name)
-    if not (os.path.isfile(manifest_path) and os.path.isfile(results_path)):
+    if not (os.path.isfile(manifest_path) and os.path.isfile(os.path.join(folder, ResultsWriter.name))):
         raise BadRequestError(f"'{folder}' is not the output folder of a run (it needs {MANIFEST} and "
                               f"{ResultsWriter.name}); give the folder an earlier run wrote.")
     try:
@@ -76,64 +110,31 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction, info: Vide
         raise BadRequestError(
             f"The run in '{folder}' was made on another video ({size[0]}x{size[1]}, {size[2]} frames; this one "
             f"is {info.width}x{info.height}, {info.num_frames} frames). Continue it on the same video.")
-
-    offsets: dict[int, int] = {}
-    ids_on: dict[int, list[int]] = {}
-    seed_record = None
-    last_id = 0
-    with open(results_path, "rb") as f:
-        while True:
-            offset = f.tell()
-            line = f.readline()
-            if not line:
-                break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                index = int(record["frame_index"])
-                ids = [int(o["id"]) for o in record["objects"]]
-            except (ValueError, KeyError, TypeError):
-                if not line.endswith(b"\n"):  # a run killed mid-line: its last frame is incomplete
-                    break
-                raise BadRequestError(f"The results in '{folder}' are damaged near byte {offset}; start a new "
-                                      "run instead.") from None
-            offsets[index], ids_on[index] = offset, ids
-            last_id = max([last_id, *ids])
-            if index == frame:
-                seed_record = record
-    if seed_record is None:
-        covered = f"frames {min(offsets)} to {max(offsets)}" if offsets else "no frames"
-        raise BadRequestError(f"Frame {frame} was not processed by the run in '{folder}' (it covers {covered}); "
-                              "continue from a frame it processed.")
-
+    frames = RunFrames(folder)
+    if frame not in frames:
+        raise BadRequestError(f"Frame {frame} was not processed by the run in '{folder}' (it covers "
+                              f"{frames.covered()}); continue from a frame it processed.")
     step = {"forward": -1, "backward": 1}.get(direction)
     kept: list[int] = []
     if step is not None:
         index = frame + step
-        while index in offsets:
+        while index in frames:
             kept.append(index)
             index += step
     kept.sort()
-    seed = frame_from_json(seed_record, info.height, info.width)
+    seed = frames.get(frame, info.height, info.width)
     first_seen = {}
     for obj_id in seed.obj_ids.tolist():
-        seen = [i for i in (*kept, frame) if obj_id in ids_on[i]]
+        seen = [i for i in (*kept, frame) if obj_id in frames.ids_on[i]]
         first_seen[obj_id] = max(seen) if direction == "backward" else min(seen)
     threshold = manifest.get("threshold")
-    return EarlierRun(folder, frame, seed, kept, first_seen, last_id, tuple(manifest.get("prompts") or ()),
-                      None if threshold is None else float(threshold), offsets)
+    return EarlierRun(folder, frame, seed, kept, first_seen, frames.last_id, tuple(manifest.get("prompts") or ()),
+                      None if threshold is None else float(threshold), frames)
 
 
 def last_frame(folder: str | os.PathLike) -> int | None:
     """The frame the run in `folder` processed last (where a stopped run would go on), or None."""
-    path = os.path.join(os.fspath(folder), ResultsWriter.name)
-    last = None
     try:
-        with open(path, "rb") as f:
-            for line in f:
-                if line.endswith(b"\n") and line.strip():
-                    last = int(json.loads(line)["frame_index"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return RunFrames(folder).last
+    except (OSError, BadRequestError):
         return None
-    return last

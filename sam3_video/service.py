@@ -29,6 +29,8 @@ from .backends import Backend, load_backend
 from .config import DEFAULTS, LIMITS, AppLimits
 from .errors import BadRequestError, Sam3VideoError
 from .jobs import PREVIEW_SIDE, Job, Outputs, shrink
+from .continuation import EarlierRun, RunFrames
+from .continuation import load as load_earlier
 from .pipeline import replay
 from .render import legend, render
 from .session import VideoSession
@@ -60,7 +62,9 @@ class Workspace:
     edits: list[Edit] = field(default_factory=list)  # clicks and boxes on the detect frame, in order
     corner: tuple[float, float] | None = None  # first corner of a box being drawn with two clicks
     preview: FrameResult | None = None
+    earlier: EarlierRun | None = None  # set by fix_frame: the run the next one continues
     job: Job | None = None
+    job_frames: RunFrames | None = None  # the finished job's frames, for the slider
     touched: float = field(default_factory=time.monotonic)
 
     def need_video(self) -> tuple[str, VideoInfo]:
@@ -188,6 +192,7 @@ class Service:
         if ws.job is not None and not ws.job.done.is_set():
             raise BadRequestError("A run is still going on. Press Stop (or wait for it) before opening another video.")
         ws.video, ws.info, ws.preview, ws.removed, ws.frame = self._keep(ws, path), info, None, set(), 0
+        ws.earlier, ws.job_frames = None, None
         return info, self.frame_image(key, 0)
 
     @staticmethod
@@ -221,7 +226,8 @@ class Service:
         return info
 
     def frame_image(self, key: str, index: int) -> np.ndarray:
-        """Frame `index` for the slider: with the detections drawn when it is the detected frame."""
+        """Frame `index` for the slider, drawn with the detections when it is the detected (or
+        corrected) frame, else with the last finished run's result on it, if it has one."""
         ws = self.workspace(key)
         video, info = ws.need_video()
         index = int(np.clip(int(index or 0), 0, info.num_frames - 1))
@@ -229,7 +235,24 @@ class Service:
             image = reader[index]
         if ws.preview is not None and ws.frame == index:
             image = render(image, ws.preview.without(ws.removed))
+        else:
+            frames = self._job_frames(ws)
+            if frames is not None and index in frames:
+                image = render(image, frames.get(index, info.height, info.width))
         return shrink(image)
+
+    @staticmethod
+    def _job_frames(ws: Workspace) -> RunFrames | None:
+        """The frames of the visitor's last job once it has finished (read once per job)."""
+        job = ws.job
+        if job is None or not job.done.is_set():
+            return None
+        if ws.job_frames is None or os.path.dirname(ws.job_frames.path) != job.out_dir:
+            try:
+                ws.job_frames = RunFrames(job.out_dir)
+            except (OSError, BadRequestError):
+                return None
+        return ws.job_frames
 
     def detect(self, key: str, index: int, prompts: str, threshold: float | None) -> tuple[np.ndarray, list]:
         """Detect the phrases on frame `index`; return the drawn frame and the legend rows."""
@@ -240,7 +263,7 @@ class Service:
             preview = session.detect(int(index or 0), phrases, threshold)
             image = session.frame(preview.frame_index)
         ws.phrases, ws.frame, ws.threshold, ws.preview, ws.removed = phrases, preview.frame_index, threshold, preview, set()
-        ws.edits, ws.corner = [], None
+        ws.edits, ws.corner, ws.earlier = [], None, None
         return shrink(render(image, preview)), legend(preview)
 
     def remove(self, key: str, ids: Sequence[int]) -> tuple[np.ndarray, list]:
@@ -279,7 +302,7 @@ class Service:
         """Replay detection, removals and `edits` on a fresh session; keep and draw the result."""
         video, info = ws.need_video()
         with VideoSession(video, self.backend(), info) as session:
-            preview = replay(session, ws.frame, ws.phrases, ws.threshold, ws.removed, edits)
+            preview = replay(session, ws.frame, ws.phrases, ws.threshold, ws.removed, edits, ws.earlier)
             image = session.frame(ws.frame)
         ws.edits, ws.preview = edits, preview
         return shrink(render(image, preview)), legend(preview)
@@ -323,8 +346,26 @@ class Service:
         ws.edits, ws.corner = [], None
         return self._rebuild(ws, [])
 
+    def fix_frame(self, key: str, index: int) -> tuple[np.ndarray, list]:
+        """Take the last run's result on frame `index` (a frame it processed) as the preview to
+        correct with removals and clicks; the next Propagate continues from it and keeps the run's
+        frames behind it."""
+        ws = self.workspace(key)
+        video, info = ws.need_video()
+        job = ws.job
+        if job is None:
+            raise BadRequestError("Nothing has run yet: Detect, then Propagate; then fix a frame of that run.")
+        if not job.done.is_set():
+            raise BadRequestError("The run is still going on; press Stop (its frames are kept), then fix a frame.")
+        index = int(index or 0)
+        earlier = load_earlier(job.out_dir, index, "forward", info)
+        ws.phrases = ws.phrases or earlier.prompts
+        ws.frame, ws.threshold, ws.removed, ws.corner = index, earlier.threshold, set(), None
+        ws.earlier = earlier
+        return self._rebuild(ws, [])
+
     def start(self, key: str, direction: str, max_frames: int | None) -> Job:
-        """Propagate from the detected frame (detect first)."""
+        """Propagate from the detected frame (detect first), or continue from a fixed frame."""
         ws = self.workspace(key)
         video, info = ws.need_video()
         if not ws.phrases:
@@ -332,10 +373,12 @@ class Service:
         if ws.job is not None and not ws.job.done.is_set():
             raise BadRequestError("A run is already going on in this tab. Press Stop or wait for it.")
         options = RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
-                             tuple(sorted(ws.removed)), tuple(ws.edits))
+                             tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier.folder if ws.earlier else None)
         backend = self.backend()
-        for name in os.listdir(ws.dir):  # keep the latest run (a /results call may be reading it) and no more
-            if name.startswith("run-") and (ws.job is None or name != os.path.basename(ws.job.out_dir)):
+        # keep the latest run (a /results call may be reading it) and the one being continued, no more
+        keep = {os.path.basename(f) for f in (ws.job.out_dir if ws.job else None, ws.earlier and ws.earlier.folder) if f}
+        for name in os.listdir(ws.dir):
+            if name.startswith("run-") and name not in keep:
                 shutil.rmtree(os.path.join(ws.dir, name), ignore_errors=True)
         out_dir = tempfile.mkdtemp(prefix="run-", dir=ws.dir)
         ws.job = Job(backend, video, info, options, out_dir)

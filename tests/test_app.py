@@ -135,3 +135,25 @@ def test_click_edits_through_the_api_carry_into_the_run(app_url, carphone):
     assert [(e["kind"], e["obj_id"], e["label"]) for e in manifest["edits"]] == [("refine", first, ""),
                                                                                ("add_object", None, "mirror")]
     assert manifest["removed_ids"] == [last]
+
+
+def test_fix_a_frame_of_the_run_and_continue_through_the_api(app_url, carphone):
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    client.predict(handle_file(carphone), api_name="/open_video")
+    client.predict(0, "person, window", "", api_name="/detect")
+    *_, summary = client.submit("forward", 8, api_name="/propagate").result(timeout=300)
+    assert summary["frames"] == 8
+    with pytest.raises(Exception, match="Frame 50 was not processed"):
+        client.predict(50, api_name="/fix_frame")
+    image, table, _ = client.predict(5, api_name="/fix_frame")
+    ids = [row[0] for row in table["data"]]
+    assert image and ids, "the run's objects on frame 5"
+    rows = client.predict(ids[0], 20.0, 30.0, True, api_name="/refine_object")
+    assert ids[0] in [row[0] for row in rows]
+    *_, zip_path, _, summary = client.submit("forward", 6, api_name="/propagate").result(timeout=300)
+    assert summary["status"] == "complete" and summary["frames"] == 11
+    assert frames_in_zip(zip_path) == list(range(11))
+    manifest = manifest_in_zip(zip_path)
+    assert manifest["continued_from"]["frame"] == 5 and manifest["edits"][0]["obj_id"] == ids[0]

@@ -229,6 +229,55 @@ def test_clicks_that_cannot_apply_say_why(edit_service, carphone):
         s.click("d", 10, 10, "positive point", 999, "")
 
 
+def test_fixing_a_frame_of_a_stopped_run_continues_from_it(edit_service, carphone):
+    s = edit_service
+    s.open_video("f", carphone)
+    s.detect("f", 0, "car, person", None)
+    with pytest.raises(Sam3VideoError, match="Nothing has run yet"):
+        s.fix_frame("f", 5)
+    first = s.start("f", "forward", 20)  # a frame limit stands in for Stop
+    s.last_outputs("f")
+    earlier = {r.frame_index: r for r in read_results(first.out_dir)}
+    # the slider shows the run's result on a frame it did, and the plain frame on one it did not
+    with_run, plain = s.frame_image("f", 12), s.frame_image("f", 60)
+    from sam3_video.video import VideoReader
+    with VideoReader(carphone) as reader:
+        assert (with_run != reader[12]).any() and (plain == reader[60]).all()
+    with pytest.raises(Sam3VideoError, match="Frame 30 was not processed"):
+        s.fix_frame("f", 30)
+
+    _, rows = s.fix_frame("f", 12)
+    seed_ids = earlier[12].obj_ids.tolist()
+    assert [r[0] for r in rows] == seed_ids  # the run's objects on that frame, under their ids
+    victim, target = seed_ids[0], seed_ids[1]
+    s.remove("f", [victim])
+    ws = s.workspace("f")
+    before = _mask(ws.preview, target)
+    ys, xs = np.nonzero(before)
+    _, rows, said = s.click("f", float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), "negative point", target, "")
+    assert victim not in [r[0] for r in rows] and (_mask(ws.preview, target) != before).any()
+
+    second = s.start("f", "forward", 10)
+    summary = s.last_outputs("f").summary
+    assert summary["status"] == "complete" and summary["frames"] == 22
+    after = {r.frame_index: r for r in read_results(second.out_dir)}
+    assert sorted(after) == list(range(22))
+    for i in range(12):
+        np.testing.assert_array_equal(after[i].masks, earlier[i].masks)
+    np.testing.assert_array_equal(_mask(after[12], target), _mask(ws.preview, target))  # the fixed mask
+    assert all(victim not in after[i].obj_ids.tolist() for i in range(12, 22))
+    assert os.path.isdir(first.out_dir), "the run being continued is kept while its continuation exists"
+    third = s.start("f", "forward", 10)  # Propagate again: the same continuation, done again
+    s.last_outputs("f")
+    assert [r.frame_index for r in read_results(third.out_dir)] == list(range(22))
+    s.detect("f", 0, "car", None)  # a new detection starts over: no continuation
+    fresh = s.start("f", "forward", 3)
+    s.last_outputs("f")
+    assert [r.frame_index for r in read_results(fresh.out_dir)] == [0, 1, 2]
+    runs = sorted(n for n in os.listdir(ws.dir) if n.startswith("run-"))
+    assert runs == sorted(os.path.basename(j.out_dir) for j in (third, fresh))  # the last one and the new one
+
+
 def test_the_visitor_keeps_the_video_after_gradio_deletes_its_upload(service, carphone, tmp_path):
     """Gradio deletes cached uploads on its own clock; the workspace holds its own link."""
     import shutil
