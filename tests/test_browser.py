@@ -65,4 +65,14 @@ def test_a_person_segments_a_clip(page, app_url, carphone, tmp_path):
         assert response.status == 200 and len(response.body()) > 0
     body = page.request.get(page.locator("#annotations a[href]").first.get_attribute("href")).body()
     assert body[:2] == b"PK"  # annotations.zip
+
+    # fix frame 2 of that run and continue from it: frames 0-1 are kept, 2-5 are new
+    page.get_by_label("number input for Frame").fill("2")
+    page.get_by_label("number input for Frame").press("Enter")
+    page.locator("#fix-frame").click()
+    page.locator("#to-remove label").first.wait_for(timeout=120_000)
+    page.locator("#propagate").click()
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#overlay video');"
+        " return v && v.readyState >= 1 && Math.abs(v.duration - 6 / (30000 / 1001)) < 0.1; }", timeout=300_000)
     page.screenshot(path=str(tmp_path / "done.png"), full_page=True)
