@@ -183,6 +183,29 @@ def edits_on_gpu(backend, video, prompt, threshold) -> dict:
     return {**out, "wall_s": round(time.perf_counter() - t0, 2), **gpu_mem()}
 
 
+def continue_on_gpu(backend, video, prompt, threshold, work) -> dict:
+    """A 20-frame run, then frame 10 corrected (a click) and continued for 10 frames: on CUDA?"""
+    from sam3_video.pipeline import run
+    from sam3_video.results import read_results
+    from sam3_video.types import Edit, RunOptions
+
+    reset_mem()
+    t0 = time.perf_counter()
+    first, second = os.path.join(work, "continue-1"), os.path.join(work, "continue-2")
+    run(video, RunOptions((prompt,), 0, "forward", 20, threshold), first, backend, outputs=[])
+    earlier = {r.frame_index: r for r in read_results(first)}
+    seed = earlier[10]
+    h, w = seed.size
+    edits = (Edit("refine", int(seed.obj_ids[0]), ((w * 0.5, h * 0.5),), (1,)),) if len(seed) else ()
+    summary = run(video, RunOptions((prompt,), 10, "forward", 10, threshold, edits=edits, continue_from=first),
+                  second, backend, outputs=[])
+    after = {r.frame_index: r for r in read_results(second)}
+    torch.cuda.synchronize()
+    return {"status": summary.status, "frames": sorted(after) == list(range(20)), "seed_ids": seed.obj_ids.tolist(),
+            "kept_equal": all((after[i].masks == earlier[i].masks).all() for i in range(10)),
+            "ids_on_11": after[11].obj_ids.tolist(), "wall_s": round(time.perf_counter() - t0, 2), **gpu_mem()}
+
+
 def stage(report: dict, name: str, fn, *args):
     t0 = time.perf_counter()
     try:
@@ -246,6 +269,7 @@ def main() -> None:
                 stage(report, "transformers_ours_engine_only", run_ours, state["b"], args.video, args.prompt,
                       os.path.join(work, "out-tf-engine"), args.max_frames, th, [])
             stage(report, "transformers_edits", edits_on_gpu, state["b"], args.video, args.prompt, th)
+            stage(report, "transformers_continue", continue_on_gpu, state["b"], args.video, args.prompt, th, work)
             state["b"].model.cpu()
             del state["b"]
             from sam3_video import backends
