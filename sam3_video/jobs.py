@@ -71,6 +71,7 @@ class Job:
 
     def __init__(self, backend: Backend, video: str, info: VideoInfo, options: RunOptions, out_dir: str):
         self.out_dir = out_dir
+        self.video = video
         self.options = options
         self.progress: Progress | None = None
         self.preview: np.ndarray | None = None

@@ -245,7 +245,7 @@ class Service:
     def _job_frames(ws: Workspace) -> RunFrames | None:
         """The frames of the visitor's last job once it has finished (read once per job)."""
         job = ws.job
-        if job is None or not job.done.is_set():
+        if job is None or not job.done.is_set() or job.video != ws.video:
             return None
         if ws.job_frames is None or os.path.dirname(ws.job_frames.path) != job.out_dir:
             try:
@@ -353,8 +353,8 @@ class Service:
         ws = self.workspace(key)
         video, info = ws.need_video()
         job = ws.job
-        if job is None:
-            raise BadRequestError("Nothing has run yet: Detect, then Propagate; then fix a frame of that run.")
+        if job is None or job.video != video:
+            raise BadRequestError("Nothing has run on this video yet: Detect, then Propagate; then fix a frame of that run.")
         if not job.done.is_set():
             raise BadRequestError("The run is still going on; press Stop (its frames are kept), then fix a frame.")
         index = int(index or 0)

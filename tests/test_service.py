@@ -13,7 +13,7 @@ from sam3_video.config import AppLimits
 from sam3_video.errors import Sam3VideoError
 from sam3_video.results import read_results
 from sam3_video.service import Service
-from sam3_video.video import probe
+from sam3_video.video import VideoReader, probe
 from tests.conftest import cpu_allocation_failure
 
 
@@ -233,14 +233,13 @@ def test_fixing_a_frame_of_a_stopped_run_continues_from_it(edit_service, carphon
     s = edit_service
     s.open_video("f", carphone)
     s.detect("f", 0, "car, person", None)
-    with pytest.raises(Sam3VideoError, match="Nothing has run yet"):
+    with pytest.raises(Sam3VideoError, match="Nothing has run on this video yet"):
         s.fix_frame("f", 5)
     first = s.start("f", "forward", 20)  # a frame limit stands in for Stop
     s.last_outputs("f")
     earlier = {r.frame_index: r for r in read_results(first.out_dir)}
     # the slider shows the run's result on a frame it did, and the plain frame on one it did not
     with_run, plain = s.frame_image("f", 12), s.frame_image("f", 60)
-    from sam3_video.video import VideoReader
     with VideoReader(carphone) as reader:
         assert (with_run != reader[12]).any() and (plain == reader[60]).all()
     with pytest.raises(Sam3VideoError, match="Frame 30 was not processed"):
@@ -276,6 +275,11 @@ def test_fixing_a_frame_of_a_stopped_run_continues_from_it(edit_service, carphon
     assert [r.frame_index for r in read_results(fresh.out_dir)] == [0, 1, 2]
     runs = sorted(n for n in os.listdir(ws.dir) if n.startswith("run-"))
     assert runs == sorted(os.path.basename(j.out_dir) for j in (third, fresh))  # the last one and the new one
+    s.open_video("f", os.path.join(os.path.dirname(carphone), "bikes.mp4"))  # another video: the run is not its
+    with VideoReader(os.path.join(os.path.dirname(carphone), "bikes.mp4")) as reader:
+        assert (s.frame_image("f", 1) == reader[1]).all()
+    with pytest.raises(Sam3VideoError, match="Nothing has run on this video yet"):
+        s.fix_frame("f", 1)
 
 
 def test_the_visitor_keeps_the_video_after_gradio_deletes_its_upload(service, carphone, tmp_path):
