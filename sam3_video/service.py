@@ -6,8 +6,10 @@ client) gets a `Workspace`: a private folder under the service's root, with a ra
 ours (never a name the client chose), and the choices made so far (video, phrases, frame,
 removed ids). The model's per-video state lives only inside one call: `detect` and each job
 open a fresh `VideoSession`, and detection on the same frame with the same phrases gives the
-same ids, so a removal made on the preview applies to the run. Nothing holds GPU memory between
-calls, and a call can run in another process (Hugging Face ZeroGPU).
+same ids, so a removal made on the preview applies to the run. A frame of a finished run is
+corrected the same way: each call seeds a fresh session from the run's result on that frame
+(`continuation.py`). Nothing holds GPU memory between calls, and a call can run in another
+process (Hugging Face ZeroGPU).
 
 Propagation runs as a `jobs.Job` (a thread), so stopping never blocks the server.
 """
@@ -27,10 +29,10 @@ import numpy as np
 
 from .backends import Backend, load_backend
 from .config import DEFAULTS, LIMITS, AppLimits
-from .errors import BadRequestError, Sam3VideoError
-from .jobs import PREVIEW_SIDE, Job, Outputs, shrink
 from .continuation import EarlierRun, RunFrames
 from .continuation import load as load_earlier
+from .errors import BadRequestError, Sam3VideoError
+from .jobs import PREVIEW_SIDE, Job, Outputs, shrink
 from .pipeline import replay
 from .render import legend, render
 from .session import VideoSession
