@@ -27,7 +27,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from engine import machine, small_model, wait_quiet  # noqa: E402
+from engine import machine, save_report, small_model, wait_quiet  # noqa: E402
 
 PROMPT = "car, light"
 
@@ -89,11 +89,7 @@ def main() -> None:
         f"exported again, no model): {copy_s:.1f} s for {n - 1} frames plus one model frame "
         f"({1000 * copy_s / n:.1f} ms a frame).", "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    save_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from engine import child_result, emit, machine, small_model  # noqa: E402
+from engine import child_result, emit, machine, save_report, small_model  # noqa: E402
 
 PROMPT = "car, light"
 
@@ -145,11 +145,7 @@ def main() -> None:
         every = ", ".join(f"{r['wall_s']:.1f}" for r in runs[kind])
         lines.append(f"| {kind} | {row['wall_s']:.1f} | {row['frames'] / row['wall_s']:.2f} | "
                      f"{row['wall_s'] / base:.2f} | {row['peak_rss_mib']:.0f} | {every} |")
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(text)
+    save_report(lines, args.out)
 
 
 if __name__ == "__main__":

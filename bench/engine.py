@@ -237,6 +237,15 @@ def machine() -> str:
     return f"{sh('nproc')} CPU cores ({cpu}), {mem} GiB RAM, {platform.system()} {platform.release()}"
 
 
+def save_report(lines: list[str], path: str) -> None:
+    """Print a results page and write it to `path` (folders made as needed)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def report(rows, wall, versions) -> str:
     head = " | ".join(STAGES) + " | total | frames/s | peak RSS MiB | others' CPU | model, 2nd / last tenth |"
     lines = [f"# Engine benchmark (CPU), {datetime.date.today().isoformat()}", "",

@@ -27,7 +27,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from engine import machine, small_model, wait_quiet  # noqa: E402
+from engine import machine, save_report, small_model, wait_quiet  # noqa: E402
 
 PROMPT = "car, light"
 
@@ -188,11 +188,7 @@ def main() -> None:
         f"| {ms['shared']:.2f} | " + " | ".join(f"{ms[name]:.2f}" for name in FORMATS) + " |", "",
         f"Reading the cached results back (not pipeline work, excluded): {1000 * read_s / n:.2f} ms a frame.", "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    save_report(lines, args.out)
 
 
 if __name__ == "__main__":
