@@ -190,7 +190,8 @@ class OfficialSession:
         os.makedirs(frames)
         with VideoReader(path, info) as reader:  # rotated, correctly scaled frames for the predictor
             for i, rgb in enumerate(reader):
-                cv2.imwrite(os.path.join(frames, f"{i}.jpg"), rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+                cv2.imwrite(os.path.join(frames, f"{i}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         self.session_id = backend.request(type="start_session", resource_path=frames)["session_id"]
         self.phrases: tuple[str, ...] = ()
         self.threshold: float | None = None
