@@ -120,8 +120,10 @@ def exemplar(x0: float, y0: float, x1: float, y1: float, positive: bool, request
 @gpu(60)
 @user_errors
 def fix_frame(index, request: gr.Request):
-    """The last run's result on frame `index`, to correct; Propagate then continues from it."""
-    return _objects(*service.fix_frame(request.session_hash, int(index or 0)))
+    """The last run's result on frame `index`, to correct; Propagate then continues from it, by
+    default the way the run went there."""
+    image, rows, direction, said = service.fix_frame(request.session_hash, int(index or 0))
+    return (*_objects(image, rows), direction, said)
 
 
 @user_errors
@@ -242,7 +244,8 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     preview.select(click, [click_mode, fix_id, new_label], [preview, objects, to_remove, clicked], api_visibility="private",
                    concurrency_id="gpu")
     clear_btn.click(clear_edits, None, [preview, objects, to_remove], api_name="clear_edits", concurrency_id="gpu")
-    fix_btn.click(fix_frame, frame, [preview, objects, to_remove], api_name="fix_frame", concurrency_id="gpu")
+    fix_btn.click(fix_frame, frame, [preview, objects, to_remove, direction, status], api_name="fix_frame",
+                  concurrency_id="gpu")
     gr.api(refine_object, api_name="refine_object", concurrency_id="gpu")
     gr.api(add_object, api_name="add_object", concurrency_id="gpu")
     gr.api(exemplar, api_name="exemplar", concurrency_id="gpu")

@@ -80,6 +80,7 @@ class EarlierRun:
     prompts: tuple[str, ...]
     threshold: float | None
     frames: RunFrames = field(repr=False)
+    direction: Direction = "forward"  # the way the new run goes from `frame`
 
     def kept_results(self, height: int, width: int) -> Iterator[FrameResult]:
         """The kept frames' results, ascending, read one at a time (memory stays flat)."""
@@ -87,8 +88,9 @@ class EarlierRun:
             yield self.frames.get(index, height, width)
 
 
-def load(folder: str | os.PathLike, frame: int, direction: Direction, info: VideoInfo) -> EarlierRun:
-    """Read what continuing the run in `folder` from `frame` in `direction` needs.
+def load(folder: str | os.PathLike, frame: int, direction: Direction | None, info: VideoInfo) -> EarlierRun:
+    """Read what continuing the run in `folder` from `frame` in `direction` needs (None: the way
+    the earlier run went through `frame`, see `heading`).
 
     Kept: the earlier frames next to `frame` on the side the new run does not go (forward: the
     ones before it, backward: the ones after it; none for "both"), as far as they reach without a gap.
@@ -114,6 +116,7 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction, info: Vide
     if frame not in frames:
         raise BadRequestError(f"Frame {frame} was not processed by the run in '{folder}' (it covers "
                               f"{frames.covered()}); continue from a frame it processed.")
+    direction = direction or heading(manifest, frame)
     step = {"forward": -1, "backward": 1}.get(direction)
     kept: list[int] = []
     if step is not None:
@@ -129,7 +132,16 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction, info: Vide
         first_seen[obj_id] = max(seen) if direction == "backward" else min(seen)
     threshold = manifest.get("threshold")
     return EarlierRun(folder, frame, seed, kept, first_seen, frames.last_id, tuple(manifest.get("prompts") or ()),
-                      None if threshold is None else float(threshold), frames)
+                      None if threshold is None else float(threshold), frames, direction)
+
+
+def heading(manifest: dict, frame: int) -> Direction:
+    """The way a run (its run.json) went through `frame`: a "both" run goes forward from its
+    start frame and backward below it."""
+    direction = manifest.get("direction")
+    if direction in ("forward", "backward"):
+        return direction
+    return "forward" if frame >= int(manifest.get("start_frame") or 0) else "backward"
 
 
 def last_frame(folder: str | os.PathLike) -> int | None:

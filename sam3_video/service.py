@@ -348,10 +348,11 @@ class Service:
         ws.edits, ws.corner = [], None
         return self._rebuild(ws, [])
 
-    def fix_frame(self, key: str, index: int) -> tuple[np.ndarray, list]:
+    def fix_frame(self, key: str, index: int) -> tuple[np.ndarray, list, str, str]:
         """Take the last run's result on frame `index` (a frame it processed) as the preview to
         correct with removals and clicks; the next Propagate continues from it and keeps the run's
-        frames behind it."""
+        frames behind it. Returns the drawn frame, the legend rows, the direction to continue in
+        (the way the run went through that frame) and a sentence saying what will happen."""
         ws = self.workspace(key)
         video, info = ws.need_video()
         job = ws.job
@@ -360,11 +361,15 @@ class Service:
         if not job.done.is_set():
             raise BadRequestError("The run is still going on; press Stop (its frames are kept), then fix a frame.")
         index = int(index or 0)
-        earlier = load_earlier(job.out_dir, index, "forward", info)
+        earlier = load_earlier(job.out_dir, index, None, info)
         ws.phrases = ws.phrases or earlier.prompts
         ws.frame, ws.threshold, ws.removed, ws.corner = index, earlier.threshold, set(), None
         ws.earlier = earlier
-        return self._rebuild(ws, [])
+        image, rows = self._rebuild(ws, [])
+        kept = f"frames {earlier.kept[0]}-{earlier.kept[-1]} of the run are kept" if earlier.kept else "no frames are kept"
+        said = (f"Frame {index} of the last run: remove or click to fix its objects, then Propagate "
+                f"{earlier.direction} continues from it ({kept}).")
+        return image, rows, earlier.direction, said
 
     def start(self, key: str, direction: str, max_frames: int | None) -> Job:
         """Propagate from the detected frame (detect first), or continue from a fixed frame."""

@@ -147,9 +147,10 @@ def test_fix_a_frame_of_the_run_and_continue_through_the_api(app_url, carphone):
     assert summary["frames"] == 8
     with pytest.raises(Exception, match="Frame 50 was not processed"):
         client.predict(50, api_name="/fix_frame")
-    image, table, _ = client.predict(5, api_name="/fix_frame")
+    image, table, _, direction, said = client.predict(5, api_name="/fix_frame")
     ids = [row[0] for row in table["data"]]
     assert image and ids, "the run's objects on frame 5"
+    assert direction == "forward" and "frames 0-4 of the run are kept" in said
     rows = client.predict(ids[0], 20.0, 30.0, True, api_name="/refine_object")
     assert ids[0] in [row[0] for row in rows]
     *_, zip_path, _, summary = client.submit("forward", 6, api_name="/propagate").result(timeout=300)

@@ -70,6 +70,8 @@ def test_a_person_segments_a_clip(page, app_url, carphone, tmp_path):
     page.get_by_label("number input for Frame").fill("2")
     page.get_by_label("number input for Frame").press("Enter")
     page.locator("#fix-frame").click()
+    page.locator("#status").get_by_text("Propagate forward continues from it (frames 0-1 of the run are kept)").wait_for(
+        timeout=120_000)
     page.locator("#to-remove label").first.wait_for(timeout=120_000)
     page.locator("#propagate").click()
     page.wait_for_function(

@@ -103,6 +103,14 @@ def test_continuing_backward_keeps_the_frames_after(carphone, edit_backend, tmp_
     assert probe(out / "overlay.mp4").num_frames == 25
 
 
+@pytest.mark.parametrize("direction, start, frame, way", [
+    ("forward", 10, 50, "forward"), ("backward", 90, 50, "backward"),
+    ("both", 40, 40, "forward"), ("both", 40, 39, "backward"),
+])
+def test_a_continuation_goes_the_way_the_run_went_through_the_frame(direction, start, frame, way):
+    assert continuation.heading({"direction": direction, "start_frame": start}, frame) == way
+
+
 def test_seeded_session_replays_to_the_same_result(carphone, edit_backend, earlier):
     """The app rebuilds a corrected frame on a fresh session for every click: same calls, same masks."""
     folder, before = earlier

@@ -245,7 +245,8 @@ def test_fixing_a_frame_of_a_stopped_run_continues_from_it(edit_service, carphon
     with pytest.raises(Sam3VideoError, match="Frame 30 was not processed"):
         s.fix_frame("f", 30)
 
-    _, rows = s.fix_frame("f", 12)
+    _, rows, direction, said = s.fix_frame("f", 12)
+    assert direction == "forward" and "Propagate forward continues from it (frames 0-11 of the run are kept)" in said
     seed_ids = earlier[12].obj_ids.tolist()
     assert [r[0] for r in rows] == seed_ids  # the run's objects on that frame, under their ids
     victim, target = seed_ids[0], seed_ids[1]
