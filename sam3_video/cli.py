@@ -58,7 +58,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cuda, cuda:N or cpu (default: %(default)s)")
     p.add_argument("--dtype", default=DEFAULTS.dtype, choices=("auto", "float32", "bfloat16"))
     p.add_argument("--start-frame", type=int, default=None, help="frame to detect on, or to continue from (0-based, default 0)")
-    p.add_argument("--direction", default="forward", choices=DIRECTIONS)
+    p.add_argument("--direction", default=None, choices=DIRECTIONS,
+                   help="default forward; with --continue-from, the way that run went through the start frame")
     p.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
     p.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
     p.add_argument("--outputs", default="all",
@@ -96,19 +97,20 @@ def _segment(args) -> int:
     from .pipeline import run
     from .types import RunOptions
 
-    start = args.start_frame
+    start, direction = args.start_frame, args.direction
     if args.continue_from:
         start = continuation.last_frame(args.continue_from) if start is None else start
         if start is None:
             raise Sam3VideoError(f"'{args.continue_from}' holds no finished frame of a run to continue from; "
                                  "give the output folder of an earlier run.")
+        direction = direction or continuation.way_through(args.continue_from, start)
     elif not args.prompt:
         raise Sam3VideoError("Say what to find with --prompt, e.g. --prompt 'car, person'.")
     options = RunOptions(
         prompts=(args.prompt,) if args.prompt else (),
         start_frame=start or 0,
         continue_from=args.continue_from,
-        direction=args.direction,
+        direction=direction or "forward",
         max_frames=args.max_frames,
         threshold=args.threshold,
         remove_ids=_ids(args.remove),

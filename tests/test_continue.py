@@ -176,6 +176,16 @@ def test_cli_continues_a_stopped_run_from_its_last_frame(carphone, test_model_di
     manifest = json.loads((second / "run.json").read_text())
     assert manifest["prompts"] == ["person"] and manifest["continued_from"]["frame"] == 11
     assert [r.frame_index for r in read_results(second)] == list(range(21))
+    back, on = tmp_path / "back", tmp_path / "back-on"  # a stopped backward run goes on backward
+    assert cli("segment", carphone, "-p", "person", "-o", str(back), "--model", test_model_dir, "--device", "cpu",
+               "--start-frame", "30", "--direction", "backward", "--max-frames", "5", "--outputs", "mot",
+               "-q").returncode == 0
+    proc = cli("segment", carphone, "-o", str(on), "--continue-from", str(back), "--model", test_model_dir,
+               "--device", "cpu", "--max-frames", "3", "--outputs", "mot", "-q")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((on / "run.json").read_text())
+    assert manifest["direction"] == "backward" and manifest["continued_from"]["frame"] == 26
+    assert [r.frame_index for r in read_results(on)] == list(range(24, 31))
     proc = cli("segment", carphone, "-o", str(tmp_path / "third"), "--continue-from", str(tmp_path / "nothing"),
                "--model", test_model_dir, "--device", "cpu")
     assert proc.returncode == 2 and "no finished frame of a run" in proc.stderr and "Traceback" not in proc.stderr
