@@ -19,7 +19,7 @@ import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
 from . import __version__, continuation
@@ -94,14 +94,15 @@ def run(
     with VideoSession(video, backend) as session:
         if on_session:
             on_session(session)
-        prompts = parse_prompts(options.prompts)
         earlier = None
         if options.continue_from:
             earlier = continuation.load(options.continue_from, options.start_frame, options.direction, session.info)
             if os.path.abspath(earlier.folder) == os.path.abspath(out_dir):
                 raise BadRequestError("Write the continued run to a new folder: it reads the earlier run's "
                                       "folder while it writes.")
-            prompts = prompts or parse_prompts(earlier.prompts)
+            options = replace(options, prompts=options.prompts or earlier.prompts,  # unless given: the earlier's
+                              threshold=earlier.threshold if options.threshold is None else options.threshold)
+        prompts = parse_prompts(options.prompts)
         replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
         order = session.frames(options.direction, options.start_frame, options.max_frames)
         kept = earlier.kept if earlier else []  # ascending, all on one side of the start frame

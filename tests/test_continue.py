@@ -167,14 +167,15 @@ def test_official_backend_says_it_cannot_continue(earlier, carphone):
 def test_cli_continues_a_stopped_run_from_its_last_frame(carphone, test_model_dir, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     proc = cli("segment", carphone, "-p", "person", "-o", str(first), "--model", test_model_dir, "--device", "cpu",
-               "--max-frames", "12", "--outputs", "mot", "-q")
+               "--max-frames", "12", "--outputs", "mot", "--threshold", "0.3", "-q")
     assert proc.returncode == 0, proc.stderr
     proc = cli("segment", carphone, "-o", str(second), "--continue-from", str(first), "--model", test_model_dir,
                "--device", "cpu", "--max-frames", "10", "--outputs", "mot", "-q")
     assert proc.returncode == 0, proc.stderr
     assert "complete: 21/21 frames" in proc.stdout
     manifest = json.loads((second / "run.json").read_text())
-    assert manifest["prompts"] == ["person"] and manifest["continued_from"]["frame"] == 11
+    assert manifest["prompts"] == ["person"] and manifest["threshold"] == 0.3  # the earlier run's
+    assert manifest["continued_from"]["frame"] == 11 and manifest["direction"] == "forward"
     assert [r.frame_index for r in read_results(second)] == list(range(21))
     back, on = tmp_path / "back", tmp_path / "back-on"  # a stopped backward run goes on backward
     assert cli("segment", carphone, "-p", "person", "-o", str(back), "--model", test_model_dir, "--device", "cpu",
