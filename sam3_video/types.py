@@ -137,7 +137,8 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class Edit:
-    """A correction made on the detect frame, replayed after detection and removals, in order.
+    """A correction made on the detect frame (or on the frame a continued run starts from),
+    replayed after detection (or seeding from the earlier run) and removals, in order.
 
     kind "refine": every click so far on object `obj_id` (`points` in video pixels, `labels` 1
     positive / 0 negative); "add_object": a new object labelled `label` from `box` (x0, y0, x1,
