@@ -224,7 +224,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             fix_btn = gr.Button("Fix this frame of the last run", elem_id="fix-frame")
             gr.Markdown("After a run (or a Stop), move the slider to a frame it did and press *Fix this frame*: "
                         "remove objects or click to correct them, then Propagate continues from that frame and "
-                        "keeps the run's frames before it.")
+                        "keeps the run's frames it does not redo.")
         with gr.Column(scale=1):
             preview = gr.Image(label="Frame", interactive=False, elem_id="preview")
             status = gr.Markdown(elem_id="status")
