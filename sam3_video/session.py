@@ -102,8 +102,8 @@ class VideoSession:
         return x0, y0, x1, y1
 
     # -- operations ----------------------------------------------------------------------------
-    def detect(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None = None) -> FrameResult:
-        """Find every instance of the phrases on one frame (starts the session over)."""
+    def _start_over(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None) -> tuple[str, ...]:
+        """Check and keep what `detect` and `resume` start from; return the phrases."""
         phrases = parse_prompts(prompts)
         if not phrases:
             raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
@@ -111,6 +111,11 @@ class VideoSession:
         self.threshold = self._check_threshold(threshold)
         self.detect_frame = self._check_frame(frame_index)
         self._propagated = False
+        return phrases
+
+    def detect(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None = None) -> FrameResult:
+        """Find every instance of the phrases on one frame (starts the session over)."""
+        phrases = self._start_over(frame_index, prompts, threshold)
         return self._session.detect(self.detect_frame, phrases, self.threshold)
 
     def resume(self, earlier: EarlierRun, prompts: str | Sequence[str] | None = None,
@@ -119,17 +124,11 @@ class VideoSession:
         `continuation.load`): its objects keep their ids and are tracked from their masks there; the
         phrases (default: the earlier run's) find new objects after it. Edits, removals and
         propagation follow as after `detect`."""
-        phrases = parse_prompts(earlier.prompts if prompts is None else prompts)
-        if not phrases:
-            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
         if "continue" not in self.edits:
             raise BackendUnavailableError(
                 f"The {self.backend.name} backend cannot continue a run from a corrected frame; use the "
                 "transformers backend for that, or start a new run.")
-        self.phrases = phrases
-        self.threshold = self._check_threshold(threshold)
-        self.detect_frame = self._check_frame(earlier.frame)
-        self._propagated = False
+        phrases = self._start_over(earlier.frame, earlier.prompts if prompts is None else prompts, threshold)
         return self._session.resume(earlier.frame, phrases, self.threshold, earlier.seed, earlier.first_seen,
                                     earlier.last_id)
 

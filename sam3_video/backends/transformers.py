@@ -280,13 +280,17 @@ class TransformersSession:
         )
 
     # -- the BackendSession interface ------------------------------------------------------
-    def detect(self, frame_index: int, phrases: Sequence[str], threshold: float | None = None) -> FrameResult:
+    def _start_over(self, frame_index: int, phrases: Sequence[str], threshold: float | None) -> None:
+        """A fresh inference session with these phrases, started on `frame_index` (detect, resume)."""
         self.state = self._new_state()  # a fresh session numbers objects as transformers does
         self._pending, self._removed = [], set()
         self._reset_edits()
         self._phrases, self._threshold = tuple(phrases), threshold
         self._anchor = frame_index
         self.backend.processor.add_text_prompt(self.state, list(self._phrases))
+
+    def detect(self, frame_index: int, phrases: Sequence[str], threshold: float | None = None) -> FrameResult:
+        self._start_over(frame_index, phrases, threshold)
         self._step(frame_index, reverse=False)
         self._processed_unyielded = frame_index
         out = self._pending[-1]
@@ -297,16 +301,12 @@ class TransformersSession:
         """Start over from known objects on `frame_index` (an earlier run's result there) instead
         of a detection: each keeps its id and label and is tracked from its mask; the phrases find
         new objects on the following frames, numbered above `last_id`. Edits work as after `detect`."""
-        self.state = self._new_state()
-        self._pending, self._removed = [], set()
-        self._reset_edits()
-        self._phrases, self._threshold = tuple(phrases), threshold
-        self._anchor = frame_index
-        model, state = self.backend.model, self.state
+        model = self.backend.model
         if len(seed) > model.max_num_objects:
             raise BadRequestError(f"Frame {frame_index} has {len(seed)} objects; the model tracks at most "
                                   f"{model.max_num_objects} at once. Remove some, or start a new run.")
-        self.backend.processor.add_text_prompt(state, list(self._phrases))
+        self._start_over(frame_index, phrases, threshold)
+        state = self.state
         with self.backend.lock:
             state.max_obj_id = max(state.max_obj_id, int(last_id) - 1)  # ids are never reused
             raws = [user_edits.register_object(model, state, frame_index, self._prompt_id(label), obj_id - 1,
