@@ -59,9 +59,14 @@ class RunFrames:
         return index in self.offsets
 
     def get(self, index: int, height: int, width: int) -> FrameResult:
+        return next(self.read([index], height, width))
+
+    def read(self, indices, height: int, width: int) -> Iterator[FrameResult]:
+        """The results of `indices`, in that order, from one open file, one at a time."""
         with open(self.path, "rb") as f:
-            f.seek(self.offsets[index])
-            return frame_from_json(json.loads(f.readline()), height, width)
+            for index in indices:
+                f.seek(self.offsets[index])
+                yield frame_from_json(json.loads(f.readline()), height, width)
 
     def covered(self) -> str:
         return f"frames {min(self.offsets)} to {max(self.offsets)}" if self.offsets else "no frames"
@@ -84,13 +89,14 @@ class EarlierRun:
 
     def kept_results(self, height: int, width: int) -> Iterator[FrameResult]:
         """The kept frames' results, ascending, read one at a time (memory stays flat)."""
-        for index in self.kept:
-            yield self.frames.get(index, height, width)
+        return self.frames.read(self.kept, height, width)
 
 
-def load(folder: str | os.PathLike, frame: int, direction: Direction | None, info: VideoInfo) -> EarlierRun:
+def load(folder: str | os.PathLike, frame: int, direction: Direction | None, info: VideoInfo,
+         frames: RunFrames | None = None) -> EarlierRun:
     """Read what continuing the run in `folder` from `frame` in `direction` needs (None: the way
-    the earlier run went through `frame`, see `heading`).
+    the earlier run went through `frame`, see `heading`). `frames`: the folder's results, when the
+    caller has read them already.
 
     Kept: the earlier frames next to `frame` on the side the new run does not go (forward: the
     ones before it, backward: the ones after it; none for "both"), as far as they reach without a gap.
@@ -112,7 +118,7 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
         raise BadRequestError(
             f"The run in '{folder}' was made on another video ({size[0]}x{size[1]}, {size[2]} frames; this one "
             f"is {info.width}x{info.height}, {info.num_frames} frames). Continue it on the same video.")
-    frames = RunFrames(folder)
+    frames = RunFrames(folder) if frames is None else frames
     if frame not in frames:
         raise BadRequestError(f"Frame {frame} was not processed by the run in '{folder}' (it covers "
                               f"{frames.covered()}); continue from a frame it processed.")

@@ -361,7 +361,7 @@ class Service:
         if not job.done.is_set():
             raise BadRequestError("The run is still going on; press Stop (its frames are kept), then fix a frame.")
         index = int(index or 0)
-        earlier = load_earlier(job.out_dir, index, None, info)
+        earlier = load_earlier(job.out_dir, index, None, info, self._job_frames(ws))  # the slider's read
         ws.phrases = ws.phrases or earlier.prompts
         ws.frame, ws.threshold, ws.removed, ws.corner = index, earlier.threshold, set(), None
         ws.earlier = earlier
