@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sam3_video.render import PALETTE, color_for, legend, render, tag_label, text_color
+from sam3_video.render import PALETTE, color_for, legend, line_width, render, tag_label, text_color
 from sam3_video.types import FrameResult
 
 GREY = 100
@@ -105,6 +105,27 @@ def test_each_part_can_be_turned_off(outline, boxes, labels):
     assert diff[45, 30] == boxes  # left side of the box, outside the mask
     assert (tuple(out[40, 50]) == color_for(0)) == outline  # the mask's top edge: solid outline colour
     assert diff[:30].any() == labels  # the tag sits above the box top (y=35)
+
+
+@pytest.mark.parametrize("size, thickness", [((100, 100), 1), ((200, 640), 2), ((1080, 1080), 3)])
+def test_outline_is_a_band_of_the_line_width_along_every_edge(size, thickness):
+    """The outline is `line_width` pixels wide, half outside the mask (rounded down) and the rest
+    inside; a hole's edge is outlined too, and so is the frame's edge where the mask is cut by it."""
+    h, w = size
+    assert line_width(h, w) == thickness
+    frame = frame_of(h, w)
+    mask = square(h, w, 20, 80, 0, 60)  # touches the left edge of the frame
+    mask[40:60, 20:40] = False  # a hole
+    out = render(frame, result_of([mask]), alpha=0.0, boxes=False, labels=False)
+    solid = (out == color_for(0)).all(axis=-1)
+    outer = thickness // 2
+    # top edge, seen down column 30: `outer` rows above the mask, `thickness - outer` rows inside
+    assert solid[20 - outer : 20 - outer + thickness, 30].all()
+    assert not solid[20 - outer - 1, 30] and not solid[20 - outer + thickness, 30]
+    assert solid[40 + outer - thickness : 40 + outer, 30].all()  # the hole's top edge: `outer` rows in the hole
+    assert not solid[50, 30] and not solid[30, 30]  # the middles of the hole and of the mask: no line
+    assert solid[30 : 70, 0].all()  # cut by the frame's left edge: outlined along it
+    assert not changed(out, frame)[90:].any()  # nothing far below
 
 
 def test_same_id_same_colour_across_calls():
