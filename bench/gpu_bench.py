@@ -1,7 +1,9 @@
 """Speed on a GPU: our pipeline against the bare library loop, 1, 5 and 20 objects (issue 7, bench 4).
 
 One command from a fresh checkout on a CUDA machine (the lent device runs `bench/gpu_bench.sh`,
-which installs the carried wheels first); about 5 minutes on an H100/H200 at the defaults:
+which installs the carried wheels first). Not yet run on a GPU: estimated at about 5 minutes on an
+H100/H200 at the defaults, plus the compile warm-up of the compiled run (`--skip compile` leaves
+it out):
 
     python bench/gpu_bench.py --video ../shared/media/bigbuckbunny.mp4 --out OUT_DIR
 
@@ -15,6 +17,9 @@ same settings on its own copy of the weights):
   ours      `sam3_video.pipeline.run` (results.jsonl; the overlay too where imageio-ffmpeg is
             installed), decode and preprocessing ahead in a thread (the CUDA default)
   ours, no prefetch   the same with SAM3_PREFETCH_FRAMES=0
+  ours, compiled      5 objects with SAM3_COMPILE set to each of --compile-modes: a 3-frame
+                      warm-up run compiles (timed apart), then the timed run; masks compared with
+                      the uncompiled run's
 
 Masks are compared frame by frame between bare and ours (IoU per object id). Meta's `sam3`
 package, where it imports, runs once (ours against its own predictor loop). Writes
@@ -81,6 +86,48 @@ def bare_transformers(model, proc, video: str, prompt: str, max_frames: int, our
             "mask_iou_min": round(float(np.min(ious)), 4) if ious else None}
 
 
+def agreement(dir_a: str, dir_b: str) -> dict:
+    """How far two runs' results agree: frames with the same ids, mean and least IoU of same-id masks."""
+    from sam3_video.results import read_results
+
+    theirs = {r.frame_index: r for r in read_results(dir_b)}
+    ious, same_ids, frames = [], 0, 0
+    for a in read_results(dir_a):
+        b = theirs.get(a.frame_index)
+        frames += 1
+        if b is None:
+            continue
+        same_ids += sorted(a.obj_ids.tolist()) == sorted(b.obj_ids.tolist())
+        for k, obj in enumerate(a.obj_ids.tolist()):
+            if obj in b.obj_ids.tolist():
+                m, o = a.masks[k], b.masks[b.obj_ids.tolist().index(obj)]
+                union = np.logical_or(m, o).sum()
+                ious.append(1.0 if union == 0 else float(np.logical_and(m, o).sum() / union))
+    return {"frames_with_same_ids": f"{same_ids}/{frames}", "mask_iou_mean": round(float(np.mean(ious)), 4) if ious else None,
+            "mask_iou_min": round(float(np.min(ious)), 4) if ious else None}
+
+
+def compiled_runs(report: dict, backend, args, outputs: list, work: str, n: int = 5) -> None:
+    """Our pipeline with the image encoder compiled in each of --compile-modes (bench 4's
+    torch.compile / CUDA graphs check), against the uncompiled run of `n` objects."""
+    from sam3_video.backends.transformers import compile_backbone
+
+    encoder = backend.model.detector_model.vision_encoder
+    backend.model.max_num_objects = n
+    backend.model.score_threshold_detection = backend.model.new_det_thresh = 0.0
+    for mode in [m for m in args.compile_modes.split(",") if m]:
+        torch._dynamo.reset()
+        compile_backbone(backend.model, mode)
+        stage(report, f"compile_warmup_{mode}", run_ours, backend, args.video, args.prompt,
+              os.path.join(work, f"warm-{mode}"), 3, 0.0, [])
+        run = stage(report, f"ours_compiled_{mode}_{n}", run_ours, backend, args.video, args.prompt,
+                    os.path.join(work, f"compiled-{mode}"), args.max_frames, 0.0, outputs)
+        if "fps" in run:
+            run["vs_uncompiled"] = agreement(os.path.join(work, f"compiled-{mode}"), os.path.join(work, f"ours-{n}"))
+            print("  vs uncompiled", run["vs_uncompiled"], flush=True)
+        encoder._compiled_call_impl = None  # back to eager (nn.Module.compile's switch)
+
+
 def table(report: dict) -> str:
     rows = ["| backend | objects | bare fps | ours fps | ours ÷ bare | ours, no prefetch | peak GB bare / ours | "
             "mask IoU mean (min) | frames with the same ids |", "|---|---|---|---|---|---|---|---|---|"]
@@ -95,6 +142,16 @@ def table(report: dict) -> str:
     if "fps" in ob and "fps" in oo:
         rows.append(f"| sam3 (Meta) | as detected | {ob['fps']} | {oo['fps']} | {oo['fps'] / ob['fps']:.2f} | - | "
                     f"{ob['peak_allocated_gb']} / {oo['peak_allocated_gb']} | - | - |")
+    compiled = [k for k in report if k.startswith("ours_compiled_") and "fps" in report[k]]
+    if compiled:
+        rows += ["", "| SAM3_COMPILE | objects | fps | ÷ uncompiled ours | compile warm-up s | mask IoU vs uncompiled mean (min) | same ids |",
+                 "|---|---|---|---|---|---|---|"]
+        for key in compiled:
+            mode, n = key[len("ours_compiled_"):].rsplit("_", 1)
+            run, plain, agree = report[key], report.get(f"ours_{n}", {}), report[key].get("vs_uncompiled", {})
+            ratio = f"{run['fps'] / plain['fps']:.2f}" if "fps" in plain else "-"
+            rows.append(f"| {mode} | {n} | {run['fps']} | {ratio} | {report.get(f'compile_warmup_{mode}', {}).get('stage_s')} | "
+                        f"{agree.get('mask_iou_mean')} ({agree.get('mask_iou_min')}) | {agree.get('frames_with_same_ids')} |")
     return "\n".join(rows) + "\n"
 
 
@@ -104,7 +161,9 @@ def main() -> None:
     ap.add_argument("--prompt", default="rabbit")
     ap.add_argument("--max-frames", type=int, default=100)
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))
-    ap.add_argument("--skip", default="", help="comma-separated: official, no-prefetch")
+    ap.add_argument("--skip", default="", help="comma-separated: official, no-prefetch, compile")
+    ap.add_argument("--compile-modes", default="default",
+                    help="SAM3_COMPILE modes to time on 5 objects (comma-separated; reduce-overhead is CUDA graphs)")
     ap.add_argument("--smoke-cpu", action="store_true",
                     help="check the script itself on a CPU: the small model, float32, 'GPU memory' 0")
     args = ap.parse_args()
@@ -159,6 +218,8 @@ def main() -> None:
             stage(report, f"ours_no_prefetch_{n}", run_ours, backend, args.video, args.prompt,
                   os.path.join(work, f"plain-{n}"), args.max_frames, 0.0, outputs)
             backend.prefetch_frames = report["prefetch_default"]
+    if "compile" not in skip:
+        compiled_runs(report, backend, args, outputs, work)
     del backend, bare_model
     from sam3_video import backends
 

@@ -15,6 +15,7 @@ What this adapter works around (sam3 0.1.4, read from its source):
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -23,11 +24,14 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from ..config import DEFAULTS
 from ..errors import BackendUnavailableError
 from ..types import FrameResult, VideoInfo
 from ..video import VideoReader
 from . import load_errors, prepare_hub_model
 from .base import apply_threshold
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "sam3.pt"
 JPEG_QUALITY = 95
@@ -120,6 +124,8 @@ class OfficialBackend:
         finally:
             builder.download_ckpt_from_hf = download
         self.model = self.predictor.model
+        if DEFAULTS.compile != "off":  # the predictor builds its model without sam3's compile switch
+            log.warning("SAM3_COMPILE=%s applies to the transformers backend only; sam3 runs uncompiled.", DEFAULTS.compile)
         self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
 
     def autocast(self):

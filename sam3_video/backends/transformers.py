@@ -20,12 +20,15 @@ from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from ..config import DEFAULTS
-from ..errors import BadRequestError
+from ..errors import BackendUnavailableError, BadRequestError
 from ..types import FrameResult, VideoInfo
 from ..video import VideoReader
 from . import load_errors, prepare_hub_model
 from . import transformers_edits as user_edits
 from .base import apply_threshold
+
+#: SAM3_COMPILE values: off, or the torch.compile mode used for the detector's image encoder.
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
 USER_PROMPT_ID = 1000  # prompt ids of user labels that are not phrases: never run by the detector
 
@@ -140,15 +143,39 @@ def _close_frames(state) -> None:
         state.processed_frames.close()
 
 
+def check_compile_mode(mode: str) -> str:
+    """`mode` if it is one of COMPILE_MODES, else BackendUnavailableError with the choices."""
+    if mode not in COMPILE_MODES:
+        raise BackendUnavailableError(f"Unknown SAM3_COMPILE '{mode}'. Use off, default, reduce-overhead or max-autotune.")
+    return mode
+
+
+def compile_backbone(model, mode: str, backend="inductor") -> None:
+    """Compile the detector's image encoder of `model` in place with torch.compile (`mode` one of
+    COMPILE_MODES; "off" does nothing). It is the largest per-frame step and always sees one frame
+    of the model's fixed size, so it compiles once, as a single graph (`fullgraph`: a graph break
+    is an error, not a silent slowdown). Compiling happens on the first frame, not here.
+    `backend` is torch.compile's; tests give another one to check the capture without a C compiler.
+
+    Raises:
+        BackendUnavailableError: an unknown mode.
+    """
+    if check_compile_mode(mode) == "off":
+        return
+    options = {"mode": mode} if backend == "inductor" else {}
+    model.detector_model.vision_encoder.compile(backend=backend, fullgraph=True, **options)
+
+
 class TransformersBackend:
     """A loaded `Sam3VideoModel` + processor, shared by every session of the process."""
 
     name = "transformers"
 
-    def __init__(self, model_id: str, device: str, dtype: str):
+    def __init__(self, model_id: str, device: str, dtype: str, compile: str | None = None):
         import torch
         from transformers import Sam3VideoModel, Sam3VideoProcessor
 
+        self.compile_mode = check_compile_mode(compile or DEFAULTS.compile)  # before the long load
         self.model_id = model_id
         self.device = device
         self.torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
@@ -159,6 +186,7 @@ class TransformersBackend:
             self.processor = Sam3VideoProcessor.from_pretrained(model_id, local_files_only=offline)
             model = Sam3VideoModel.from_pretrained(model_id, dtype=self.torch_dtype, local_files_only=offline)
         self.model = model.to(device).eval()
+        compile_backbone(self.model, self.compile_mode)
         self.lock = threading.RLock()  # one model, many sessions: calls and thresholds go one at a time
         self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
         tracker = self.model.config.tracker_config
