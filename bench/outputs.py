@@ -1,6 +1,6 @@
 """Outputs benchmark: the non-model work of a run (decode, draw, encode, export) against bare ffmpeg.
 
-On bikes.mp4 (640x272, 250 frames), in one process and one run:
+On bikes.mp4 (640x272, 250 frames; --clip for another), in one process and one run:
   baseline   the bundled ffmpeg (imageio-ffmpeg's binary) decoding the clip and encoding it with
              the same x264 settings as our overlay (libx264 veryfast crf 20, yuv420p, +faststart)
   ours       what `pipeline.run` does after the model, on the small SAM3's real results for the
@@ -12,6 +12,8 @@ is combined wall / baseline wall, best of --repeats. Reading the cached results 
 decode) is not pipeline work and is timed apart and subtracted.
 
     python bench/outputs.py                      # writes bench/results/outputs-cpu.md
+    python bench/outputs.py --clip bigbuckbunny.mp4 --prompt "rabbit, tree" \
+        --out bench/results/outputs-cpu-720p.md     # the same at 1280x720
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import datetime
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,21 +32,22 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from engine import machine, save_report, small_model, wait_quiet  # noqa: E402
 
-PROMPT = "car, light"
+PROMPT = "car, light"  # --prompt; the phrases of the cached results and of the exports' categories
 
 
-def cached_results(clip: str) -> str:
+def cached_results(clip: str, prompt: str) -> str:
     """Folder with results.jsonl + run.json of the small SAM3 on `clip` (made once)."""
     from sam3_video.pipeline import run
     from sam3_video.types import RunOptions
 
     model = small_model()
-    folder = os.path.join(REPO, "bench", ".cache", f"results-{os.path.basename(model)}-{os.path.basename(clip)}")
+    name = os.path.basename(clip) if prompt == PROMPT else f"{os.path.basename(clip)}-{prompt.replace(' ', '')}"
+    folder = os.path.join(REPO, "bench", ".cache", f"results-{os.path.basename(model)}-{name}")
     if not os.path.isfile(os.path.join(folder, "run.json")):
         from sam3_video.backends import load_backend
 
         print("computing the small model's results once (minutes on a CPU) ...", file=sys.stderr, flush=True)
-        run(clip, RunOptions((PROMPT,)), folder, backend=load_backend(model, "transformers", "cpu", "float32"),
+        run(clip, RunOptions((prompt,)), folder, backend=load_backend(model, "transformers", "cpu", "float32"),
             outputs=())
     return folder
 
@@ -67,7 +71,7 @@ def feed(sinks, frames) -> None:
         sink.close()
 
 
-def ours(clip: str, records: list, out: str, stages: bool, read_s: float) -> dict[str, float]:
+def ours(clip: str, prompt: str, records: list, out: str, stages: bool, read_s: float) -> dict[str, float]:
     """Seconds per stage (stages=True: each alone) or of the combined pass (stages=False), less
     `read_s`, the time one pass of turning `records` back into FrameResults takes."""
     from sam3_video.export import FORMATS, Annotations, Categories, ExportContext
@@ -101,7 +105,7 @@ def ours(clip: str, records: list, out: str, stages: bool, read_s: float) -> dic
             t["encode"] = time.perf_counter() - t0
             del drawn
             t0 = time.perf_counter()
-            sinks = [ResultsWriter(out), Annotations(out, ["all"], ExportContext(info, Categories([PROMPT])))]
+            sinks = [ResultsWriter(out), Annotations(out, ["all"], ExportContext(info, Categories([prompt])))]
             feed(sinks, (EncodedFrame(r, lambda f=f: f) for f, r in zip(frames, results())))
             t["export"] = time.perf_counter() - t0 - read_s
             # each format alone (RLE and the id image precomputed, timed as "shared")
@@ -114,7 +118,7 @@ def ours(clip: str, records: list, out: str, stages: bool, read_s: float) -> dic
                 folder = os.path.join(out, name)
                 os.makedirs(folder)
                 t0 = time.perf_counter()
-                feed([FORMATS[name](folder, ExportContext(info, Categories([PROMPT])))], encoded)
+                feed([FORMATS[name](folder, ExportContext(info, Categories([prompt])))], encoded)
                 t[name] = time.perf_counter() - t0
             return t
         for name, formats in (("combined", ["all"]), ("overlay only", [])):
@@ -123,7 +127,7 @@ def ours(clip: str, records: list, out: str, stages: bool, read_s: float) -> dic
             t0 = time.perf_counter()
             sinks = [ResultsWriter(folder), OverlayWriter(folder, info, 0, reader.__getitem__)]
             if formats:
-                sinks.append(Annotations(folder, formats, ExportContext(info, Categories([PROMPT]))))
+                sinks.append(Annotations(folder, formats, ExportContext(info, Categories([prompt]))))
             feed(sinks, (EncodedFrame(r, lambda i=r.frame_index: reader[i]) for r in results()))
             t[name] = time.perf_counter() - t0 - read_s
     return t
@@ -132,6 +136,8 @@ def ours(clip: str, records: list, out: str, stages: bool, read_s: float) -> dic
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--media", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media")))
+    p.add_argument("--clip", default="bikes.mp4", help="a clip of --media")
+    p.add_argument("--prompt", default=PROMPT)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "outputs-cpu.md"))
     p.add_argument("--wait-quiet", type=float, default=600)
@@ -141,11 +147,12 @@ def main() -> None:
     from sam3_video.results import frame_from_json
     from sam3_video.video import probe
 
-    clip = os.path.join(args.media, "bikes.mp4")
-    folder = cached_results(clip)
+    clip = os.path.join(args.media, args.clip)
+    folder = cached_results(clip, args.prompt)
     with open(os.path.join(folder, "results.jsonl"), encoding="utf-8") as f:
         records = sorted((json.loads(line) for line in f), key=lambda rec: rec["frame_index"])
-    h, w = probe(clip).size
+    info = probe(clip)
+    h, w = info.size
     t0 = time.perf_counter()
     for rec in records:
         frame_from_json(rec, h, w)
@@ -157,9 +164,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             timings = {"bare": bare_ffmpeg(clip, os.path.join(tmp, "bare.mp4"))}
             with tempfile.TemporaryDirectory() as o1:
-                timings.update(ours(clip, records, o1, True, read_s))
+                timings.update(ours(clip, args.prompt, records, o1, True, read_s))
             with tempfile.TemporaryDirectory() as o2:
-                timings.update(ours(clip, records, o2, False, read_s))
+                timings.update(ours(clip, args.prompt, records, o2, False, read_s))
         print({k: round(v, 3) for k, v in timings.items()}, file=sys.stderr, flush=True)
         best = {k: min(v, best.get(k, v)) for k, v in timings.items()}
     ms = {k: 1000 * v / n for k, v in best.items()}
@@ -168,9 +175,9 @@ def main() -> None:
     lines = [
         f"# Outputs benchmark (CPU), {datetime.date.today().isoformat()}", "",
         f"- machine: {machine()}; Python {platform.python_version()}",
-        f"- clip: bikes.mp4, 640x272, {n} frames; results of the small random SAM3 for \"{PROMPT}\": "
+        f"- clip: {args.clip}, {w}x{h}, {n} frames; results of the small random SAM3 for \"{args.prompt}\": "
         f"{objects} object masks in all ({objects / n:.1f} a frame)",
-        f"- command: `python bench/outputs.py {' '.join(sys.argv[1:])}`; best of {args.repeats}", "",
+        f"- command: `python bench/outputs.py {shlex.join(sys.argv[1:])}`; best of {args.repeats}", "",
         "| | ms per frame |", "|---|---|",
         f"| bare ffmpeg decode + libx264 encode (baseline) | {ms['bare']:.2f} |",
         f"| decode (VideoReader, PyAV) | {ms['decode']:.2f} |",

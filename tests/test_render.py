@@ -108,9 +108,9 @@ def test_each_part_can_be_turned_off(outline, boxes, labels):
 
 
 @pytest.mark.parametrize("size, thickness", [((100, 100), 1), ((200, 640), 2), ((1080, 1080), 3)])
-def test_outline_is_a_band_of_the_line_width_along_every_edge(size, thickness):
-    """The outline is `line_width` pixels wide, half outside the mask (rounded down) and the rest
-    inside; a hole's edge is outlined too, and so is the frame's edge where the mask is cut by it."""
+def test_outline_follows_the_outer_edge_of_each_part_and_not_its_holes(size, thickness):
+    """The outline is drawn `line_width` pixels wide along each part's outer edge, the frame's edge
+    included where the mask is cut by it; a hole's edge gets none (ragged masks would be all lines)."""
     h, w = size
     assert line_width(h, w) == thickness
     frame = frame_of(h, w)
@@ -118,14 +118,10 @@ def test_outline_is_a_band_of_the_line_width_along_every_edge(size, thickness):
     mask[40:60, 20:40] = False  # a hole
     out = render(frame, result_of([mask]), alpha=0.0, boxes=False, labels=False)
     solid = (out == color_for(0)).all(axis=-1)
-    outer = thickness // 2
-    # top edge, seen down column 30: `outer` rows above the mask, `thickness - outer` rows inside
-    assert solid[20 - outer : 20 - outer + thickness, 30].all()
-    assert not solid[20 - outer - 1, 30] and not solid[20 - outer + thickness, 30]
-    assert solid[40 + outer - thickness : 40 + outer, 30].all()  # the hole's top edge: `outer` rows in the hole
-    assert not solid[50, 30] and not solid[30, 30]  # the middles of the hole and of the mask: no line
-    assert solid[30 : 70, 0].all()  # cut by the frame's left edge: outlined along it
-    assert not changed(out, frame)[90:].any()  # nothing far below
+    assert solid[20, 5:55].all() and solid[79, 5:55].all() and solid[25:75, 59].all()  # top, bottom, right
+    assert solid[25:75, 0].all()  # cut by the frame's left edge: outlined along it
+    assert not solid[38:62, 18:42].any()  # around and inside the hole: nothing drawn
+    assert not solid[30, 30] and not changed(out, frame)[90:].any()  # inside the part, far below: nothing
 
 
 def test_same_id_same_colour_across_calls():
