@@ -27,10 +27,10 @@ class Defaults:
     # earlier one (0: in the model's thread). auto: 2 on CUDA; 0 on the CPU, where the thread
     # takes cores from the model (bikes, 2 cores: 30.6 s without, 35.5 s with; docs/benchmarks.md).
     prefetch_frames: str = _env("SAM3_PREFETCH_FRAMES", "auto")
-    # torch.compile of the detector's image encoder, the largest per-frame step (transformers
+    # torch.compile of the detector's image encoder, half the model's weights (transformers
     # backend): off, or a torch.compile mode (default, reduce-overhead: CUDA graphs, max-autotune).
     # off until a GPU run shows a gain with equal masks: bench/gpu_bench.py measures each mode;
-    # on this CPU the small model gained nothing (3.9 ms a frame both ways) after 36 s of compiling.
+    # on this CPU the small model gained nothing (3.9 ms a call both ways) after 36 s of compiling.
     compile: str = _env("SAM3_COMPILE", "off")
 
 

@@ -152,7 +152,7 @@ def check_compile_mode(mode: str) -> str:
 
 def compile_backbone(model, mode: str, backend="inductor") -> None:
     """Compile the detector's image encoder of `model` in place with torch.compile (`mode` one of
-    COMPILE_MODES; "off" does nothing). It is the largest per-frame step and always sees one frame
+    COMPILE_MODES; "off" does nothing). It holds half the model's weights and always sees one frame
     of the model's fixed size, so it compiles once, as a single graph (`fullgraph`: a graph break
     is an error, not a silent slowdown). Compiling happens on the first frame, not here.
     `backend` is torch.compile's; tests give another one to check the capture without a C compiler.
