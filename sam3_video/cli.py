@@ -97,20 +97,19 @@ def _segment(args) -> int:
     from .pipeline import run
     from .types import RunOptions
 
-    start, direction = args.start_frame, args.direction
+    start = args.start_frame
     if args.continue_from:
         start = continuation.last_frame(args.continue_from) if start is None else start
         if start is None:
             raise Sam3VideoError(f"'{args.continue_from}' holds no finished frame of a run to continue from; "
                                  "give the output folder of an earlier run.")
-        direction = direction or continuation.way_through(args.continue_from, start)
     elif not args.prompt:
         raise Sam3VideoError("Say what to find with --prompt, e.g. --prompt 'car, person'.")
     options = RunOptions(
         prompts=(args.prompt,) if args.prompt else (),
         start_frame=start or 0,
         continue_from=args.continue_from,
-        direction=direction or "forward",
+        direction=args.direction,  # None: forward, or the way the continued run went (pipeline.run)
         max_frames=args.max_frames,
         threshold=args.threshold,
         remove_ids=_ids(args.remove),

@@ -141,15 +141,6 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
                       None if threshold is None else float(threshold), frames, direction)
 
 
-def way_through(folder: str | os.PathLike, frame: int) -> Direction:
-    """`heading` of the run in `folder` (forward when its run.json cannot be read: `load` says why)."""
-    try:
-        with open(os.path.join(os.fspath(folder), MANIFEST), encoding="utf-8") as f:
-            return heading(json.load(f), frame)
-    except (OSError, ValueError, TypeError):
-        return "forward"
-
-
 def heading(manifest: dict, frame: int) -> Direction:
     """The way a run (its run.json) went through `frame`: a "both" run goes forward from its
     start frame and backward below it."""

@@ -101,7 +101,10 @@ def run(
                 raise BadRequestError("Write the continued run to a new folder: it reads the earlier run's "
                                       "folder while it writes.")
             options = replace(options, prompts=options.prompts or earlier.prompts,  # unless given: the earlier's
-                              threshold=earlier.threshold if options.threshold is None else options.threshold)
+                              threshold=earlier.threshold if options.threshold is None else options.threshold,
+                              direction=earlier.direction)  # as given, else the way the earlier run went
+        elif options.direction is None:
+            options = replace(options, direction="forward")
         prompts = parse_prompts(options.prompts)
         replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
         order = session.frames(options.direction, options.start_frame, options.max_frames)

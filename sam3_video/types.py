@@ -165,7 +165,7 @@ class RunOptions:
 
     prompts: tuple[str, ...]
     start_frame: int = 0
-    direction: Direction = "forward"
+    direction: Direction | None = "forward"  # None: forward, or the way a continued run went through start_frame
     max_frames: int | None = None  # None: to the end (and to frame 0 going backward)
     threshold: float | None = None  # detection score needed to report an object; None: model's own
     remove_ids: tuple[int, ...] = ()  # objects dropped right after detection (false positives)
