@@ -68,21 +68,37 @@ def bare_transformers(model, proc, video: str, prompt: str, max_frames: int, our
     torch.cuda.synchronize()
     wall = time.perf_counter() - t0
     memory = gpu_mem()
-    ious, same_ids, objects = [], 0, []
     theirs = {frame: (ids, masks) for frame, ids, masks in outs}
-    for r in read_results(ours_dir):
-        ids, masks = theirs.get(r.frame_index, ([], None))
-        ours_ids = [i - 1 for i in r.obj_ids.tolist()]  # ours count from 1
-        same_ids += sorted(ours_ids) == sorted(ids)
-        objects.append(len(ids))
-        for k, raw in enumerate(ours_ids):
-            if raw in ids:
-                a, b = r.masks[k], masks[ids.index(raw)].numpy().astype(bool)
-                union = np.logical_or(a, b).sum()
-                ious.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
+    objects = []  # their objects on each of our frames
+
+    def pairs():  # one frame of masks at a time
+        for r in read_results(ours_dir):
+            their = theirs.get(r.frame_index, ([], None))
+            objects.append(len(their[0]))
+            yield ([i - 1 for i in r.obj_ids.tolist()], r.masks), their  # ours count from 1
+
+    same_ids, ious = compare(pairs())
     return {"frames": len(outs), "wall_s": round(wall, 2), "fps": round(len(outs) / wall, 2), **memory,
             "objects_per_frame_mean": round(float(np.mean(objects)), 2) if objects else 0,
-            "frames_with_same_ids": same_ids, "mask_iou_mean": round(float(np.mean(ious)), 4) if ious else None,
+            "frames_with_same_ids": same_ids, **iou_summary(ious)}
+
+
+def compare(pairs) -> tuple[int, list[float]]:
+    """(frames with the same ids, IoU of each same-id pair of masks) over `pairs`, one per frame:
+    ((ids, masks), (other ids, other masks)), each masks indexed like its ids."""
+    same, ious = 0, []
+    for (ids, masks), (other_ids, other_masks) in pairs:
+        same += sorted(ids) == sorted(other_ids)
+        for k, obj in enumerate(ids):
+            if obj in other_ids:
+                a, b = np.asarray(masks[k], bool), np.asarray(other_masks[other_ids.index(obj)], bool)
+                union = np.logical_or(a, b).sum()
+                ious.append(1.0 if union == 0 else float(np.logical_and(a, b).sum() / union))
+    return same, ious
+
+
+def iou_summary(ious: list[float]) -> dict:
+    return {"mask_iou_mean": round(float(np.mean(ious)), 4) if ious else None,
             "mask_iou_min": round(float(np.min(ious)), 4) if ious else None}
 
 
@@ -90,21 +106,18 @@ def agreement(dir_a: str, dir_b: str) -> dict:
     """How far two runs' results agree: frames with the same ids, mean and least IoU of same-id masks."""
     from sam3_video.results import read_results
 
-    theirs = {r.frame_index: r for r in read_results(dir_b)}
-    ious, same_ids, frames = [], 0, 0
-    for a in read_results(dir_a):
-        b = theirs.get(a.frame_index)
-        frames += 1
-        if b is None:
-            continue
-        same_ids += sorted(a.obj_ids.tolist()) == sorted(b.obj_ids.tolist())
-        for k, obj in enumerate(a.obj_ids.tolist()):
-            if obj in b.obj_ids.tolist():
-                m, o = a.masks[k], b.masks[b.obj_ids.tolist().index(obj)]
-                union = np.logical_or(m, o).sum()
-                ious.append(1.0 if union == 0 else float(np.logical_and(m, o).sum() / union))
-    return {"frames_with_same_ids": f"{same_ids}/{frames}", "mask_iou_mean": round(float(np.mean(ious)), 4) if ious else None,
-            "mask_iou_min": round(float(np.min(ious)), 4) if ious else None}
+    theirs = {r.frame_index: (r.obj_ids.tolist(), r.masks) for r in read_results(dir_b)}
+    frames = 0
+
+    def pairs():  # one frame of masks at a time; a frame `dir_b` lacks counts as different
+        nonlocal frames
+        for r in read_results(dir_a):
+            frames += 1
+            if r.frame_index in theirs:
+                yield (r.obj_ids.tolist(), r.masks), theirs[r.frame_index]
+
+    same, ious = compare(pairs())
+    return {"frames_with_same_ids": f"{same}/{frames}", **iou_summary(ious)}
 
 
 def compiled_runs(report: dict, backend, args, outputs: list, work: str, n: int = 5) -> None:
