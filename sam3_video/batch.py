@@ -211,12 +211,14 @@ def run_batch(jobs: list[VideoJob], out_root: str, model: str, backend: str = "a
         gpus = float(ray.cluster_resources().get("GPU", 0))
         if gpus > 0 and (device == "auto" or device.startswith("cuda")):
             per_actor = dict(num_gpus=gpus_per_task, num_cpus=1)
-            count = max(1, int(gpus // gpus_per_task))
+            count = min(workers or max(1, int(gpus // gpus_per_task)), len(todo))
         else:
-            per_actor = dict(num_cpus=1)
-            count = max(1, int(ray.cluster_resources().get("CPU", 1)) // 2)  # torch uses several threads
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+            count = min(workers or max(1, cpus // 2), len(todo))  # torch uses several threads
+            # each worker its share of the cores, two at most (Ray gives an actor as many torch threads
+            # as CPUs: with one each, half the cores idled and results differed in the last bits)
+            per_actor = dict(num_cpus=max(1, min(2, cpus // count)))
             device = "cpu" if device == "auto" else device
-        count = min(workers or count, len(todo))
         actor = ray.remote(**per_actor)(Segmenter)
         pool = ray.util.ActorPool([actor.remote(model, backend, device, dtype) for _ in range(count)])
         for k, report in pool.map_unordered(lambda a, k: a.segment.remote(k, jobs[k], outputs), todo):
