@@ -1,16 +1,21 @@
-"""sam3-video web app: layout and event wiring only; the work is done by sam3_video.service.
+"""sam3-video web app: layout and event wiring only; the work is done by sam3_video.web.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--model facebook/sam3 | LOCAL_DIR]
 
 Environment: SAM3_MODEL (or --model), SAM3_DEVICE, the limits in sam3_video/config.py
-(SAM3_MAX_UPLOAD_MB, SAM3_MAX_VIDEO_SECONDS, ...). On Hugging Face ZeroGPU the model handlers
-are wrapped with `spaces.GPU`; elsewhere that wrapper does nothing.
+(SAM3_MAX_UPLOAD_MB, SAM3_MAX_VIDEO_SECONDS, SAM3_MAX_GPU_SECONDS, ...). The handlers here run in
+the main process and own nothing but wiring; on Hugging Face ZeroGPU the model runs only in the
+GPU steps of sam3_video/web/gpu.py, each in a worker process (see README, "Deploy on Hugging Face
+Spaces").
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+from contextlib import closing
+from dataclasses import replace
 
 try:
     import spaces  # noqa: F401  (on Hugging Face ZeroGPU it must be imported before torch)
@@ -19,21 +24,29 @@ except ImportError:  # pragma: no cover
 import gradio as gr
 
 from sam3_video.config import LIMITS
-from sam3_video.gradio_glue import gpu, sweep_cache, user_errors
-from sam3_video.service import Service
+from sam3_video.gradio_glue import sweep_cache, user_errors
 from sam3_video.types import DIRECTIONS, Edit
+from sam3_video.web.runs import Outputs
+from sam3_video.web.service import Service
 
-CLICK_MODES = ["positive point", "negative point", "new object (box)", "more like this (box)"]
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-service = Service(model=os.environ.get("SAM3_MODEL") or None)
+#: What a click on the frame adds, by the click mode chosen on the page (see sam3_video/web/clicks.py).
+CLICK_MODES = {"positive point": Edit("refine", labels=(1,)), "negative point": Edit("refine", labels=(0,)),
+               "new object (box)": Edit("add_object"), "more like this (box)": Edit("exemplar")}
 
 
-def _run_seconds(direction, max_frames, request, *args, **kwargs) -> int:
-    return service.gpu_seconds(request.session_hash, direction, max_frames)
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="sam3-video web app")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--model", help="hub id or local folder (default: SAM3_MODEL or facebook/sam3)")
+    return parser.parse_args(argv)
 
 
-def _one_shot_seconds(*args, **kwargs) -> int:
-    return service.gpu_seconds(None, "both", None)
+args = parse_args(sys.argv[1:] if __name__ == "__main__" else [])
+# The model loads here, at import, in the main thread (on ZeroGPU `spaces` moves it to the GPU in
+# each worker); a model that cannot load is a sentence on the page instead.
+service = Service(model=args.model or os.environ.get("SAM3_MODEL") or None)
 
 
 # -- handlers: each passes the visitor's key (Gradio's session hash) to the service ------------
@@ -67,109 +80,100 @@ def _threshold(text) -> float | None:
         raise gr.Error(f"The threshold '{text}' is not a number. Type a score from 0 to 1, or leave it empty.") from None
 
 
-@gpu(60)
+def _objects(preview):
+    """The drawn frame, the objects table and the removal choices of a service Preview."""
+    table = [[row.id, row.label, round(row.score, 3), row.colour] for row in preview.objects]
+    choices = [(f"#{row.id} {row.label} {row.score:.2f}", row.id) for row in preview.objects]
+    return preview.image, table, gr.CheckboxGroup(choices=choices, value=[])
+
+
 @user_errors
 def detect(index, prompts, threshold, request: gr.Request):
-    return _objects(*service.detect(request.session_hash, int(index or 0), prompts, _threshold(threshold)))
+    return _objects(service.detect(request.session_hash, int(index or 0), prompts, _threshold(threshold)))
 
 
 @user_errors
 def remove(ids, request: gr.Request):
-    return _objects(*service.remove(request.session_hash, [int(i) for i in ids or []]))
+    return _objects(service.remove(request.session_hash, [int(i) for i in ids or []]))
 
 
-def _objects(image, rows):
-    """The drawn frame, the objects table and the removal choices, from the legend rows."""
-    table = [[i, label, round(score, 3), colour] for i, label, score, colour in rows]
-    choices = [(f"#{i} {label} {score:.2f}", i) for i, label, score, _ in rows]
-    return image, table, gr.CheckboxGroup(choices=choices, value=[])
-
-
-@gpu(60)
 @user_errors
 def click(mode, fix_id, new_label, evt: gr.SelectData, request: gr.Request):
-    """A click on the preview: a point on an object, or a corner of a box (new object, exemplar)."""
+    """A click on the preview: a point on an object, or a corner of a box (new object, exemplar).
+    The click event stays here: the service gets video pixels and an Edit (plain values)."""
     key = request.session_hash
     x, y = service.to_video_pixels(key, *evt.index)
-    image, rows, said = service.click(key, x, y, mode, int(fix_id) if fix_id else None, new_label)
-    return (*_objects(image, rows), said)
+    intent = replace(CLICK_MODES[mode], obj_id=int(fix_id) if fix_id else None, label=new_label or "")
+    preview = service.click(key, x, y, intent)
+    return (*_objects(preview), preview.said)
 
 
-@gpu(60)
 @user_errors
 def refine_object(obj_id: int, x: float, y: float, positive: bool, request: gr.Request) -> list:
     """API: add a click at video pixel (x, y) to object `obj_id`; returns [id, label, score, colour] rows."""
-    mode = "positive point" if positive else "negative point"
-    return service.click(request.session_hash, x, y, mode, int(obj_id), "")[1]
+    edit = Edit("refine", int(obj_id), ((float(x), float(y)),), (1 if positive else 0,))
+    return [list(row) for row in service.edit(request.session_hash, edit).objects]
 
 
-@gpu(60)
 @user_errors
 def add_object(label: str, x0: float, y0: float, x1: float, y1: float, request: gr.Request) -> list:
     """API: a new object labelled `label` from the box (x0, y0, x1, y1) in video pixels."""
-    return service.edit(request.session_hash, Edit("add_object", box=(x0, y0, x1, y1), label=label))[1]
+    edit = Edit("add_object", box=(x0, y0, x1, y1), label=label)
+    return [list(row) for row in service.edit(request.session_hash, edit).objects]
 
 
-@gpu(60)
 @user_errors
 def exemplar(x0: float, y0: float, x1: float, y1: float, positive: bool, request: gr.Request) -> list:
     """API: "more like this" (or "not like this") with the box (x0, y0, x1, y1) in video pixels."""
-    return service.edit(request.session_hash, Edit("exemplar", box=(x0, y0, x1, y1), positive=positive))[1]
+    edit = Edit("exemplar", box=(x0, y0, x1, y1), positive=positive)
+    return [list(row) for row in service.edit(request.session_hash, edit).objects]
 
 
-@gpu(60)
 @user_errors
 def fix_frame(index, request: gr.Request):
     """The last run's result on frame `index`, to correct; Propagate then continues from it, by
     default the way the run went there."""
-    image, rows, direction, said = service.fix_frame(request.session_hash, int(index or 0))
-    return (*_objects(image, rows), direction, said)
+    preview, direction = service.fix_frame(request.session_hash, int(index or 0))
+    return (*_objects(preview), direction, preview.said)
 
 
 @user_errors
 def clear_edits(request: gr.Request):
-    return _objects(*service.clear_edits(request.session_hash))
+    return _objects(service.clear_edits(request.session_hash))
 
 
-def _follow(job, progress):
-    """Yield (preview, status, None) while `job` runs, then (preview, status, outputs).
-    A cancelled request (closed generator) stops the job; its files stay valid."""
-    try:
-        while not job.done.wait(0.3):
-            p = job.progress
-            if p is not None:
-                eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
-                progress((p.done, p.total), desc=f"{p.fps:.1f} frames/s{eta}", unit="frames")
-                yield job.preview, f"{p.done}/{p.total} frames, {p.fps:.1f} frames/s{eta}", None
-    except GeneratorExit:
-        job.stop()  # finish the frame in progress in the job's thread; the server is not blocked
-        raise
-    if job.error and job.progress is None:
-        raise gr.Error(job.error)  # nothing was processed (e.g. a frame outside the video)
-    out = job.outputs()
-    status = f"{out.summary['status']}: {out.summary.get('frames', 0)} frames" + (f". {job.error}" if job.error else "")
-    yield job.preview, status, out
+def _follow(updates, progress):
+    """(preview, status, None) per update of a run, then (preview, status, Outputs). Closing this
+    (a client's cancel) closes `updates`: the run stops and finishes on its own."""
+    with closing(updates):
+        for item in updates:
+            if isinstance(item, Outputs):
+                s = item.summary
+                status = f"{s['status']}: {s.get('frames', 0)} frames" + (f". {s['error']}" if s.get("error") else "")
+                yield gr.skip(), status, item
+            else:
+                progress((item.done, item.total), desc=item.text, unit="frames")
+                yield (gr.skip() if item.preview is None else item.preview), item.text, None
 
 
-@gpu(_run_seconds)
 @user_errors
 def propagate(direction, max_frames, request: gr.Request, progress=gr.Progress()):
-    job = service.start(request.session_hash, direction, max_frames)
-    for image, status, out in _follow(job, progress):
+    for image, status, out in _follow(service.propagate(request.session_hash, direction, max_frames), progress):
         if out is None:
             yield image, status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         else:
             yield image, status, out.overlay, out.annotations_zip, out.files, out.summary
 
 
-@gpu(_one_shot_seconds)
 @user_errors
 def segment_video(video, prompts, start_frame, direction, max_frames, threshold, request: gr.Request,
                   progress=gr.Progress()):
-    job = service.segment_video(request.session_hash, video, prompts, start_frame, direction, max_frames,
-                                _threshold(threshold))
-    for _, _, out in _follow(job, progress):
-        if out is not None:
+    updates = service.segment_video(request.session_hash, video, prompts, int(start_frame or 0), direction,
+                                    max_frames, _threshold(threshold))
+    for _, _, out in _follow(updates, progress):
+        if out is None:
+            yield gr.skip(), gr.skip(), gr.skip()
+        else:
             yield out.overlay, out.annotations_zip, out.summary
 
 
@@ -179,7 +183,7 @@ def stop(request: gr.Request):
 
 @user_errors
 def results(request: gr.Request):
-    out = service.last_outputs(request.session_hash)
+    out = service.results(request.session_hash)
     return out.overlay, out.annotations_zip, out.files, out.summary
 
 
@@ -209,7 +213,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             to_remove = gr.CheckboxGroup(label="False positives to remove", choices=[], elem_id="to-remove")
             remove_btn = gr.Button("Remove selected")
             with gr.Accordion("Fix with clicks on the frame", open=False):
-                click_mode = gr.Radio(CLICK_MODES, value=CLICK_MODES[0], label="A click on the frame adds")
+                click_mode = gr.Radio(list(CLICK_MODES), value="positive point", label="A click on the frame adds")
                 with gr.Row():
                     fix_id = gr.Number(label="Object to fix (0: the one clicked)", value=0, precision=0, minimum=0)
                     new_label = gr.Textbox(label="Label of a new object", placeholder="first phrase")
@@ -261,13 +265,6 @@ service.also_sweep(lambda: sweep_cache(demo, LIMITS.session_ttl_s))  # what dele
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="sam3-video web app")
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
-    parser.add_argument("--model", help="hub id or local folder (default: SAM3_MODEL or facebook/sam3)")
-    args = parser.parse_args()
-    if args.model:
-        service.use_model(args.model)
     # No allowed_paths: Gradio copies each returned file into its own cache under a hashed folder
     # and serves only that copy; allowing service.root would serve every visitor's workspace to
     # anyone who knows (or learns) an on-disk path (tests/test_security.py).

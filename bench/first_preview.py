@@ -30,23 +30,21 @@ from engine import child_result, emit, machine, make_long, small_model  # noqa: 
 
 
 def child(model: str, clip: str) -> None:
-    from sam3_video.backends import load_backend
-    from sam3_video.service import Service
+    from sam3_video.web.service import RunProgress, Service
 
     with tempfile.TemporaryDirectory() as root:
-        service = Service(model=model, device="cpu", root=root)
-        service._backend = load_backend(model, "transformers", "cpu", "float32")  # loaded once, as in the app
+        service = Service(model=model, device="cpu", root=root)  # loads the model now, as the app does
         t0 = time.perf_counter()
         service.open_video("v", clip)
         t_open = time.perf_counter()
         service.detect("v", 0, "car, light", None)
         t_detect = time.perf_counter()
-        job = service.start("v", "forward", None)
-        while job.preview is None and not job.done.is_set():
-            time.sleep(0.005)
+        updates = service.propagate("v", "forward", None)
+        next(u for u in updates if isinstance(u, RunProgress) and u.preview is not None)  # the first frame drawn
         t_first = time.perf_counter()
-        job.stop()
-        job.done.wait(120)
+        service.stop("v")
+        for _ in updates:  # to the end: the files are closed
+            pass
     emit({"open_s": t_open - t0, "detect_s": t_detect - t_open, "first_s": t_first - t_detect, "total_s": t_first - t0})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -52,6 +53,9 @@ class AppLimits:
     gpu_concurrency: int = int(_env("SAM3_GPU_CONCURRENCY", "1"))
     # ... which turns visitors away with a message beyond this many waiting.
     queue_size: int = int(_env("SAM3_QUEUE_SIZE", "16"))
+    # What a run writes besides results.jsonl: all, or some of overlay and the formats (a Space
+    # on a small CPU may leave out the labelme frames, say).
+    outputs: str = _env("SAM3_APP_OUTPUTS", "all")
 
     @property
     def sweep_every_s(self) -> int:
@@ -60,3 +64,51 @@ class AppLimits:
 
 
 LIMITS = AppLimits()
+
+#: Hugging Face ZeroGPU: the platform sets SPACES_ZERO_GPU, and a GPU is attached only inside
+#: `spaces.GPU` calls, each in a forked worker process, for the duration the call asks for.
+ON_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "true")
+
+
+@dataclass(frozen=True)
+class GpuBudget:
+    """How many seconds of GPU a call of the web app asks for (ZeroGPU's `duration`): sized from
+    the work, and capped. ZeroGPU refuses a call that asks for more than the visitor has left (free
+    accounts get a few minutes a day) and ends one that runs past what it asked for, so a run that
+    needs more than `max_s` goes as several calls in a row, each continuing the last."""
+
+    # Worker start (on ZeroGPU: fork, weights to the GPU), opening the video, one detection.
+    start_s: float = float(_env("SAM3_GPU_START_S", "15"))
+    # One propagated frame. Full-size SAM3 on a whole H200 ran 3.2-5.3 frames/s at 720p with 1-20
+    # objects allowed (bench/results/gpu-bench-h200-40frames.md); a ZeroGPU slice is half a card.
+    per_frame_s: float = float(_env("SAM3_GPU_SECONDS_PER_FRAME", "0.5"))
+    # One frame of an earlier run that a continued run copies into its outputs (drawn, exported).
+    per_kept_frame_s: float = float(_env("SAM3_GPU_SECONDS_PER_KEPT_FRAME", "0.05"))
+    # One click or box replayed on a fresh session.
+    per_edit_s: float = float(_env("SAM3_GPU_SECONDS_PER_EDIT", "2"))
+    # The most one call may ask for; 0 means no cap. Default: 120 s on ZeroGPU, none elsewhere.
+    max_s: float = float(_env("SAM3_MAX_GPU_SECONDS", "120" if ON_ZERO_GPU else "0"))
+
+    @property
+    def enforced(self) -> bool:
+        """Whether a call must end within what it asked for (on ZeroGPU, or with a cap set)."""
+        return ON_ZERO_GPU or self.max_s > 0
+
+    def _capped(self, seconds: float) -> int:
+        seconds = max(1, math.ceil(seconds))
+        return min(seconds, max(1, int(self.max_s))) if self.max_s > 0 else seconds
+
+    def step(self, edits: int) -> int:
+        """A detection (or a correction) replayed with `edits` clicks and boxes."""
+        return self._capped(self.start_s + self.per_edit_s * edits)
+
+    def run(self, frames: int, kept: int = 0, edits: int = 0) -> int:
+        """Propagating `frames` new frames, after copying `kept` frames of an earlier run."""
+        return self._capped(self.start_s + self.per_edit_s * edits + self.per_frame_s * frames
+                            + self.per_kept_frame_s * kept)
+
+    @staticmethod
+    def margin_s(seconds: float) -> float:
+        """How long before the end of its time a call stops its run: closing the outputs (the
+        frames SAM3 holds back, the video encoder, the annotation files) takes this long at most."""
+        return min(seconds / 4, 5 + seconds / 20)

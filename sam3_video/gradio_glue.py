@@ -18,13 +18,16 @@ import time
 
 import gradio as gr
 
+from .config import ON_ZERO_GPU
 from .errors import OUT_OF_MEMORY_ADVICE, Sam3VideoError, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
 
 def gpu(duration_s):
-    if not os.environ.get("SPACES_ZERO_GPU"):
+    """`spaces.GPU(duration=duration_s)` on ZeroGPU (the function then runs in a forked worker
+    process, its arguments and results pickled across); elsewhere the function itself."""
+    if not ON_ZERO_GPU:
         return lambda fn: fn
     import spaces
 

@@ -29,6 +29,17 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+PREVIEW_SIDE = 1280  # previews (the app's frame, a run's live frame) are at most this many pixels on their long side
+
+
+def shrink(image: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+    """`image` no larger than `side` pixels on its long side (a preview need not be 4K); smaller
+    images are returned as they are."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def color_for(obj_id: int) -> tuple[int, int, int]:

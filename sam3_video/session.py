@@ -21,6 +21,29 @@ from .types import DIRECTIONS, MAX_PHRASE_CHARS, Direction, FrameResult, VideoIn
 from .video import VideoReader, probe
 
 
+def check_frame(info: VideoInfo, frame_index: int) -> int:
+    """`frame_index` if it is a frame of the video, else a sentence that gives the range."""
+    n = info.num_frames
+    if not isinstance(frame_index, int) or not 0 <= frame_index < n:
+        raise BadRequestError(f"Frame {frame_index} is outside this video, which has frames 0 to {n - 1}.")
+    return frame_index
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """None (the model's own) or a score from 0 to 1, else a sentence."""
+    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+        raise BadRequestError(f"The threshold {threshold} is not a score; use a number from 0 to 1.")
+    return None if threshold is None else float(threshold)
+
+
+def check_direction(direction: str, max_frames: int | None = None) -> None:
+    """A direction of DIRECTIONS and a frame limit of at least 1 (or None), else a sentence."""
+    if direction not in DIRECTIONS:
+        raise BadRequestError(f"Unknown direction '{direction}'. Use forward, backward or both.")
+    if max_frames is not None and int(max_frames) < 1:
+        raise BadRequestError("The frame limit must be at least 1 (or empty for the whole video).")
+
+
 class VideoSession:
     """Detect and track text-described objects in one video.
 
@@ -43,16 +66,7 @@ class VideoSession:
 
     # -- validation --------------------------------------------------------------------------
     def _check_frame(self, frame_index: int) -> int:
-        n = self.info.num_frames
-        if not isinstance(frame_index, int) or not 0 <= frame_index < n:
-            raise BadRequestError(f"Frame {frame_index} is outside this video, which has frames 0 to {n - 1}.")
-        return frame_index
-
-    @staticmethod
-    def _check_threshold(threshold: float | None) -> float | None:
-        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
-            raise BadRequestError(f"The threshold {threshold} is not a score; use a number from 0 to 1.")
-        return None if threshold is None else float(threshold)
+        return check_frame(self.info, frame_index)
 
     def _check_edit(self, frame_index: int) -> int:
         if self.detect_frame is None:
@@ -108,7 +122,7 @@ class VideoSession:
         if not phrases:
             raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
         self.phrases = phrases
-        self.threshold = self._check_threshold(threshold)
+        self.threshold = check_threshold(threshold)
         self.detect_frame = self._check_frame(frame_index)
         self._propagated = False
         return phrases
@@ -180,10 +194,7 @@ class VideoSession:
 
     def frames(self, direction: Direction = "forward", start_frame: int | None = None, max_frames: int | None = None) -> list[int]:
         """The frame indices `propagate` will yield, in order."""
-        if direction not in DIRECTIONS:
-            raise BadRequestError(f"Unknown direction '{direction}'. Use forward, backward or both.")
-        if max_frames is not None and int(max_frames) < 1:
-            raise BadRequestError("The frame limit must be at least 1 (or empty for the whole video).")
+        check_direction(direction, max_frames)
         start = self.detect_frame if start_frame is None else self._check_frame(start_frame)
         if start is None:
             raise BadRequestError("Run detect on a frame before propagating.")

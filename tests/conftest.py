@@ -61,6 +61,17 @@ def edit_backend(backend):
     return private
 
 
+@pytest.fixture(scope="session")
+def edit_model(edit_backend) -> str:
+    """A model name that loads `edit_backend` (in the loaded-backend cache under its own key), for
+    code that names its model, as the app's service does: Service(model=edit_model, backend="transformers", device="cpu")."""
+    from sam3_video import backends
+
+    name = "sam3-small-edit"
+    backends._LOADED[backends.resolve(name, "transformers", "cpu", "float32")] = edit_backend
+    return name
+
+
 @pytest.fixture()
 def fail_at_frame(monkeypatch):
     """fail_at_frame(frame, fail): the transformers session calls `fail()` instead of its step for
@@ -117,21 +128,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_app(log_dir, env: dict) -> tuple:
-    """Start `python app.py` on a free port of 127.0.0.1; return (url, process, log path)."""
+def _start(cmd: list[str], log_dir, env: dict, port: int, own_group: bool = False) -> tuple:
+    """Start `cmd` (an app on `port` of 127.0.0.1) in the repository; return (url, process, log path)."""
     import socket
     import subprocess
-    import sys
     import time
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    port = _free_port()
     log_path = os.path.join(str(log_dir), "app.log")
     log = open(log_path, "w")
-    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **env}
-    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=repo, env=full_env,
-                            stdout=log, stderr=log)
-    deadline = time.time() + 120
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **env}
+    proc = subprocess.Popen(cmd, cwd=repo, env=full_env, stdout=log, stderr=log, start_new_session=own_group)
+    deadline = time.time() + 180
     while time.time() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -140,7 +148,74 @@ def launch_app(log_dir, env: dict) -> tuple:
             assert proc.poll() is None, open(log_path).read()
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("the app did not start in 120 s:\n" + open(log_path).read())
+    raise RuntimeError("the app did not start in 180 s:\n" + open(log_path).read())
+
+
+def launch_app(log_dir, env: dict) -> tuple:
+    """Start `python app.py` on a free port of 127.0.0.1; return (url, process, log path)."""
+    import sys
+
+    port = _free_port()
+    return _start([sys.executable, "app.py", "--port", str(port)], log_dir, env, port)
+
+
+class ZeroApp:
+    """`app.py` under spaces' ZeroGPU code (tests/zerogpu), with a stand-in device API that
+    records every call; the app and its GPU worker processes are one process group."""
+
+    def __init__(self, log_dir, env: dict, idle: bool):
+        import sys
+
+        from tests.zerogpu.device_api import DeviceApi
+
+        self.api = DeviceApi(idle=idle, log_path=os.path.join(str(log_dir), "device-api.jsonl")).start()
+        port = _free_port()
+        zero_env = {"SPACES_ZERO_GPU": "true", "SPACES_ZERO_DEVICE_API_URL": self.api.url,
+                    "ZEROGPU_OFFLOAD_DIR": os.path.join(str(log_dir), "offload"), **env}
+        self.url, self.proc, self.log = _start([sys.executable, "tests/zerogpu/start_app.py", "--cpu", "app.py",
+                                                "--port", str(port)], log_dir, zero_env, port, own_group=True)
+
+    def close(self) -> None:
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # spaces' workers outlive a SIGTERM of the app
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        self.api.close()
+
+
+#: What the ZeroGPU apps of the tests ask for a call (config.GpuBudget): the tests compute the
+#: same figures for the work they ask for. The fresh-worker app caps a call at 6 s, so that a run
+#: of the whole clip needs several calls.
+ZERO_BUDGET = {"SAM3_GPU_START_S": "10", "SAM3_GPU_SECONDS_PER_FRAME": "0.5", "SAM3_GPU_SECONDS_PER_EDIT": "2",
+               "SAM3_GPU_SECONDS_PER_KEPT_FRAME": "0.05"}
+
+
+def _zero_app(test_model_dir, tmp_path_factory, idle: bool, cap_s: int):
+    base = tmp_path_factory.mktemp("zerogpu-idle" if idle else "zerogpu-fresh")
+    (base / "tmp").mkdir()
+    app = ZeroApp(base, {"SAM3_MODEL": test_model_dir, "SAM3_DEVICE": "cpu", "SAM3_MAX_GPU_SECONDS": str(cap_s),
+                         "TMPDIR": str(base / "tmp"), **ZERO_BUDGET}, idle)
+    app.tmp, app.cap_s, app.idle = str(base / "tmp"), cap_s, idle
+    return app
+
+
+@pytest.fixture(scope="session")
+def zero_fresh(test_model_dir, tmp_path_factory):
+    """The app under ZeroGPU, a newly forked worker for every call, 6 s of GPU at most per call."""
+    app = _zero_app(test_model_dir, tmp_path_factory, idle=False, cap_s=6)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="session")
+def zero_warm(test_model_dir, tmp_path_factory):
+    """The app under ZeroGPU, warm workers reused, the default cap (120 s)."""
+    app = _zero_app(test_model_dir, tmp_path_factory, idle=True, cap_s=120)
+    yield app
+    app.close()
 
 
 @pytest.fixture(scope="session")

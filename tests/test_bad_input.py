@@ -28,8 +28,8 @@ import pytest
 
 from sam3_video import cli
 from sam3_video.errors import Sam3VideoError
-from sam3_video.jobs import shrink
-from sam3_video.service import Service
+from sam3_video.render import shrink
+from sam3_video.web.service import Service
 from sam3_video.video import probe
 
 from tests import media

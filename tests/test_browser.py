@@ -1,5 +1,8 @@
 """A real browser: headless Chromium (Debian's, driven by Playwright) uses the app like a person:
-upload, type a phrase, detect, propagate, watch the result play and download the files."""
+upload, type a phrase, detect, remove, draw a box on the frame, propagate, watch the result play,
+download the files, fix a frame of the run and continue, then stop a run. Once on the app as it
+runs on a workstation, once under ZeroGPU's process model (tests/zerogpu: a click on the frame
+is a Gradio event that must not cross into a GPU worker)."""
 
 from __future__ import annotations
 
@@ -29,8 +32,13 @@ def page(tmp_path):
         browser.close()
 
 
-def test_a_person_segments_a_clip(page, app_url, carphone, tmp_path):
-    page.goto(app_url, wait_until="load")
+@pytest.fixture(params=["plain", "zerogpu"])
+def served(request) -> str:
+    return request.getfixturevalue("app_url") if request.param == "plain" else request.getfixturevalue("zero_fresh").url
+
+
+def test_a_person_segments_a_clip(page, served, carphone, tmp_path):
+    page.goto(served, wait_until="load")
     page.locator("#prompts textarea").wait_for(timeout=60_000)
     page.locator("#video-in input[type=file]").set_input_files(carphone)
     page.locator("#video-facts").get_by_text("120 frames").wait_for(timeout=60_000)
@@ -65,6 +73,14 @@ def test_a_person_segments_a_clip(page, app_url, carphone, tmp_path):
         assert response.status == 200 and len(response.body()) > 0
     body = page.request.get(page.locator("#annotations a[href]").first.get_attribute("href")).body()
     assert body[:2] == b"PK"  # annotations.zip
+
+    # the rest of the clip, stopped once it runs: the frames done are kept and offered
+    page.get_by_label("Frame limit per direction (0: all)").fill("0")
+    page.locator("#propagate").click()
+    page.locator("#status").get_by_text("frames/s").first.wait_for(timeout=300_000)
+    page.locator("#stop").click()
+    page.locator("#status").get_by_text("stopped:").wait_for(timeout=300_000)
+    page.get_by_label("Frame limit per direction (0: all)").fill("4")
 
     # fix frame 2 of that run and continue from it: frames 0-1 are kept, 2-5 are new
     page.get_by_label("number input for Frame").fill("2")

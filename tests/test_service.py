@@ -1,19 +1,21 @@
-"""The app's service layer without a server: workspaces, limits, detect/remove, stoppable jobs."""
+"""The app's service layer without a server (GPU steps in-process, as on a workstation): workspaces,
+limits, detect/remove, clicks, runs that stop and cancel, runs split into several GPU calls."""
 
 from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
 
-from sam3_video.config import AppLimits
+from sam3_video.config import AppLimits, GpuBudget
 from sam3_video.errors import Sam3VideoError
 from sam3_video.results import read_results
-from sam3_video.service import Service
+from sam3_video.types import Edit
 from sam3_video.video import VideoReader, probe
+from sam3_video.web.runs import Outputs
+from sam3_video.web.service import RunProgress, Service
 from tests.conftest import cpu_allocation_failure
 
 
@@ -22,44 +24,127 @@ def service(test_model_dir, backend, tmp_path):
     return Service(model=test_model_dir, device="cpu", root=str(tmp_path / "root"))
 
 
+def run_to_end(updates) -> Outputs:
+    """Every update of a run; its outputs."""
+    items = list(updates)
+    assert all(isinstance(i, RunProgress) for i in items[:-1]) and isinstance(items[-1], Outputs)
+    return items[-1]
+
+
+def run(service, key, direction, max_frames) -> tuple[Outputs, str]:
+    """A whole run; its outputs and its folder."""
+    out = run_to_end(service.propagate(key, direction, max_frames))
+    return out, service.workspaces.get(key).run_dir
+
+
 def test_detect_remove_and_propagate_keep_the_removal(service, carphone):
     info, image = service.open_video("a", carphone)
     assert info.num_frames == 120 and image.shape == (144, 176, 3)
-    drawn, rows = service.detect("a", 60, "person, window", None)
-    assert rows, "the small model must find objects for this test to mean anything"
-    victim = rows[0][0]
-    _, kept = service.remove("a", [victim])
-    assert victim not in [r[0] for r in kept] and len(kept) == len(rows) - 1
-    job = service.start("a", "both", 5)
-    out = service.last_outputs("a")
-    assert job.error is None and out.summary["status"] == "complete" and out.summary["frames"] == 9
-    results = list(read_results(job.out_dir))
+    shown = service.detect("a", 60, "person, window", None)
+    assert shown.objects, "the small model must find objects for this test to mean anything"
+    victim = shown.objects[0].id
+    kept = service.remove("a", [victim]).objects
+    assert victim not in [r.id for r in kept] and len(kept) == len(shown.objects) - 1
+    out, folder = run(service, "a", "both", 5)
+    assert out.summary["status"] == "complete" and out.summary["frames"] == 9 and out.summary["gpu_calls"] == 1
+    results = list(read_results(folder))
     assert [r.frame_index for r in results] == list(range(56, 65))
     assert all(victim not in r.obj_ids.tolist() for r in results)
-    assert json.loads(open(os.path.join(job.out_dir, "run.json")).read())["removed_ids"] == [victim]
+    assert json.loads(open(os.path.join(folder, "run.json")).read())["removed_ids"] == [victim]
     names = {os.path.basename(f) for f in out.files}
     assert {"coco_instances.json", "mot.txt", "labelme.zip", "davis.zip", "manifest.json"} <= names
     assert probe(out.overlay).num_frames == 9
+    assert service.results("a") == out  # read again from the folder: the same files and summary
 
 
 def test_stop_keeps_exactly_the_frames_done(service, carphone):
     service.open_video("s", carphone)
     service.detect("s", 0, "person", None)
-    job = service.start("s", "forward", None)
-    while job.progress is None or job.progress.done < 20:
-        assert not job.done.wait(0.05), job.error
-    service.stop("s")
-    out = service.last_outputs("s")
-    done = [r.frame_index for r in read_results(job.out_dir)]
+    updates = service.propagate("s", "forward", None)
+    for item in updates:
+        if isinstance(item, RunProgress) and item.done >= 20:
+            service.stop("s")
+            break
+    out = run_to_end(updates)
+    done = [r.frame_index for r in read_results(service.workspaces.get("s").run_dir)]
     assert out.summary["status"] == "stopped" and 20 <= len(done) < 120
     assert done == list(range(len(done))) and out.summary["frames"] == len(done)
     assert probe(out.overlay).num_frames == len(done)
 
 
+def test_a_closed_run_finishes_on_its_own_and_keeps_its_frames(service, carphone):
+    """A client's cancel closes the run's generator: it returns at once, the run stops after its
+    frame and closes its files in a thread of its own; /results waits for them."""
+    service.open_video("c", carphone)
+    service.detect("c", 0, "person", None)
+    updates = service.propagate("c", "forward", None)
+    for item in updates:
+        if isinstance(item, RunProgress) and item.done >= 10:
+            break
+    updates.close()
+    out = service.results("c")
+    assert out.summary["status"] == "stopped" and 10 <= out.summary["frames"] < 120
+    assert [r.frame_index for r in read_results(service.workspaces.get("c").run_dir)] == list(range(out.summary["frames"]))
+    assert probe(out.overlay).num_frames == out.summary["frames"]
+
+
+def test_a_run_longer_than_one_gpu_call_goes_on_in_the_next(test_model_dir, backend, carphone, tmp_path):
+    """With 3 s of GPU per call, "both" from frame 30 takes several calls (forward, then backward,
+    each continuing the folder of the last) and covers exactly the frames of one run."""
+    budget = GpuBudget(start_s=1, per_frame_s=0.1, per_kept_frame_s=0.01, per_edit_s=1, max_s=3)
+    service = Service(model=test_model_dir, device="cpu", root=str(tmp_path), budget=budget)
+    service.open_video("l", carphone)
+    service.detect("l", 30, "person", None)
+    items = list(service.propagate("l", "both", 25))
+    out = items[-1]
+    assert out.summary["status"] == "complete" and out.summary["gpu_calls"] >= 2
+    folder = service.workspaces.get("l").run_dir
+    assert sorted(r.frame_index for r in read_results(folder)) == list(range(6, 55))
+    assert probe(out.overlay).num_frames == 49 and out.summary["frames"] == 49
+    counts = [i.done for i in items[:-1]]
+    assert counts == sorted(counts) and counts[-1] == 49 and {i.total for i in items[:-1]} == {49}  # one bar
+    assert [n for n in os.listdir(service.workspaces.get("l").dir) if n.startswith("run-")] == [os.path.basename(folder)]
+
+
+def test_a_gpu_call_that_breaks_is_said_in_the_run_folder(service, carphone, monkeypatch):
+    """On ZeroGPU a worker can die mid-call (spaces then raises 'GPU task aborted'): the visitor
+    gets the error, and /results says the run failed instead of leaving it 'running'."""
+    from sam3_video.web import gpu
+
+    real = gpu.run_step
+
+    def dies(request):
+        for k, update in enumerate(real(request)):
+            if k == 3:
+                raise RuntimeError("GPU task aborted")
+            yield update
+
+    monkeypatch.setattr(gpu, "run_step", dies)
+    service.open_video("g", carphone)
+    service.detect("g", 0, "person", None)
+    with pytest.raises(RuntimeError, match="GPU task aborted"):
+        list(service.propagate("g", "forward", 30))
+    summary = service.results("g").summary
+    assert summary["status"] == "failed" and "ended abnormally (GPU task aborted)" in summary["error"]
+
+
+def test_a_workspace_in_use_is_not_deleted_until_its_run_ends(service, carphone):
+    service.open_video("t", carphone)
+    service.detect("t", 0, "person", None)
+    updates = service.propagate("t", "forward", None)
+    next(u for u in updates if isinstance(u, RunProgress) and u.done >= 5)
+    folder = service.workspaces.get("t").dir
+    service.close_workspace("t")  # the tab closed mid-run: the run is asked to stop
+    service.sweep()
+    assert os.path.isdir(folder) and service.workspaces.count() == 0
+    out = run_to_end(updates)
+    assert out.summary["status"] == "stopped" and not os.path.exists(folder)
+
+
 def test_visitors_are_apart_and_cleaned_up(service, carphone):
     service.open_video("x", carphone)
     service.open_video("y", carphone)
-    x, y = service.workspace("x"), service.workspace("y")
+    x, y = service.workspaces.get("x"), service.workspaces.get("y")
     assert x.dir != y.dir and os.path.dirname(x.dir) == os.path.dirname(y.dir) == service.root
     assert ".." not in os.path.basename(x.dir)
     service.close_workspace("x")
@@ -67,14 +152,14 @@ def test_visitors_are_apart_and_cleaned_up(service, carphone):
 
 
 def test_idle_workspaces_expire(test_model_dir, backend, carphone, tmp_path):
-    service = Service(model=test_model_dir, device="cpu", root=str(tmp_path), limits=AppLimits(session_ttl_s=1))
+    service = Service(model=test_model_dir, device="cpu", root=str(tmp_path), limits=AppLimits(session_ttl_s=60))
     service.open_video("old", carphone)
-    folder = service.workspace("old").dir
+    ws = service.workspaces.get("old")
     service.sweep()
-    assert os.path.exists(folder)  # touched just now
-    time.sleep(1.2)
+    assert os.path.exists(ws.dir)  # touched just now
+    ws.touched -= 61  # a minute without activity
     service.sweep()
-    assert not os.path.exists(folder) and service.workspace_count() == 0
+    assert not os.path.exists(ws.dir) and service.workspaces.count() == 0
 
 
 @pytest.mark.parametrize(
@@ -93,14 +178,26 @@ def test_steps_out_of_order_say_what_to_do(service, carphone):
         service.detect("n", 0, "person", None)
     service.open_video("n", carphone)
     with pytest.raises(Sam3VideoError, match="Press Detect first"):
-        service.start("n", "forward", None)
+        next(service.propagate("n", "forward", None))
     with pytest.raises(Sam3VideoError, match="Press Detect first"):
         service.remove("n", [1])
     service.detect("n", 0, "person", None)
     with pytest.raises(Sam3VideoError, match="no object #999"):
         service.remove("n", [999])
     with pytest.raises(Sam3VideoError, match="Nothing has run"):
-        service.last_outputs("n")
+        service.results("n")
+    with pytest.raises(Sam3VideoError, match="outside this video"):
+        service.detect("n", 500, "person", None)
+
+
+def test_a_failed_step_keeps_what_was_there(service, carphone):
+    service.open_video("k", carphone)
+    shown = service.detect("k", 7, "person", None)
+    with pytest.raises(Sam3VideoError, match="prompt is empty"):
+        service.detect("k", 9, " , ", None)
+    ws = service.workspaces.get("k")
+    assert ws.frame == 7 and ws.phrases == ("person",)
+    assert [r.id for r in service.remove("k", []).objects] == [r.id for r in shown.objects]
 
 
 @pytest.mark.parametrize("prompt, match", [("", "prompt is empty"), (" , ,, ", "prompt is empty"),
@@ -114,11 +211,10 @@ def test_phrases_that_cannot_run_are_sentences(service, carphone, prompt, match)
 def test_phrases_in_any_script_and_markup_are_labels_as_typed(service, carphone):
     phrases = ["人", "автомобиль", "<img src=x onerror=alert(1)>"]
     service.open_video("s", carphone)
-    image, rows = service.detect("s", 0, ", ".join(phrases), 0.0)  # threshold 0: every phrase finds objects
-    assert image.shape == (144, 176, 3)
-    assert {label for _, label, _, _ in rows} == set(phrases)
-    service.start("s", "forward", 2)
-    out = service.last_outputs("s")
+    shown = service.detect("s", 0, ", ".join(phrases), 0.0)  # threshold 0: every phrase finds objects
+    assert shown.image.shape == (144, 176, 3)
+    assert {row.label for row in shown.objects} == set(phrases)
+    out, _ = run(service, "s", "forward", 2)
     assert set(out.summary["objects_per_label"]) == set(phrases)
 
 
@@ -126,15 +222,16 @@ def test_missing_model_is_one_sentence(tmp_path):
     service = Service(model=str(tmp_path / "no-such-model"), device="cpu", root=str(tmp_path))
     message = service.model_status()
     assert message and "make-test-model" in message and "Traceback" not in message
-    with pytest.raises(Sam3VideoError):
-        service.backend()
+    service.open_video("m", os.path.join(os.path.dirname(__file__), "..", "assets", "bikes.mp4"))
+    with pytest.raises(Sam3VideoError, match="make-test-model"):
+        service.detect("m", 0, "car", None)
 
 
-def _assert_kept(job, out, frames: int) -> None:
+def _assert_kept(folder, out, frames: int) -> None:
     assert out.summary["status"] == "failed" and out.summary["frames"] == frames
-    assert [r.frame_index for r in read_results(job.out_dir)] == list(range(frames))
+    assert [r.frame_index for r in read_results(folder)] == list(range(frames))
     assert probe(out.overlay).num_frames == frames and out.annotations_zip
-    with open(os.path.join(job.out_dir, "annotations", "manifest.json"), encoding="utf-8") as f:
+    with open(os.path.join(folder, "annotations", "manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     assert manifest["status"] == "failed" and manifest["frames_done"] == frames
 
@@ -146,10 +243,9 @@ def test_a_failure_midway_keeps_the_frames_done_and_says_so(service, carphone, f
     fail_at_frame(10, bug)
     service.open_video("f", carphone)
     service.detect("f", 0, "person", None)
-    job = service.start("f", "forward", 30)
-    out = service.last_outputs("f")
+    out, folder = run(service, "f", "forward", 30)
     assert "simulated bug" in out.summary["error"] and "frames done before it are kept" in out.summary["error"]
-    _assert_kept(job, out, 10)
+    _assert_kept(folder, out, 10)
 
 
 def _gpu_out_of_memory():
@@ -164,23 +260,20 @@ def test_out_of_memory_keeps_the_frames_done_and_the_worker_lives(service, carph
     fail_at_frame(10, fail)
     service.open_video("m", carphone)
     service.detect("m", 0, "person", None)
-    job = service.start("m", "forward", 30)
-    out = service.last_outputs("m")
+    out, folder = run(service, "m", "forward", 30)
     error = out.summary["error"]
     assert error.startswith("Ran out of memory on cpu after 10 of 30 frames; the 10 frames done are saved.")
     assert "Track fewer objects" in error and "Traceback" not in error
-    _assert_kept(job, out, 10)
+    _assert_kept(folder, out, 10)
     monkeypatch.undo()  # the same service (and model) runs the next job
-    service.start("m", "forward", 12)
-    again = service.last_outputs("m")
+    again, _ = run(service, "m", "forward", 12)
     assert again.summary["status"] == "complete" and again.summary["frames"] == 12
 
 
 @pytest.fixture()
-def edit_service(edit_backend, test_model_dir, tmp_path):
-    service = Service(model=test_model_dir, device="cpu", root=str(tmp_path / "root"))
-    service._backend = edit_backend  # the small model whose tracker always answers (see conftest)
-    return service
+def edit_service(edit_model, tmp_path):
+    """A service on the small model whose tracker always answers (see conftest's edit_backend)."""
+    return Service(model=edit_model, backend="transformers", device="cpu", root=str(tmp_path / "root"))
 
 
 def _mask(result, obj_id):
@@ -188,45 +281,49 @@ def _mask(result, obj_id):
     return result.masks[ids.index(obj_id)] if obj_id in ids else np.zeros(result.size, bool)
 
 
+NEGATIVE, POSITIVE = Edit("refine", labels=(0,)), Edit("refine", labels=(1,))
+
+
 def test_clicks_fix_the_preview_and_the_run_starts_from_it(edit_service, carphone):
     s = edit_service
     s.open_video("c", carphone)
-    _, rows = s.detect("c", 0, "car, person", None)
-    ids = [r[0] for r in rows]
-    target, ws = ids[0], s.workspace("c")
+    ids = [r.id for r in s.detect("c", 0, "car, person", None).objects]
+    target, ws = ids[0], s.workspaces.get("c")
     before = _mask(ws.preview, target)
     ys, xs = np.nonzero(before)
-    _, rows, said = s.click("c", float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), "negative point", None, "")
-    assert said.startswith("negative point on object #") and [r[0] for r in rows] == ids  # picked by clicking in it
+    shown = s.click("c", float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), NEGATIVE)
+    assert shown.said.startswith("negative point on object #") and [r.id for r in shown.objects] == ids  # picked by clicking in it
     assert (_mask(ws.preview, target) != before).any()
-    _, _, said = s.click("c", 100, 20, "new object (box)", None, "mirror")
-    assert "first corner" in said
-    _, rows, said = s.click("c", 170, 100, "new object (box)", None, "mirror")
-    new = [r for r in rows if r[0] not in ids]
-    assert len(new) == 1 and new[0][1] == "mirror" and new[0][0] > max(ids)
-    job = s.start("c", "forward", 5)
-    assert s.last_outputs("c").summary["status"] == "complete"
-    results = list(read_results(job.out_dir))
-    assert all(new[0][0] in r.obj_ids.tolist() for r in results)  # the added object is tracked
+    assert "first corner" in s.click("c", 100, 20, Edit("add_object", label="mirror")).said
+    shown = s.click("c", 170, 100, Edit("add_object", label="mirror"))
+    new = [r for r in shown.objects if r.id not in ids]
+    assert len(new) == 1 and new[0].label == "mirror" and new[0].id > max(ids)
+    assert shown.said == f"added a new 'mirror' object (#{new[0].id})"
+    out, folder = run(s, "c", "forward", 5)
+    assert out.summary["status"] == "complete"
+    results = list(read_results(folder))
+    assert all(new[0].id in r.obj_ids.tolist() for r in results)  # the added object is tracked
     np.testing.assert_array_equal(_mask(results[0], target), _mask(ws.preview, target))  # the fixed mask
-    manifest = json.loads(open(os.path.join(job.out_dir, "run.json")).read())
+    manifest = json.loads(open(os.path.join(folder, "run.json")).read())
     assert [e["kind"] for e in manifest["edits"]] == ["refine", "add_object"]
+    assert s.clear_edits("c").said == "every click undone" and ws.edits == []
 
 
 def test_clicks_that_cannot_apply_say_why(edit_service, carphone):
     s = edit_service
     s.open_video("d", carphone)
     with pytest.raises(Sam3VideoError, match="Press Detect first"):
-        s.click("d", 10, 10, "positive point", None, "")
+        s.click("d", 10, 10, POSITIVE)
     s.detect("d", 0, "car, person", None)
-    empty = np.ones(s.workspace("d").preview.size, bool)
-    for m in s.workspace("d").preview.masks:
+    empty = np.ones(s.workspaces.get("d").preview.size, bool)
+    for m in s.workspaces.get("d").preview.masks:
         empty &= ~m
     ys, xs = np.nonzero(empty)
     with pytest.raises(Sam3VideoError, match="Click inside an object"):
-        s.click("d", float(xs[0]), float(ys[0]), "positive point", None, "")
-    with pytest.raises(Sam3VideoError, match="(?i)removed|unknown|no object"):
-        s.click("d", 10, 10, "positive point", 999, "")
+        s.click("d", float(xs[0]), float(ys[0]), POSITIVE)
+    with pytest.raises(Sam3VideoError, match="(?i)removed|unknown|no object|not tracked"):
+        s.click("d", 10, 10, Edit("refine", obj_id=999, labels=(1,)))
+    assert s.workspaces.get("d").edits == []  # the failed click is not kept
 
 
 def test_fixing_a_frame_of_a_stopped_run_continues_from_it(edit_service, carphone):
@@ -235,49 +332,47 @@ def test_fixing_a_frame_of_a_stopped_run_continues_from_it(edit_service, carphon
     s.detect("f", 0, "car, person", None)
     with pytest.raises(Sam3VideoError, match="Nothing has run on this video yet"):
         s.fix_frame("f", 5)
-    first = s.start("f", "forward", 20)  # a frame limit stands in for Stop
-    s.last_outputs("f")
-    earlier = {r.frame_index: r for r in read_results(first.out_dir)}
+    _, first = run(s, "f", "forward", 20)  # a frame limit stands in for Stop
+    earlier = {r.frame_index: r for r in read_results(first)}
     # the slider shows the run's result on a frame it did, and the plain frame on one it did not
     with_run, plain = s.frame_image("f", 12), s.frame_image("f", 60)
     with VideoReader(carphone) as reader:
         assert (with_run != reader[12]).any() and (plain == reader[60]).all()
-    with pytest.raises(Sam3VideoError, match="Frame 30 was not processed"):
+    with pytest.raises(Sam3VideoError, match="Frame 30 was not processed by the last run") as caught:
         s.fix_frame("f", 30)
+    assert s.root not in str(caught.value)  # no server path in a visitor's sentence
 
-    _, rows, direction, said = s.fix_frame("f", 12)
-    assert direction == "forward" and "Propagate forward continues from it (frames 0-11 of the run are kept)" in said
+    shown, direction = s.fix_frame("f", 12)
+    assert direction == "forward" and "Propagate forward continues from it (frames 0-11 of the run are kept)" in shown.said
     seed_ids = earlier[12].obj_ids.tolist()
-    assert [r[0] for r in rows] == seed_ids  # the run's objects on that frame, under their ids
+    assert [r.id for r in shown.objects] == seed_ids  # the run's objects on that frame, under their ids
     victim, target = seed_ids[0], seed_ids[1]
     s.remove("f", [victim])
-    ws = s.workspace("f")
+    ws = s.workspaces.get("f")
     before = _mask(ws.preview, target)
     ys, xs = np.nonzero(before)
-    _, rows, said = s.click("f", float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), "negative point", target, "")
-    assert victim not in [r[0] for r in rows] and (_mask(ws.preview, target) != before).any()
+    shown = s.click("f", float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), Edit("refine", obj_id=target, labels=(0,)))
+    assert victim not in [r.id for r in shown.objects] and (_mask(ws.preview, target) != before).any()
 
-    second = s.start("f", "forward", 10)
-    summary = s.last_outputs("f").summary
-    assert summary["status"] == "complete" and summary["frames"] == 22
-    after = {r.frame_index: r for r in read_results(second.out_dir)}
+    out, second = run(s, "f", "forward", 10)
+    assert out.summary["status"] == "complete" and out.summary["frames"] == 22
+    after = {r.frame_index: r for r in read_results(second)}
     assert sorted(after) == list(range(22))
     for i in range(12):
         np.testing.assert_array_equal(after[i].masks, earlier[i].masks)
     np.testing.assert_array_equal(_mask(after[12], target), _mask(ws.preview, target))  # the fixed mask
     assert all(victim not in after[i].obj_ids.tolist() for i in range(12, 22))
-    assert os.path.isdir(first.out_dir), "the run being continued is kept while its continuation exists"
-    third = s.start("f", "forward", 10)  # Propagate again: the same continuation, done again
-    s.last_outputs("f")
-    assert [r.frame_index for r in read_results(third.out_dir)] == list(range(22))
+    assert os.path.isdir(first), "the run being continued is kept while its continuation exists"
+    _, third = run(s, "f", "forward", 10)  # Propagate again: the same continuation, done again
+    assert [r.frame_index for r in read_results(third)] == list(range(22))
     s.detect("f", 0, "car", None)  # a new detection starts over: no continuation
-    fresh = s.start("f", "forward", 3)
-    s.last_outputs("f")
-    assert [r.frame_index for r in read_results(fresh.out_dir)] == [0, 1, 2]
+    _, fresh = run(s, "f", "forward", 3)
+    assert [r.frame_index for r in read_results(fresh)] == [0, 1, 2]
     runs = sorted(n for n in os.listdir(ws.dir) if n.startswith("run-"))
-    assert runs == sorted(os.path.basename(j.out_dir) for j in (third, fresh))  # the last one and the new one
-    s.open_video("f", os.path.join(os.path.dirname(carphone), "bikes.mp4"))  # another video: the run is not its
-    with VideoReader(os.path.join(os.path.dirname(carphone), "bikes.mp4")) as reader:
+    assert runs == [os.path.basename(fresh)]  # the latest run only: nothing continues the earlier ones now
+    bikes = os.path.join(os.path.dirname(carphone), "bikes.mp4")
+    s.open_video("f", bikes)  # another video: the run is not its
+    with VideoReader(bikes) as reader:
         assert (s.frame_image("f", 1) == reader[1]).all()
     with pytest.raises(Sam3VideoError, match="Nothing has run on this video yet"):
         s.fix_frame("f", 1)
@@ -293,10 +388,9 @@ def test_the_visitor_keeps_the_video_after_gradio_deletes_its_upload(service, ca
     service.open_video("k", str(upload))
     upload.unlink()
     service.detect("k", 3, "person", None)
-    service.start("k", "forward", 4)
-    out = service.last_outputs("k")
+    out, _ = run(service, "k", "forward", 4)
     assert out.summary["status"] == "complete" and out.summary["frames"] == 4
-    assert os.path.basename(service.workspace("k").video) == "my clip.mp4"  # the exports quote its name
+    assert os.path.basename(service.workspaces.get("k").video) == "my clip.mp4"  # the exports quote its name
     with pytest.raises(Sam3VideoError, match="no longer on the server"):
         service.open_video("k", str(upload))
     service.close_workspace("k")

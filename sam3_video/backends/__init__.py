@@ -23,7 +23,7 @@ from ..config import DEFAULTS
 from ..errors import BackendUnavailableError, ModelUnavailableError
 from .base import Backend, BackendSession
 
-__all__ = ["Backend", "BackendSession", "load_backend", "resolve_backend", "resolve_device", "load_errors", "prepare_hub_model"]
+__all__ = ["Backend", "BackendSession", "load_backend", "resolve", "resolve_backend", "resolve_device", "load_errors", "prepare_hub_model"]
 
 BACKENDS = ("auto", "transformers", "sam3")
 _LOADED: dict[tuple, Backend] = {}
@@ -134,14 +134,15 @@ def resolve_backend(backend: str, model_id: str) -> str:
     return backend
 
 
-def load_backend(
-    model: str | None = None, backend: str = "auto", device: str = "auto", dtype: str = "auto"
-) -> Backend:
-    """The loaded backend for these settings, loading it on first use.
+def resolve(model: str | None = None, backend: str = "auto", device: str = "auto",
+            dtype: str = "auto") -> tuple[str, str, str, str]:
+    """(backend name, model id, device, dtype): the settings checked and resolved, as
+    `load_backend` keys its cache (a GPU step names its model by this key: plain values that a
+    ZeroGPU worker receives pickled).
 
     Raises:
-        ModelUnavailableError: the model is missing, gated or broken (one sentence with the fix).
-        BackendUnavailableError: the backend cannot run here.
+        ModelUnavailableError: a local path that does not exist.
+        BackendUnavailableError: an unknown backend, device or dtype, or CUDA asked for and absent.
     """
     model_id = os.fspath(model or DEFAULTS.model)
     looks_local = model_id.startswith((".", "~", "/", os.sep))  # hub ids look like "org/name"
@@ -155,7 +156,20 @@ def load_backend(
         dtype = "bfloat16" if device.startswith("cuda") else "float32"
     if dtype not in ("float32", "bfloat16"):
         raise BackendUnavailableError(f"Unknown dtype '{dtype}'. Use auto, float32 or bfloat16.")
-    key = (name, model_id, device, dtype)
+    return name, model_id, device, dtype
+
+
+def load_backend(
+    model: str | None = None, backend: str = "auto", device: str = "auto", dtype: str = "auto"
+) -> Backend:
+    """The loaded backend for these settings, loading it on first use.
+
+    Raises:
+        ModelUnavailableError: the model is missing, gated or broken (one sentence with the fix).
+        BackendUnavailableError: the backend cannot run here.
+    """
+    key = resolve(model, backend, device, dtype)
+    name, model_id, device, dtype = key
     with _LOAD_LOCK:
         if key not in _LOADED:
             if name == "transformers":

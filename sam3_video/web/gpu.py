@@ -1,0 +1,142 @@
+"""The web app's GPU steps: the only code of the app that runs the model.
+
+Each step is a module-level function that takes one request of plain, picklable values and
+returns (or yields) plain values. On Hugging Face ZeroGPU `gpu()` wraps it with `spaces.GPU`: it
+runs in a worker process forked from the app, its request pickled in and its answers pickled
+out, and nothing it changes comes back. Elsewhere it runs in the caller's thread. Either way a
+step reads its request, writes only into the run folder it was given, and has finished all its
+work when it returns: no thread of it outlives the call.
+
+Errors the visitor can act on come back as sentences in the answer (spaces would replace an
+exception by its class name).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from .. import continuation
+from ..config import GpuBudget
+from ..errors import Sam3VideoError
+from ..gradio_glue import gpu, sentence
+from ..jobs import Job
+from ..pipeline import replay
+from ..session import VideoSession
+from ..types import Edit, FrameResult, RunOptions, VideoInfo
+from .model import ModelRef
+from .runs import RunUpdate, stop_requested
+
+log = logging.getLogger(__name__)
+UPDATE_EVERY_S = 0.5  # a running step reports each new frame, and at least this often (a silent ZeroGPU generator fails)
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    """Detect the phrases on `frame` (or start from the run in `continue_from`, its result on
+    `frame`), drop `removed`, apply `edits`: the preview the visitor built, rebuilt on a fresh
+    session (the same calls give the same ids and masks)."""
+
+    model: ModelRef
+    video: str
+    info: VideoInfo
+    frame: int
+    phrases: tuple[str, ...]
+    threshold: float | None
+    removed: tuple[int, ...] = ()
+    edits: tuple[Edit, ...] = ()
+    continue_from: str | None = None
+    seconds: int = 60  # GPU time asked for
+
+
+@dataclass
+class Detected:
+    result: FrameResult | None  # the frame's objects (removals applied), or None and
+    error: str | None = None  # the sentence that says why not
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Run `options` on the video into `out_dir` (sam3_video.pipeline.run), stopping at a stop
+    request left in `out_dir`, and, when `enforced`, in time to close every output within
+    `seconds` of GPU time."""
+
+    model: ModelRef
+    video: str
+    info: VideoInfo
+    options: RunOptions
+    out_dir: str
+    seconds: int
+    enforced: bool = False
+    outputs: tuple[str, ...] = ("all",)
+
+
+@gpu(lambda request: request.seconds)
+def detect_step(request: DetectRequest) -> Detected:
+    try:
+        backend = request.model.load()
+        with VideoSession(request.video, backend, request.info) as session:
+            earlier = None
+            if request.continue_from:
+                earlier = continuation.load(request.continue_from, request.frame, None, request.info)
+            result = replay(session, request.frame, request.phrases, request.threshold, set(request.removed),
+                            request.edits, earlier)
+        return Detected(result)
+    except Exception as err:  # a sentence for the visitor (a bug's details go to the log)
+        return Detected(None, sentence(err, "detection"))
+
+
+@gpu(lambda request: request.seconds)
+def run_step(request: RunRequest) -> Iterator[RunUpdate]:
+    """Yields a `RunUpdate` at once, then at least every UPDATE_EVERY_S, then a last one
+    (`finished`) once every output is closed. Closed early (a client's cancel through spaces'
+    stop event, or in-process), it stops the run and returns only when the files are final."""
+    started = time.time()
+    deadline = started + request.seconds - GpuBudget.margin_s(request.seconds) if request.enforced else None
+    job: Job | None = None
+
+    def should_stop() -> bool:
+        """A stop request, or too little time left for the next frame (at the pace so far, twice over)."""
+        if stop_requested(request.out_dir):
+            return True
+        if deadline is None:
+            return False
+        pace = job.progress.fps if job is not None and job.progress is not None else 0.0
+        return time.time() + (2 / pace if pace > 0 else 0.0) >= deadline
+
+    yield RunUpdate()
+    try:
+        job = Job(request.model.load(), request.video, request.info, request.options, request.out_dir, should_stop,
+                  request.outputs)
+    except Sam3VideoError as err:
+        yield RunUpdate(finished=True, error=str(err))
+        return
+    shown = None
+    try:
+        while not job.done.is_set():
+            job.updated.wait(UPDATE_EVERY_S)  # a new frame, or half a second without one
+            job.updated.clear()
+            if should_stop():
+                job.stop()
+            if not job.done.is_set():
+                yield _update(job, None if job.preview is shown else job.preview)
+                shown = job.preview
+        stopped_for = None
+        if job.summary is not None and job.summary.status == "stopped":
+            stopped_for = "request" if stop_requested(request.out_dir) else "time"
+        final = _update(job, None if job.preview is shown else job.preview)
+        final.finished, final.stopped_for, final.error = True, stopped_for, job.error
+        yield final
+    finally:
+        if not job.done.is_set():  # closed at a yield: finish here, so that the call ends with the files final
+            job.stop()
+            job.done.wait()
+
+
+def _update(job: Job, preview) -> RunUpdate:
+    p = job.progress
+    if p is None:
+        return RunUpdate(preview=preview)
+    return RunUpdate(done=p.done, total=p.total, fps=p.fps, preview=preview)

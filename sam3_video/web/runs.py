@@ -1,0 +1,163 @@
+"""A run's folder is the record of the run: what the page offers after it, what Stop talks to,
+and how a run too long for one GPU call is split into calls.
+
+- `request_stop` leaves a file in the folder; the GPU step that writes the folder checks for it
+  after every frame, wherever it runs (a thread here, a ZeroGPU worker process), and stops.
+- `outputs` reads the files and `run.json` (never an object in memory): /results, the end of a
+  run and the page after a reload all see the same thing.
+- `Plan` says which frames a run covers and, when a call stopped at the end of its GPU time,
+  which call comes next: forward from the last frame done until the forward part is complete,
+  then backward from the first frame done, each call continuing the folder of the one before
+  (sam3_video/continuation.py), so that the last folder holds the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..continuation import MANIFEST
+from ..export import FOLDER, ZIP, zip_folder
+from ..overlay import OverlayWriter
+from ..types import frame_order
+
+STOP_REQUEST = "stop.request"  # present: the visitor asked the run in this folder to stop
+SUMMARY = "summary.json"  # the visitor's summary, written by the app when the run's last call ended
+_zipping = threading.Lock()
+
+
+def request_stop(folder: str | None) -> None:
+    """Ask the run writing `folder` to stop after its current frame (nothing if there is none)."""
+    if folder and os.path.isdir(folder):
+        with open(os.path.join(folder, STOP_REQUEST), "w"):
+            pass
+
+
+def stop_requested(folder: str) -> bool:
+    return os.path.exists(os.path.join(folder, STOP_REQUEST))
+
+
+def read_manifest(folder: str | None) -> dict | None:
+    """The folder's run.json, or None when there is none (yet) or it cannot be read."""
+    if not folder:
+        return None
+    try:
+        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class RunUpdate:
+    """What a running GPU step reports, at least every second: the run's counts, the latest frame
+    drawn (only when it changed since the last update), and at the end how it ended."""
+
+    done: int = 0  # frames in the folder's outputs so far (an earlier run's kept frames included)
+    total: int | None = None  # frames the folder will hold when complete (None: not known yet)
+    fps: float = 0.0  # frames per second of the model, kept frames aside
+    preview: np.ndarray | None = None
+    finished: bool = False
+    stopped_for: str | None = None  # "request" (Stop, a cancel, a closed tab) or "time" (its GPU time is up)
+    error: str | None = None  # a sentence: why the run failed
+
+
+@dataclass
+class Outputs:
+    """What a finished (or stopped) run offers: files and a summary for people."""
+
+    overlay: str | None
+    annotations_zip: str | None
+    files: list[str]
+    summary: dict
+
+
+def summary_of(folder: str) -> dict:
+    """The summary of the run in `folder`: the app's own (SUMMARY) once the run ended, else what
+    run.json says (a run cut short, or one the app lost track of)."""
+    try:
+        with open(os.path.join(folder, SUMMARY), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        pass
+    manifest = read_manifest(folder) or {}
+    summary = {"status": manifest.get("status", "failed"), "frames": manifest.get("frames_done", 0),
+               "frames_expected": manifest.get("frames_expected"),
+               "objects_per_label": manifest.get("objects_per_label", {}),
+               "seconds": manifest.get("elapsed_s")}
+    if manifest.get("error") or not manifest:
+        summary["error"] = manifest.get("error") or "The run left no record (run.json); run it again."
+    return summary
+
+
+def write_summary(folder: str, summary: dict) -> None:
+    tmp = os.path.join(folder, SUMMARY + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+    os.replace(tmp, os.path.join(folder, SUMMARY))
+
+
+def outputs(folder: str) -> Outputs:
+    """The files of the finished run in `folder`: the overlay, annotations.zip, and each format on
+    its own (a folder format, labelme or davis, as a zip of its own, made once)."""
+    overlay = os.path.join(folder, OverlayWriter.name)
+    annotations, zip_path = os.path.join(folder, FOLDER), os.path.join(folder, ZIP)
+    files = []
+    if os.path.isdir(annotations):
+        for name in sorted(os.listdir(annotations)):
+            if name.startswith("."):
+                continue
+            path = os.path.join(annotations, name)
+            if os.path.isdir(path):
+                packed = os.path.join(folder, f"{name}.zip")
+                with _zipping:  # the run's own request and a /results request may ask at once
+                    if not os.path.exists(packed):
+                        zip_folder(path, packed)
+                path = packed
+            files.append(path)
+    return Outputs(overlay if os.path.exists(overlay) else None, zip_path if os.path.exists(zip_path) else None,
+                   files, summary_of(folder))
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One GPU call's part of a run: continue from `frame` in `direction`, `max_frames` frames."""
+
+    frame: int
+    direction: str
+    max_frames: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The frames a run covers, `first` to `last`, whatever its direction and however many GPU
+    calls it takes; `total` of them (an earlier run's kept frames included)."""
+
+    first: int
+    last: int
+
+    @property
+    def total(self) -> int:
+        return self.last - self.first + 1
+
+    @classmethod
+    def of(cls, num_frames: int, start: int, direction: str, max_frames: int | None,
+           kept: list[int] | tuple[int, ...] = ()) -> "Plan":
+        frames = frame_order(num_frames, start, direction, max_frames) + list(kept)
+        return cls(min(frames), max(frames))
+
+    def next_leg(self, done: tuple[int, int] | list[int] | None) -> Leg | None:
+        """The call after one that stopped at the end of its time, given the frames its folder
+        holds (`done`: first and last, a range without gaps), or None when the run is complete."""
+        if not done:
+            return None
+        lo, hi = int(done[0]), int(done[1])
+        if hi < self.last:
+            return Leg(hi, "forward", self.last - hi + 1)
+        if lo > self.first:
+            return Leg(lo, "backward", lo - self.first + 1)
+        return None

@@ -1,0 +1,366 @@
+"""The visitor's steps, as the page and the API call them: open a video, detect, remove, fix with
+clicks, propagate, stop, fix a frame of a run and continue, get the results.
+
+Everything here runs in the app's main process and owns its state (the workspaces); the model
+runs only in the GPU steps of `gpu.py`, called with plain values. A detection and every correction
+are replayed on a fresh model session, so no model state lives between calls and a step can run
+in another process (Hugging Face ZeroGPU). A run's folder is the record of the run: its results,
+the slider after it, Fix this frame and /results read the files (`runs.py`).
+
+A run is one generator from the visitor's point of view, however many GPU calls it takes: it
+yields `RunProgress` at least every second, then the run's `Outputs`. Closed early (a client
+cancels), it asks the run to stop and lets it finish in a thread of its own, so that the server
+is not held up and the folder stays in use (never swept) until its files are final.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .. import continuation
+from ..config import LIMITS, AppLimits, GpuBudget
+from ..errors import BadRequestError
+from ..pipeline import check_outputs
+from ..session import check_direction, check_frame, check_threshold
+from ..types import Edit, FrameResult, RunOptions, frame_order, parse_prompts
+from ..video import VideoReader
+from . import clicks, gpu, runs
+from .model import AppModel
+from .previews import Preview, draw, object_rows, to_video_pixels
+from .runs import Outputs, Plan, RunUpdate
+from .uploads import check_video, keep_upload
+from .workspaces import Workspace, Workspaces
+
+log = logging.getLogger(__name__)
+FINISH_WAIT_S = 60  # how long a new run waits for a stopped one of the same visitor to close its files
+
+
+@dataclass
+class RunProgress:
+    """A running run, for the page: counts over the whole run, the latest frame drawn (None: no
+    new one), and a line of text."""
+
+    done: int
+    total: int
+    fps: float
+    eta_s: float | None
+    preview: np.ndarray | None
+    text: str
+
+
+class Service:
+    """The app's state: the model (loaded now, once, shared) and the visitors' workspaces."""
+
+    def __init__(self, model: str | None = None, backend: str | None = None, device: str | None = None,
+                 dtype: str | None = None, limits: AppLimits = LIMITS, root: str | None = None,
+                 budget: GpuBudget | None = None):
+        self.model = AppModel(model, backend, device, dtype)
+        self.limits = limits
+        self.budget = budget or GpuBudget()
+        self.workspaces = Workspaces(root, limits)
+        self.outputs = tuple(check_outputs([limits.outputs]))  # checked now: a typo is one sentence at start
+        self.root = self.workspaces.root
+
+    def model_status(self) -> str | None:
+        """None when the model is ready, else the sentence that says why not and what to do."""
+        return self.model.problem
+
+    # -- the video -------------------------------------------------------------------------------
+    def open_video(self, key: str, path: str) -> tuple:
+        """Check the upload against the limits; return its facts and its first frame (drawn)."""
+        info = check_video(path, self.limits)
+        ws = self.workspaces.get(key)
+        if ws.running:
+            raise BadRequestError("A run is still going on. Press Stop (or wait for it) before opening another video.")
+        with self.workspaces.in_use(ws):
+            ws.video, ws.info = keep_upload(ws.dir, path), info
+            ws.phrases, ws.frame, ws.threshold, ws.removed, ws.edits = (), 0, None, set(), []
+            ws.corner, ws.preview, ws.earlier = None, None, None
+            self.workspaces.set_run(ws, None)
+        return info, self.frame_image(key, 0)
+
+    def frame_image(self, key: str, index: int) -> np.ndarray:
+        """Frame `index` for the slider: with the detections when it is the detected (or fixed)
+        frame, else with the latest run's result on it when the run did it."""
+        ws = self.workspaces.get(key)
+        video, info = ws.need_video()
+        index = int(np.clip(int(index or 0), 0, info.num_frames - 1))
+        with VideoReader(video, info, cache_bytes=0) as reader:
+            image = reader[index]
+        if ws.preview is not None and ws.frame == index:
+            return draw(image, ws.preview.without(ws.removed))
+        frames = self._run_frames(ws)
+        return draw(image, frames.get(index, info.height, info.width) if frames and index in frames else None)
+
+    @staticmethod
+    def _run_frames(ws: Workspace) -> continuation.RunFrames | None:
+        """The latest run's results on this video, once it has ended (None otherwise); read once
+        per run (the slider asks for frame after frame)."""
+        if ws.run_dir is None or ws.running:
+            return None
+        if ws.run_frames is None or os.path.dirname(ws.run_frames.path) != ws.run_dir:
+            try:
+                ws.run_frames = continuation.RunFrames(ws.run_dir)
+            except (OSError, BadRequestError):
+                return None
+        return ws.run_frames
+
+    def to_video_pixels(self, key: str, x: float, y: float) -> tuple[float, float]:
+        _, info = self.workspaces.get(key).need_video()
+        return to_video_pixels(info, x, y)
+
+    # -- the detected frame and its corrections ----------------------------------------------------
+    def _rebuild(self, ws: Workspace, frame: int, phrases: tuple[str, ...], threshold: float | None,
+                 removed: set[int], edits: list[Edit], earlier: str | None) -> FrameResult:
+        """Detect `phrases` on `frame` (or start from the `earlier` run there), drop `removed`,
+        apply `edits`, in a GPU step; the workspace is not changed (the caller keeps what worked)."""
+        video, info = ws.need_video()
+        request = gpu.DetectRequest(self.model.require(), video, info, frame, phrases, threshold,
+                                    tuple(sorted(removed)), tuple(edits), earlier, self.budget.step(len(edits)))
+        with self.workspaces.in_use(ws):
+            answer = gpu.detect_step(request)
+        if answer.error is not None:
+            raise BadRequestError(answer.error)
+        return answer.result
+
+    def _replay(self, ws: Workspace, edits: list[Edit]) -> FrameResult:
+        """The workspace's detection (or fixed frame) and removals again, with `edits`."""
+        return self._rebuild(ws, ws.frame, ws.phrases, ws.threshold, ws.removed, edits, ws.earlier)
+
+    def _shown(self, ws: Workspace, said: str = "") -> Preview:
+        video, info = ws.need_video()
+        kept = ws.need_preview().without(ws.removed)
+        with VideoReader(video, info, cache_bytes=0) as reader:
+            image = reader[ws.frame]
+        return Preview(draw(image, kept), object_rows(kept), said)
+
+    def detect(self, key: str, index: int, prompts: str, threshold: float | None) -> Preview:
+        """Detect the phrases on frame `index` (starts over: no removals, clicks or continuation)."""
+        ws = self.workspaces.get(key)
+        _, info = ws.need_video()
+        phrases = parse_prompts(prompts or "")
+        if not phrases:
+            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        frame, threshold = check_frame(info, int(index or 0)), check_threshold(threshold)
+        preview = self._rebuild(ws, frame, phrases, threshold, set(), [], None)
+        ws.phrases, ws.frame, ws.threshold, ws.preview = phrases, frame, threshold, preview
+        ws.earlier, ws.removed, ws.edits, ws.corner = None, set(), [], None
+        return self._shown(ws)
+
+    def remove(self, key: str, ids: Sequence[int]) -> Preview:
+        """Drop objects from the preview (and from the run that follows)."""
+        ws = self.workspaces.get(key)
+        preview = ws.need_preview("there are no objects to remove yet.")
+        unknown = sorted(set(int(i) for i in ids) - set(preview.obj_ids.tolist()))
+        if unknown:
+            raise BadRequestError(f"There is no object #{unknown[0]} on this frame. Pick ids from the table.")
+        ws.removed |= set(int(i) for i in ids)
+        return self._shown(ws)
+
+    def edit(self, key: str, edit: Edit, said: str = "") -> Preview:
+        """Apply one correction (a click on an object, a new object's box, an example box) to the
+        preview with the model, and keep it for the run."""
+        ws = self.workspaces.get(key)
+        before = ws.need_preview("clicks fix the detections on that frame.").without(ws.removed)
+        edits = clicks.merged(ws.edits, edit)
+        ws.preview, ws.edits = self._replay(ws, edits), edits
+        return self._shown(ws, clicks.outcome(edit, said, before, ws.preview.without(ws.removed)) if said else "")
+
+    def click(self, key: str, x: float, y: float, intent: Edit) -> Preview:
+        """A click on the preview at video pixel (x, y), meant as `intent` (see clicks.py)."""
+        ws = self.workspaces.get(key)
+        shown = ws.need_preview("clicks fix the detections on that frame.").without(ws.removed)
+        click = clicks.read_click(intent, x, y, ws.corner, shown, ws.phrases[0] if ws.phrases else "object")
+        ws.corner = click.corner
+        if click.edit is None:
+            return self._shown(ws, click.said)
+        return self.edit(key, click.edit, click.said)
+
+    def clear_edits(self, key: str) -> Preview:
+        """Forget every click since Detect (removals stay)."""
+        ws = self.workspaces.get(key)
+        ws.need_preview()
+        ws.preview, ws.edits, ws.corner = self._replay(ws, []), [], None
+        return self._shown(ws, "every click undone")
+
+    def fix_frame(self, key: str, index: int) -> tuple[Preview, str]:
+        """The latest run's result on frame `index` (a frame it did) as the preview to correct;
+        the next Propagate continues from it and keeps the run's frames behind it. Returns the
+        preview (its sentence says what will happen) and the direction to continue in."""
+        ws = self.workspaces.get(key)
+        video, info = ws.need_video()
+        if ws.running:
+            raise BadRequestError("The run is still going on; press Stop (its frames are kept), then fix a frame.")
+        frames = self._run_frames(ws)
+        if frames is None:
+            raise BadRequestError("Nothing has run on this video yet: Detect, then Propagate; then fix a frame of that run.")
+        index = int(index or 0)
+        if index not in frames:  # said here: continuation's own sentence names the folder, a server path
+            raise BadRequestError(f"Frame {index} was not processed by the last run (it covers {frames.covered()}); "
+                                  "move the slider to a frame it did.")
+        earlier = continuation.load(ws.run_dir, index, None, info, frames)
+        phrases = ws.phrases or earlier.prompts
+        ws.preview = self._rebuild(ws, index, phrases, earlier.threshold, set(), [], ws.run_dir)
+        ws.phrases, ws.frame, ws.threshold, ws.earlier = phrases, index, earlier.threshold, ws.run_dir
+        ws.removed, ws.edits, ws.corner = set(), [], None
+        kept = f"frames {earlier.kept[0]}-{earlier.kept[-1]} of the run are kept" if earlier.kept else "no frames are kept"
+        said = (f"Frame {index} of the last run: remove or click to fix its objects, then Propagate "
+                f"{earlier.direction} continues from it ({kept}).")
+        return self._shown(ws, said), earlier.direction
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def propagate(self, key: str, direction: str, max_frames: int | None) -> Iterator[RunProgress | Outputs]:
+        """Propagate from the detected frame (or continue from a fixed one): `RunProgress` at least
+        every second, then the run's `Outputs`."""
+        ws = self.workspaces.get(key)
+        ws.need_video()
+        if not ws.phrases:
+            raise BadRequestError("Press Detect first, so that you can check what will be tracked.")
+        options = RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
+                             tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier)
+        yield from self._run(ws, options)
+
+    def segment_video(self, key: str, path: str, prompts: str, start_frame: int = 0, direction: str = "forward",
+                      max_frames: int | None = None, threshold: float | None = None
+                      ) -> Iterator[RunProgress | Outputs]:
+        """The one-shot API: open, detect and propagate in one call."""
+        self.open_video(key, path)
+        ws = self.workspaces.get(key)
+        phrases = parse_prompts(prompts or "")
+        if not phrases:
+            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        ws.phrases, ws.frame, ws.threshold = phrases, check_frame(ws.info, int(start_frame or 0)), check_threshold(threshold)
+        options = RunOptions(phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold)
+        yield from self._run(ws, options)
+
+    def _run(self, ws: Workspace, options: RunOptions) -> Iterator[RunProgress | Outputs]:
+        """The run's updates, from `_legs`; closed early, the run is asked to stop and finishes in a
+        thread of its own (the caller, Gradio's event loop, is not held up)."""
+        check_direction(options.direction, options.max_frames)
+        if ws.running and not ws.idle.wait(FINISH_WAIT_S if runs.stop_requested(ws.run_dir or "") else 0):
+            raise BadRequestError("A run is already going on in this tab. Press Stop or wait for it.")
+        legs = self._legs(ws, options)
+        try:
+            for item in legs:
+                yield item
+        except GeneratorExit:
+            self.workspaces.stop_run(ws)
+            threading.Thread(target=_finish, args=(legs,), name="sam3-finish", daemon=True).start()
+            raise
+
+    def _legs(self, ws: Workspace, options: RunOptions) -> Iterator[RunProgress | Outputs]:
+        """The run as one or more GPU calls (`runs.Plan`), holding the workspace in use."""
+        video, info = ws.need_video()
+        model = self.model.require()
+        with self.workspaces.in_use(ws, run=True):
+            kept = []
+            if options.continue_from:
+                kept = continuation.load(options.continue_from, options.start_frame, options.direction, info).kept
+            plan = Plan.of(info.num_frames, options.start_frame, options.direction, options.max_frames, kept)
+            previous = ws.run_dir
+            self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {ws.run_dir, ws.earlier}))
+            started, calls, seen, shown = time.monotonic(), 0, None, len(kept)
+            yield RunProgress(shown, plan.total, 0.0, None, None, "starting on the GPU")
+            while True:
+                new = len(frame_order(info.num_frames, options.start_frame, options.direction, options.max_frames))
+                request = gpu.RunRequest(model, video, info, options, ws.run_dir,
+                                         self.budget.run(new, len(kept), len(options.edits)), self.budget.enforced,
+                                         self.outputs)
+                calls += 1
+                last = RunUpdate()
+                try:
+                    for update in gpu.run_step(request):
+                        last = update
+                        progress = _progress(update, plan, shown, calls, started)
+                        shown = progress.done
+                        yield progress
+                except Exception as err:  # the call itself broke (on ZeroGPU: its worker died): say so on disk too
+                    summary = runs.summary_of(ws.run_dir)
+                    summary.update(status="failed", error=f"The GPU call ended abnormally ({err}). The files hold the frames "
+                                   "done before it, some may be incomplete; run it again.")
+                    runs.write_summary(ws.run_dir, summary)
+                    raise
+                manifest = runs.read_manifest(ws.run_dir)
+                if manifest is None:  # failed before it wrote anything (its sentence says why)
+                    self.workspaces.prune_runs(ws, {previous, ws.earlier})
+                    self.workspaces.set_run(ws, previous)
+                    raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
+                done = manifest.get("frame_range")
+                going_on = last.stopped_for == "time" or manifest.get("status") == "complete"
+                leg = plan.next_leg(done) if going_on and not runs.stop_requested(ws.run_dir) else None
+                if leg is None:
+                    break
+                if done == seen:  # a whole call without one more frame: it would never end
+                    last.error = (f"A GPU call of {request.seconds} s ended before one more frame was done; "
+                                  "raise SAM3_MAX_GPU_SECONDS.")
+                    break
+                seen, folder = done, ws.run_dir
+                kept = continuation.load(folder, leg.frame, leg.direction, info).kept
+                options = replace(options, start_frame=leg.frame, direction=leg.direction, max_frames=leg.max_frames,
+                                  remove_ids=(), edits=(), continue_from=folder)
+                self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {folder, ws.earlier}))
+            self.workspaces.prune_runs(ws, {ws.run_dir, ws.earlier})
+            summary = runs.summary_of(ws.run_dir)
+            summary.update(seconds=round(time.monotonic() - started, 1), gpu_calls=calls)
+            if last.error:  # the step's sentence for the visitor (run.json keeps the exception's own words)
+                summary["error"] = last.error
+            runs.write_summary(ws.run_dir, summary)
+            yield runs.outputs(ws.run_dir)
+
+    def stop(self, key: str) -> None:
+        """Ask the visitor's running run to stop after its current frame (returns at once)."""
+        ws = self.workspaces.peek(key)
+        if ws is not None:
+            self.workspaces.stop_run(ws)
+
+    def results(self, key: str, wait_s: float = 300) -> Outputs:
+        """The files of the visitor's latest run, once they are final."""
+        ws = self.workspaces.get(key)
+        if not ws.idle.wait(wait_s):
+            raise BadRequestError("The run is still going on; press Stop to end it and keep what is done.")
+        if runs.read_manifest(ws.run_dir) is None:
+            raise BadRequestError("Nothing has run in this tab yet: Detect, then Propagate.")
+        return runs.outputs(ws.run_dir)
+
+    # -- workspaces ---------------------------------------------------------------------------------
+    def close_workspace(self, key: str) -> None:
+        self.workspaces.close(key)
+
+    def sweep(self) -> None:
+        self.workspaces.sweep()
+
+    def also_sweep(self, clean) -> None:
+        self.workspaces.also_sweep(clean)
+
+
+def _progress(update: RunUpdate, plan: Plan, shown: int, calls: int, started: float) -> RunProgress:
+    """A GPU step's update as progress over the whole run, never below the `shown` count (a call
+    that continues another redoes its first frame, and counts nothing while it warms up)."""
+    done = min(max(update.done, shown), plan.total)
+    eta = (plan.total - done) / update.fps if update.fps > 0 else None
+    if update.finished:
+        text = f"{done}/{plan.total} frames, closing the files"
+    elif update.total is None:
+        text = (f"GPU call {calls}: " if calls > 1 else "") + \
+            f"warming up ({time.monotonic() - started:.0f} s; SAM3 holds back its first frames)"
+    else:
+        text = f"{done}/{plan.total} frames, {update.fps:.1f} frames/s" + (f", {eta:.0f} s left" if eta else "") + \
+            (f" (GPU call {calls})" if calls > 1 else "")
+    return RunProgress(done, plan.total, update.fps, eta, update.preview, text)
+
+
+def _finish(updates: Iterator) -> None:
+    """Run a closed visitor's run to its end (its stop is requested): its files become final and
+    its workspace is released."""
+    try:
+        for _ in updates:
+            pass
+    except Exception:
+        log.warning("finishing a cancelled run failed", exc_info=True)
