@@ -34,7 +34,7 @@ PROMPT = "car, light"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--media", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media")))
+    p.add_argument("--media", default=os.path.join(REPO, "tests", "data"))
     p.add_argument("--frame", type=int, default=200, help="the frame to fix (K)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "continue-cpu.md"))

@@ -115,7 +115,7 @@ def run_child(kind: str, model_dir: str, clip: str, max_frames: int | None) -> d
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clip", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media", "bikes.mp4")))
+    p.add_argument("--clip", default=os.path.join(REPO, "tests", "data", "bikes.mp4"))
     p.add_argument("--model", default=None, help="model folder (default: the small one in bench/.cache/)")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--repeats", type=int, default=2, help="runs of each kind, alternating; the best counts")

@@ -289,7 +289,7 @@ def report(rows, wall, versions) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--media", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media")),
+    p.add_argument("--media", default=os.path.join(REPO, "tests", "data"),
                    help="folder with the clips (default: %(default)s)")
     p.add_argument("--model", default=None, help="model folder (default: build the small one in bench/.cache/)")
     p.add_argument("--max-frames", type=int, default=None, help="frame limit for the three short clips")

@@ -54,7 +54,7 @@ def run(model: str, clip: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clip", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media", "bikes.mp4")))
+    p.add_argument("--clip", default=os.path.join(REPO, "tests", "data", "bikes.mp4"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "first-preview-cpu.md"))
     p.add_argument("--model", default=None)

@@ -5,7 +5,7 @@ which installs the carried wheels first). Not yet run on a GPU: estimated at abo
 H100/H200 at the defaults, plus the compile warm-up of the compiled run (`--skip compile` leaves
 it out):
 
-    python bench/gpu_bench.py --video ../shared/media/bigbuckbunny.mp4 --out OUT_DIR
+    python bench/gpu_bench.py --video tests/data/bigbuckbunny.mp4 --out OUT_DIR
 
 A full-size SAM3 with random weights (`make_test_model(full_size=True)`), loaded through the
 same code as the real one, bf16. For each object count N the model's own cap is set to N and
@@ -170,7 +170,7 @@ def table(report: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--video", default=os.path.join(HERE, "..", "..", "shared", "media", "bigbuckbunny.mp4"))
+    ap.add_argument("--video", default=os.path.join(HERE, "..", "tests", "data", "bigbuckbunny.mp4"))
     ap.add_argument("--prompt", default="rabbit")
     ap.add_argument("--max-frames", type=int, default=100)
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))

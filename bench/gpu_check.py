@@ -2,7 +2,7 @@
 
 Run on a CUDA machine from a checkout (the lent device runs `bench/gpu_check.sh`):
 
-    python bench/gpu_check.py --video ../shared/media/bigbuckbunny.mp4 --out OUT_DIR
+    python bench/gpu_check.py --video tests/data/bigbuckbunny.mp4 --out OUT_DIR
 
 For each backend it builds the real architecture with random weights, loads it through the same
 code as the real model, runs detect + forward propagation through `sam3_video.pipeline.run`, and
@@ -219,7 +219,7 @@ def stage(report: dict, name: str, fn, *args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--video", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "media", "bigbuckbunny.mp4"))
+    ap.add_argument("--video", default=os.path.join(os.path.dirname(__file__), "..", "tests", "data", "bigbuckbunny.mp4"))
     ap.add_argument("--prompt", default="rabbit")
     ap.add_argument("--max-frames", type=int, default=132)
     ap.add_argument("--out", default=os.environ.get("OUT", "gpu_out"))

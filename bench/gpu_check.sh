@@ -8,5 +8,5 @@ mkdir -p "${OUT:-gpu_out}"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=/tmp/site
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "${OUT:-gpu_out}/nvidia-smi.txt"
-PYTHONUNBUFFERED=1 python3 "bench/$script.py" --video shared_media/bigbuckbunny.mp4 --out "${OUT:-gpu_out}" "$@" 2>&1 \
+PYTHONUNBUFFERED=1 python3 "bench/$script.py" --video tests/data/bigbuckbunny.mp4 --out "${OUT:-gpu_out}" "$@" 2>&1 \
   | grep -v -i "warning\|it/s]\|hitting self.max_num_objects" | tee "${OUT:-gpu_out}/$script.log"

@@ -135,7 +135,7 @@ def ours(clip: str, prompt: str, records: list, out: str, stages: bool, read_s: 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--media", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media")))
+    p.add_argument("--media", default=os.path.join(REPO, "tests", "data"))
     p.add_argument("--clip", default="bikes.mp4", help="a clip of --media")
     p.add_argument("--prompt", default=PROMPT)
     p.add_argument("--repeats", type=int, default=3)

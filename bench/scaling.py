@@ -83,7 +83,7 @@ def plot(by_length: list[dict], by_objects: list[dict], path: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--clip", default=os.path.normpath(os.path.join(REPO, "..", "shared", "media", "bikes.mp4")))
+    p.add_argument("--clip", default=os.path.join(REPO, "tests", "data", "bikes.mp4"))
     p.add_argument("--model", default=None)
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "scaling-cpu.md"))
     p.add_argument("--png", default=os.path.join(REPO, "docs", "scaling-cpu.png"))

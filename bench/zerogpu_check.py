@@ -1,7 +1,7 @@
 """The app under ZeroGPU's process model on a real GPU: `spaces`' zero-mode code with its own CUDA
 start-up in every worker (no CPU stand-ins), the full-size SAM3 architecture with random weights.
 
-    python bench/zerogpu_check.py --video shared_media/bigbuckbunny.mp4 --out OUT_DIR
+    python bench/zerogpu_check.py --video tests/data/bigbuckbunny.mp4 --out OUT_DIR
 
 Starts the device-API stand-in (tests/zerogpu/device_api.py) with this machine's GPU UUID, then
 app.py under tests/zerogpu/start_app.py (without --cpu): the model loads in the main thread as
@@ -145,7 +145,7 @@ def flow(url: str, api, video: str, frames: int, stop: bool) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--video", default=os.path.join(REPO, "..", "shared", "media", "bigbuckbunny.mp4"))
+    ap.add_argument("--video", default=os.path.join(REPO, "tests", "data", "bigbuckbunny.mp4"))
     ap.add_argument("--out", default=os.environ.get("OUT", "zerogpu_out"))
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--modes", default="fresh,warm", help="fresh (a new worker per call), warm (reused workers)")

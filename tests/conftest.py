@@ -1,5 +1,5 @@
 """Shared fixtures: the small random SAM3 is built once per test run, loaded through the same code
-as the real model, and the real clips come from ../shared/media (or $SAM3_MEDIA)."""
+as the real model, and the real clips come from tests/data/."""
 
 from __future__ import annotations
 
@@ -15,6 +15,47 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # labelme (used to read o
 warnings.filterwarnings("ignore", message=".*kernels.*")
 
 from tests.media import media_dir  # noqa: E402
+
+#: CI sets SAM3_NO_SKIPS: there a skipped test fails, except the ones marked `gpu` (they need a CUDA
+#: GPU, which CI does not have: what it deliberately leaves out, by name).
+NO_SKIPS = bool(os.environ.get("SAM3_NO_SKIPS"))
+BROWSER_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped without one, in CI too")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if NO_SKIPS and report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("gpu") is None:
+        _fail_skip(report, "skipped, but SAM3_NO_SKIPS is set (CI runs every test but the gpu ones)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report):
+    if NO_SKIPS and report.skipped:  # a whole module skipped at collection
+        _fail_skip(report, "skipped at collection, but SAM3_NO_SKIPS is set")
+
+
+def _fail_skip(report, why: str) -> None:
+    reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+    report.outcome = "failed"
+    report.longrepr = f"{why}: {reason}"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, which the browser tests drive through Playwright (.ci/run installs it)."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +151,19 @@ def frames_in_zip(zip_path) -> list[int]:
 
     with zipfile.ZipFile(zip_path) as z:
         return json.loads(z.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
+
+
+def wait_for_frames(job, n: int) -> None:
+    """Return once a gradio_client job's progress reports at least `n` frames done (its progress
+    updates, polled); fail if the run ends first."""
+    import time
+
+    while not job.done():
+        progress = job.status().progress_data
+        if progress and (progress[0].index or 0) >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the run ended before it reported {n} frames: {job.outputs()[-1:]}")
 
 
 def manifest_in_zip(zip_path) -> dict:

@@ -1,9 +1,9 @@
-"""Test media: the shared real clips, and small clips generated with the bundled ffmpeg.
+"""Test media: the real clips in tests/data/, and small clips generated with the bundled ffmpeg.
 
 Plain functions so that any test module (or a conftest fixture) can use them:
 
-    media_dir()                  folder of the shared real clips (bikes.mp4, ...)
-    shared_clip("bikes.mp4")     path of one shared clip; skips the test when it is missing
+    media_dir()                  folder of the real clips (tests/data: bikes.mp4, ...)
+    clip("bikes.mp4")            path of one real clip
     ffmpeg(*args)                run the bundled ffmpeg with -y -loglevel error
     has_encoder("libvpx-vp9")    whether the bundled ffmpeg can encode with it
     make_clip(path, ...)         a synthetic clip from lavfi testsrc (size, rate, frames, codec)
@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "tests" / "data"
 
-#: Facts about the shared clips, as documented in their README.
-SHARED_CLIPS = {
+#: Facts about the real clips, as documented in tests/data/README.md.
+REAL_CLIPS = {
     "bikes.mp4": dict(width=640, height=272, num_frames=250, fps=25.0, has_audio=False),
     "bigbuckbunny.mp4": dict(width=1280, height=720, num_frames=132, fps=25.0, has_audio=True),
     "carphone_pristine.mp4": dict(width=176, height=144, num_frames=120, fps=30000 / 1001, has_audio=False),
@@ -42,24 +43,14 @@ SHARED_CLIPS = {
 
 
 def media_dir() -> Path:
-    """The shared real clips: $SAM3_MEDIA, else <repo>/../shared/media, <repo>/shared/media."""
-    candidates = []
-    if os.environ.get("SAM3_MEDIA"):
-        candidates.append(Path(os.environ["SAM3_MEDIA"]))
-    candidates += [REPO.parent / "shared" / "media", REPO / "shared" / "media", Path("/work/shared/media")]
-    for folder in candidates:
-        if (folder / "bikes.mp4").is_file():
-            return folder
-    return candidates[0]
+    """The real clips the tests use: tests/data/ (see its README for their origin and licences)."""
+    return DATA
 
 
-def shared_clip(name: str) -> Path:
-    """Path of one shared clip; skips the calling test when the shared media are not here."""
-    path = media_dir() / name
-    if not path.is_file():
-        import pytest
-
-        pytest.skip(f"shared clip {name} not found in {media_dir()} (set SAM3_MEDIA)")
+def clip(name: str) -> Path:
+    """Path of one real clip of tests/data/."""
+    path = DATA / name
+    assert path.is_file(), f"{path} is missing: the clips the tests use live in tests/data/"
     return path
 
 
@@ -158,7 +149,7 @@ def _truncate(src: Path, dst: Path, fraction: float = 0.5) -> None:
 
 
 def _carphone() -> Path:
-    return shared_clip("carphone_pristine.mp4")
+    return clip("carphone_pristine.mp4")
 
 
 #: name -> function(dst path) that makes it. Names are file names; the suffix picks the container.
@@ -189,10 +180,10 @@ RECIPES = {
     "image.png": lambda dst: ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", 1, dst),
     "audio.m4a": lambda dst: ffmpeg("-f", "lavfi", "-i", "sine", "-t", 1, dst),
     # bikes.mp4 has its index (moov) at the end: the first half has no index at all
-    "truncated.mp4": lambda dst: _truncate(shared_clip("bikes.mp4"), dst),
+    "truncated.mp4": lambda dst: _truncate(clip("bikes.mp4"), dst),
     # index first (faststart), then cut: the index promises packets whose bytes are missing
     "truncated_faststart.mp4": lambda dst: (
-        ffmpeg("-i", shared_clip("bikes.mp4"), "-c", "copy", "-movflags", "+faststart", dst.with_suffix(".full.mp4")),
+        ffmpeg("-i", clip("bikes.mp4"), "-c", "copy", "-movflags", "+faststart", dst.with_suffix(".full.mp4")),
         _truncate(dst.with_suffix(".full.mp4"), dst),
     ),
 }  # fmt: skip

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import zipfile
 
 import pytest
 
 from sam3_video.video import probe
-from tests.conftest import frames_in_zip, manifest_in_zip, video_path
+from tests.conftest import frames_in_zip, manifest_in_zip, video_path, wait_for_frames
 
 
 
@@ -45,21 +44,15 @@ def test_cancel_keeps_the_frames_done_and_frees_the_slot(app_url, carphone):
     client.predict(handle_file(carphone), api_name="/open_video")
     client.predict(0, "person", "", api_name="/detect")
     job = client.submit("forward", None, api_name="/propagate")
-    deadline = time.time() + 300
-    while time.time() < deadline:  # wait for real progress, then cancel mid-run
-        progress = job.status().progress_data
-        if progress and progress[0].index and progress[0].index >= 20:
-            break
-        time.sleep(0.2)
+    wait_for_frames(job, 20)  # real progress, then cancel mid-run
     job.cancel()
     overlay, zip_path, files, summary = client.predict(api_name="/results")
     assert summary["status"] == "stopped" and 20 <= summary["frames"] < 120
     frames = frames_in_zip(zip_path)
     assert frames == list(range(summary["frames"]))
     assert probe(video_path(overlay)).num_frames == summary["frames"]
-    started = time.time()  # the next run is not held up by the cancelled one
-    *_, summary = client.submit("forward", 5, api_name="/propagate").result(timeout=300)
-    assert summary["status"] == "complete" and summary["frames"] == 5 and time.time() - started < 120
+    *_, summary = client.submit("forward", 5, api_name="/propagate").result(timeout=300)  # the tab goes on
+    assert summary["status"] == "complete" and summary["frames"] == 5
 
 
 def test_two_clients_at_once_get_their_own_results(app_url, carphone):
@@ -80,7 +73,7 @@ def test_two_clients_at_once_get_their_own_results(app_url, carphone):
         t.join(600)
     for name, (prompt, start) in asks.items():
         overlay, zip_path, summary = out[name]
-        assert summary["status"] == "complete" and set(summary["objects_per_label"]) <= {prompt}
+        assert summary["status"] == "complete" and set(summary["objects_per_label"]) == {prompt}
         assert frames_in_zip(zip_path) == list(range(start, start + 6))
         assert manifest_in_zip(zip_path)["prompts"] == [prompt]
     assert out["a"][1] != out["b"][1]
@@ -127,7 +120,7 @@ def test_click_edits_through_the_api_carry_into_the_run(app_url, carphone):
     last = table["data"][-1][0]
     client.predict([last], api_name="/remove_objects")  # the small model detects up to its cap of 8
     client.predict("mirror", 100.0, 20.0, 170.0, 100.0, api_name="/add_object")
-    with pytest.raises(Exception, match="999"):
+    with pytest.raises(Exception, match="Object 999 is not tracked on this frame"):
         client.predict(999, 5.0, 5.0, True, api_name="/refine_object")
     *_, zip_path, _, summary = client.submit("forward", 3, api_name="/propagate").result(timeout=300)
     assert summary["status"] == "complete"

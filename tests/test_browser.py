@@ -1,31 +1,22 @@
 """A real browser: headless Chromium (Debian's, driven by Playwright) uses the app like a person:
 upload, type a phrase, detect, remove, draw a box on the frame, propagate, watch the result play,
-download the files, fix a frame of the run and continue, then stop a run. Once on the app as it
+download the files, stop a longer run, fix a frame of it and continue. Once on the app as it
 runs on a workstation, once under ZeroGPU's process model (tests/zerogpu: a click on the frame
 is a Gradio event that must not cross into a GPU worker)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if CHROMIUM is None and not os.environ.get("SAM3_REQUIRE_BROWSER"):  # .ci/run installs it and sets this
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run"]
+from tests.conftest import BROWSER_FLAGS
 
 
 @pytest.fixture()
-def page(tmp_path):
+def page(chromium, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    assert CHROMIUM, "chromium is required here (SAM3_REQUIRE_BROWSER is set)"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=BROWSER_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1800})
         yield page
         page.screenshot(path=str(tmp_path / "app.png"), full_page=True)

@@ -3,20 +3,19 @@
 One app of its own: one model call at a time (SAM3_GPU_CONCURRENCY=1), at most 3 waiting
 (SAM3_QUEUE_SIZE=3), and visitors' files expire after 45 s (SAM3_SESSION_TTL_S), so the tests
 can watch the queue turn people away and the temporary folders empty again. Counts are bounded
-(4+2 clients, 20 cancels, 50 jobs); results are summarised in docs/reliability.md.
+(4+2 clients, 20 cancels at 1 to 20 frames, 50 jobs); results are summarised in docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import time
 
 import pytest
 import requests
 
 from sam3_video.video import probe
-from tests.conftest import frames_in_zip, launch_app, manifest_in_zip, video_path
+from tests.conftest import frames_in_zip, launch_app, manifest_in_zip, video_path, wait_for_frames
 
 TTL_S = 45
 
@@ -95,42 +94,30 @@ def test_four_clients_at_once_get_their_own_results_and_the_queue_turns_the_rest
     _healthy(app)
 
 
-def test_cancel_at_random_points_twenty_times(app, carphone):
-    """Each cycle detects on a new frame, propagates and cancels after a random wait; whatever
-    /results then gives must be exact: its overlay, annotations and summary cover the same frames."""
+def test_cancel_at_twenty_points_of_a_run(app, carphone):
+    """Each cycle detects on a new frame, propagates and cancels once the run has reported k frames
+    (k = 1 to 20); whatever /results then gives must be exact: its overlay, annotations and summary
+    cover the same frames, from the start frame on, at least k of them."""
     from gradio_client import Client, handle_file
 
     client = Client(app["url"], verbose=False)
     client.predict(handle_file(carphone), api_name="/open_video")
-    rng = random.Random(6)
-    landed = {"before any frame": 0, "mid-run": 0, "after the end": 0}
     for cycle in range(20):
-        start = 5 * cycle
+        start, k = 3 * cycle, 1 + cycle
         client.predict(start, "person", "", api_name="/detect")
         job = client.submit("forward", None, api_name="/propagate")
-        time.sleep(rng.uniform(0, 2.5))
+        wait_for_frames(job, k)
         job.cancel()
-        try:
-            overlay, zip_path, files, summary = client.predict(api_name="/results")
-        except Exception as err:  # cancelled in the queue, before this tab's first run began
-            assert cycle == 0 and "Nothing has run" in str(err), err
-            landed["before any frame"] += 1
-            continue
+        overlay, zip_path, files, summary = client.predict(api_name="/results")
         frames = frames_in_zip(zip_path)
-        if frames[0] != start:  # cancelled in the queue, before the run began: /results is the run before
-            landed["before any frame"] += 1
-            continue
-        assert summary["status"] in ("stopped", "complete") and summary["frames"] == len(frames)
-        assert frames == list(range(start, start + len(frames)))
+        assert summary["status"] == "stopped" and k <= summary["frames"] < 120 - start, (cycle, summary)
+        assert frames == list(range(start, start + summary["frames"]))
         assert probe(video_path(overlay)).num_frames == len(frames)
         assert manifest_in_zip(zip_path)["frames_done"] == len(frames)
-        landed["mid-run" if summary["status"] == "stopped" else "after the end"] += 1
         root = next(p for p in os.listdir(app["folders"][0]) if p.startswith("sam3-video-app-"))
         for visitor in os.scandir(os.path.join(app["folders"][0], root)):  # cancelled runs do not pile up:
             runs = [d for d in os.listdir(visitor.path) if d.startswith("run-")]
-            assert len(runs) <= 2, runs  # a visitor keeps its latest run and the one before
-    print("cancels landed:", landed)
-    assert landed["mid-run"] >= 10, landed
+            assert len(runs) <= 1, runs  # a visitor keeps its latest run only
     _healthy(app)
 
 

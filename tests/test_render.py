@@ -177,13 +177,20 @@ def test_tiny_and_odd_sizes(size):
 
 
 @pytest.mark.parametrize(
-    "box",
-    [[-20, -20, 500, 500], [0, 0, 0, 0], [30, 30, 10, 10], [np.nan, 0, 5, 5], [63.5, 47.5, 64, 48]],
+    "box, edges",
+    [([-20, -20, 500, 500], (0, 0, 63, 47)), ([0, 0, 0, 0], (0, 0, 0, 0)), ([30, 30, 10, 10], (10, 10, 29, 29)),
+     ([np.nan, 0, 5, 5], (0, 0, 4, 4)), ([63.5, 47.5, 64, 48], (63, 47, 63, 47))],
 )
-def test_boxes_outside_or_degenerate_are_drawn_inside_the_frame(box):
+def test_boxes_outside_or_degenerate_are_drawn_inside_the_frame(box, edges):
+    """The box's outline, one pixel wide at this size, on exactly the first and last pixels it
+    covers, clipped to the frame (corners swapped, NaN read as 0)."""
     frame = frame_of(48, 64)
-    out = render(frame, result_of([square(48, 64, 0, 10, 0, 10)], boxes=[box]))
-    assert out.shape == frame.shape
+    out = render(frame, result_of([np.zeros((48, 64), bool)], boxes=[box]), outline=False, labels=False)
+    left, top, right, bottom = edges
+    expected = np.zeros((48, 64), bool)
+    expected[top : bottom + 1, [left, right]] = True
+    expected[[top, bottom], left : right + 1] = True
+    assert np.array_equal(changed(out, frame), expected)
 
 
 def test_empty_mask_still_gets_its_box_and_tag():

@@ -25,7 +25,7 @@ import urllib.parse
 
 import pytest
 
-from tests.conftest import launch_app
+from tests.conftest import BROWSER_FLAGS, launch_app
 
 SENTINEL = "hf_SENTINELsecret123"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -317,16 +317,12 @@ def test_model_path_not_in_pages(app, test_model_dir):
         assert test_model_dir.encode() not in body, path
 
 
-def test_markup_shows_as_text_in_a_browser(app, carphone):
+def test_markup_shows_as_text_in_a_browser(app, carphone, chromium):
     """Headless Chromium: the phrases appear as text in the objects table, the threshold's error
     shows the markup as text, and no alert() fires anywhere."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed")
     from playwright.sync_api import sync_playwright
 
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run"]
+    flags = BROWSER_FLAGS
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=flags)
         try:

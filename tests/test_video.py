@@ -22,7 +22,7 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests import media
 
-SHARED = list(media.SHARED_CLIPS)
+REAL = list(media.REAL_CLIPS)
 
 
 @pytest.fixture(scope="session")
@@ -67,13 +67,13 @@ def assert_user_message(err: BaseException, name: str) -> None:
     assert name in msg, msg
 
 
-# --- the shared real clips -----------------------------------------------------------------------
+# --- the real clips (tests/data) ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", SHARED)
+@pytest.mark.parametrize("name", REAL)
 def test_probe_shared_clip(name):
-    path = media.shared_clip(name)
-    want = media.SHARED_CLIPS[name]
+    path = media.clip(name)
+    want = media.REAL_CLIPS[name]
     info = probe(path)
     assert (info.width, info.height) == (want["width"], want["height"])
     assert info.size == (want["height"], want["width"])
@@ -90,10 +90,10 @@ def test_probe_shared_clip(name):
     assert np.all(np.diff(info.timestamps) > 0)
 
 
-@pytest.fixture(scope="module", params=SHARED)
+@pytest.fixture(scope="module", params=REAL)
 def shared(request):
     """(path, info, every frame by plain PyAV) of one shared clip; one clip in memory at a time."""
-    path = media.shared_clip(request.param)
+    path = media.clip(request.param)
     return path, probe(path), media.decode_all(path)
 
 
@@ -135,7 +135,7 @@ def test_reader_random_order_matches_pyav(shared):
 
 
 def test_reader_cache_stays_within_its_byte_budget():
-    path = media.shared_clip("carphone_pristine.mp4")
+    path = media.clip("carphone_pristine.mp4")
     info = probe(path)
     budget = cache_of(info, 5)
     with VideoReader(path, info=info, cache_bytes=budget) as reader:
@@ -147,7 +147,7 @@ def test_reader_cache_stays_within_its_byte_budget():
 
 
 def test_reader_uses_given_info_and_pathlike():
-    path = media.shared_clip("carphone_pristine.mp4")
+    path = media.clip("carphone_pristine.mp4")
     info = probe(str(path))
     with VideoReader(path, info=info) as reader:
         assert reader.info is info
@@ -157,13 +157,13 @@ def test_reader_uses_given_info_and_pathlike():
 
 @pytest.mark.parametrize("index", [-1, 120, 10_000])
 def test_reader_index_outside_the_video_raises_index_error(index):
-    with VideoReader(media.shared_clip("carphone_pristine.mp4")) as reader:
+    with VideoReader(media.clip("carphone_pristine.mp4")) as reader:
         with pytest.raises(IndexError):
             reader[index]
 
 
 def test_editing_a_returned_frame_does_not_change_the_cache():
-    with VideoReader(media.shared_clip("carphone_pristine.mp4")) as reader:
+    with VideoReader(media.clip("carphone_pristine.mp4")) as reader:
         frame = reader[3]
         original = frame.copy()
         try:

@@ -2,7 +2,7 @@
 
 H.264 in yuv420p, even size (odd input padded), every written frame present at the given rate,
 moov before mdat (+faststart), pixels close to what was written, audio only when the source has
-it. Real clips come from ../shared/media through tests/media.py; CPU only.
+it. Real clips come from tests/data through tests/media.py; CPU only.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def assert_browser_mp4(path, width, height, num_frames, fps):
 
 @pytest.fixture(scope="session")
 def bikes_frames() -> list[np.ndarray]:
-    with VideoReader(media.shared_clip("bikes.mp4")) as reader:
+    with VideoReader(media.clip("bikes.mp4")) as reader:
         return list(reader)
 
 
@@ -192,7 +192,7 @@ def test_ffmpeg_rejecting_its_options_is_a_clear_error(tmp_path):
 
 def test_two_parts_concatenate_without_audio_from_a_silent_source(parts, tmp_path):
     out = tmp_path / "joined.mp4"
-    mux_video(parts, out, audio_source=media.shared_clip("bikes.mp4"), audio_start=2.0, audio_duration=3.2)
+    mux_video(parts, out, audio_source=media.clip("bikes.mp4"), audio_start=2.0, audio_duration=3.2)
     assert_browser_mp4(out, 640, 272, 80, 25.0)
     assert streams_of(out)["audio"] is None
     assert sorted(os.listdir(tmp_path)) == ["joined.mp4"]  # no temporary files left
@@ -213,7 +213,7 @@ def test_joined_frames_are_the_parts_frames(parts, tmp_path):
 @pytest.mark.parametrize("start, duration, expected", [(1.0, 2.0, 2.0), (0.0, 3.2, 3.2), (2.5, None, 5.3 - 2.5)])
 def test_audio_from_bigbuckbunny_is_trimmed_and_copied(parts, tmp_path, start, duration, expected):
     out = tmp_path / "with audio.mp4"
-    mux_video(parts, out, audio_source=media.shared_clip("bigbuckbunny.mp4"), audio_start=start,
+    mux_video(parts, out, audio_source=media.clip("bigbuckbunny.mp4"), audio_start=start,
               audio_duration=duration)  # fmt: skip
     assert_browser_mp4(out, 640, 272, 80, 25.0)
     audio = streams_of(out)["audio"]
@@ -243,7 +243,7 @@ def test_paths_with_spaces_quotes_and_unicode(bikes_frames, tmp_path):
     for name, chunk in zip(names, (bikes_frames[:10], bikes_frames[10:25])):
         write(folder / name, chunk)
     out = folder / "out 'final' 動画.mp4"
-    mux_video([folder / n for n in names], out, audio_source=media.shared_clip("bigbuckbunny.mp4"),
+    mux_video([folder / n for n in names], out, audio_source=media.clip("bigbuckbunny.mp4"),
               audio_duration=1.0)  # fmt: skip
     assert probe(out).num_frames == 25
     assert streams_of(out)["audio"] is not None

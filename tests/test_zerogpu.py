@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import glob
 import os
-import time
 
 import pytest
 
 from sam3_video.config import GpuBudget
 from sam3_video.video import probe
-from tests.conftest import ZERO_BUDGET, frames_in_zip, manifest_in_zip, video_path
+from tests.conftest import ZERO_BUDGET, frames_in_zip, manifest_in_zip, video_path, wait_for_frames
 
 
 @pytest.fixture(scope="module", params=["fresh", "warm"])
@@ -50,16 +49,6 @@ class Calls:
     def asked(self) -> list[int]:
         """The GPU seconds each /schedule asked for."""
         return [int(c["params"]["durationSeconds"]) for c in self.since("/schedule")]
-
-
-def wait_for_frames(job, n: int) -> None:
-    """Return once the running job's progress reports at least `n` frames done."""
-    while not job.done():
-        progress = job.status().progress_data
-        if progress and (progress[0].index or 0) >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the run ended before it reported {n} frames: {job.result()}")
 
 
 def latest_run(zip_path) -> str:
