@@ -21,9 +21,9 @@ import json
 import os
 import shutil
 import time
-import zipfile
 from dataclasses import asdict, dataclass, field
 
+from . import runfolder
 from .errors import BadRequestError, Sam3VideoError
 from .types import RunOptions, parse_prompts
 
@@ -58,6 +58,11 @@ class VideoReport:
     seconds: float = 0.0
     error: str | None = None
     worker: str = ""  # host:pid of the Ray actor that held the model for this video
+
+    @classmethod
+    def of(cls, video: str, record: runfolder.RunRecord) -> "VideoReport":
+        return cls(video, record.out_dir, record.status, record.frames_done, record.objects_per_label, record.elapsed_s,
+                   record.error)
 
 
 # -- finding the videos --------------------------------------------------------------------------
@@ -120,31 +125,10 @@ def is_complete(job: VideoJob, outputs: list[str]) -> bool:
     """Whether `job.out_dir` holds a finished run of exactly this job (checked, not assumed)."""
     from .pipeline import check_outputs
 
-    outputs = check_outputs(outputs)
-    try:
-        with open(os.path.join(job.out_dir, "run.json"), encoding="utf-8") as f:
-            run = json.load(f)
-        asked = job.options()
-        same = (run["prompts"] == list(asked.prompts) and run["start_frame"] == asked.start_frame
-                and run["direction"] == asked.direction and run["max_frames"] == asked.max_frames
-                and run["threshold"] == asked.threshold)
-        if not same or run["status"] != "complete" or run["frames_done"] != run["frames_expected"]:
-            return False
-        with open(os.path.join(job.out_dir, "results.jsonl"), encoding="utf-8") as f:
-            if sum(1 for line in f if line.strip()) != run["frames_done"]:
-                return False
-        if "overlay" in outputs:
-            from .video import probe
-
-            if probe(os.path.join(job.out_dir, "overlay.mp4")).num_frames != run["frames_done"]:
-                return False
-        if any(o != "overlay" for o in outputs):
-            with zipfile.ZipFile(os.path.join(job.out_dir, "annotations.zip")) as z:
-                if z.testzip() is not None or "annotations/manifest.json" not in z.namelist():
-                    return False
-        return True
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, Sam3VideoError):
-        return False
+    asked = job.options()
+    return runfolder.is_complete(job.out_dir, {"prompts": list(asked.prompts), "start_frame": asked.start_frame,
+                                               "direction": asked.direction, "max_frames": asked.max_frames,
+                                               "threshold": asked.threshold}, check_outputs(outputs))
 
 
 # -- the work, on a Ray actor --------------------------------------------------------------------
@@ -181,8 +165,7 @@ class Segmenter:
         except Exception as err:  # one bad video never stops the batch
             return VideoReport(job.video, job.out_dir, "failed", seconds=time.perf_counter() - started,
                                error=f"{type(err).__name__}: {err}")
-        return VideoReport(job.video, job.out_dir, summary.status, summary.frames_done, summary.objects_per_label,
-                           summary.elapsed_s, summary.error)
+        return VideoReport.of(job.video, summary)
 
 
 def run_batch(jobs: list[VideoJob], out_root: str, model: str, backend: str = "auto", device: str = "auto",

@@ -13,8 +13,10 @@ import os
 import signal
 import sys
 
+from .backends import BACKENDS
 from .config import DEFAULTS
 from .errors import Sam3VideoError
+from .runfolder import ANNOTATIONS_ZIP, OVERLAY, RESULTS
 from .types import DIRECTIONS
 
 
@@ -54,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run_arguments(p: argparse.ArgumentParser) -> None:
     """The model and run options that segment and batch share."""
     p.add_argument("--model", default=DEFAULTS.model, help="hub id or local folder (default: %(default)s; env SAM3_MODEL)")
-    p.add_argument("--backend", default=DEFAULTS.backend, choices=("auto", "transformers", "sam3"))
+    p.add_argument("--backend", default=DEFAULTS.backend, choices=BACKENDS)
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cuda, cuda:N or cpu (default: %(default)s)")
     p.add_argument("--dtype", default=DEFAULTS.dtype, choices=("auto", "float32", "bfloat16"))
     p.add_argument("--start-frame", type=int, default=None, help="frame to detect on, or to continue from (0-based, default 0)")
@@ -150,7 +152,7 @@ def _segment(args) -> int:
         f"{summary.status}: {summary.frames_done}/{summary.frames_expected} frames in {summary.elapsed_s:.1f} s "
         f"({labels}) -> {summary.out_dir}"
     )
-    for name in ("overlay.mp4", "annotations.zip", "results.jsonl"):
+    for name in (OVERLAY, ANNOTATIONS_ZIP, RESULTS):
         if os.path.exists(os.path.join(summary.out_dir, name)):
             print(f"  {os.path.join(summary.out_dir, name)}")
     return 0 if summary.complete else 130

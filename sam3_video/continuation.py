@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from .errors import BadRequestError
-from .results import ResultsWriter, frame_from_json
+from .results import frame_from_json
+from .runfolder import RECORD, RESULTS, RunRecord, read_record
 from .types import Direction, FrameResult, VideoInfo
-
-MANIFEST = "run.json"
 
 
 class RunFrames:
@@ -31,7 +30,7 @@ class RunFrames:
     when asked. A last line cut short (a run killed while writing) is left out."""
 
     def __init__(self, folder: str | os.PathLike):
-        self.path = os.path.join(os.fspath(folder), ResultsWriter.name)
+        self.path = os.path.join(os.fspath(folder), RESULTS)
         self.offsets: dict[int, int] = {}
         self.ids_on: dict[int, list[int]] = {}
         self.last: int | None = None  # the frame written last
@@ -102,17 +101,14 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
     ones before it, backward: the ones after it; none for "both"), as far as they reach without a gap.
     """
     folder = os.fspath(folder)
-    manifest_path = os.path.join(folder, MANIFEST)
-    if not (os.path.isfile(manifest_path) and os.path.isfile(os.path.join(folder, ResultsWriter.name))):
-        raise BadRequestError(f"'{folder}' is not the output folder of a run (it needs {MANIFEST} and "
-                              f"{ResultsWriter.name}); give the folder an earlier run wrote.")
+    if not (os.path.isfile(os.path.join(folder, RECORD)) and os.path.isfile(os.path.join(folder, RESULTS))):
+        raise BadRequestError(f"'{folder}' is not the output folder of a run (it needs {RECORD} and "
+                              f"{RESULTS}); give the folder an earlier run wrote.")
+    record = read_record(folder)
     try:
-        with open(manifest_path, encoding="utf-8") as f:
-            manifest = json.load(f)
-        video = manifest["video"]
-        size = (int(video["width"]), int(video["height"]), int(video["num_frames"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        raise BadRequestError(f"The {MANIFEST} in '{folder}' cannot be read; continue a run whose folder is "
+        size = (int(record.video["width"]), int(record.video["height"]), int(record.video["num_frames"]))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise BadRequestError(f"The {RECORD} in '{folder}' cannot be read; continue a run whose folder is "
                               "complete, or start a new run.") from None
     if size != (info.width, info.height, info.num_frames):
         raise BadRequestError(
@@ -122,7 +118,7 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
     if frame not in frames:
         raise BadRequestError(f"Frame {frame} was not processed by the run in '{folder}' (it covers "
                               f"{frames.covered()}); continue from a frame it processed.")
-    direction = direction or heading(manifest, frame)
+    direction = direction or heading(record, frame)
     step = {"forward": -1, "backward": 1}.get(direction)
     kept: list[int] = []
     if step is not None:
@@ -136,18 +132,17 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
     for obj_id in seed.obj_ids.tolist():
         seen = [i for i in (*kept, frame) if obj_id in frames.ids_on[i]]
         first_seen[obj_id] = max(seen) if direction == "backward" else min(seen)
-    threshold = manifest.get("threshold")
-    return EarlierRun(folder, frame, seed, kept, first_seen, frames.last_id, tuple(manifest.get("prompts") or ()),
+    threshold = record.threshold
+    return EarlierRun(folder, frame, seed, kept, first_seen, frames.last_id, tuple(record.prompts or ()),
                       None if threshold is None else float(threshold), frames, direction)
 
 
-def heading(manifest: dict, frame: int) -> Direction:
-    """The way a run (its run.json) went through `frame`: a "both" run goes forward from its
-    start frame and backward below it."""
-    direction = manifest.get("direction")
-    if direction in ("forward", "backward"):
-        return direction
-    return "forward" if frame >= int(manifest.get("start_frame") or 0) else "backward"
+def heading(record: RunRecord, frame: int) -> Direction:
+    """The way a run went through `frame`: a "both" run goes forward from its start frame and
+    backward below it."""
+    if record.direction in ("forward", "backward"):
+        return record.direction
+    return "forward" if frame >= int(record.start_frame or 0) else "backward"
 
 
 def last_frame(folder: str | os.PathLike) -> int | None:

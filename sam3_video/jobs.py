@@ -20,8 +20,9 @@ import numpy as np
 
 from .backends import Backend
 from .errors import Sam3VideoError
-from .pipeline import Progress, RunSummary, run
+from .pipeline import Progress, run
 from .render import render, shrink
+from .runfolder import RunRecord
 from .session import VideoSession
 from .types import RunOptions, VideoInfo
 
@@ -58,7 +59,7 @@ class Job:
         self.outputs = tuple(outputs)
         self.progress: Progress | None = None
         self.preview: np.ndarray | None = None  # the latest processed frame, drawn and shrunk
-        self.summary: RunSummary | None = None
+        self.summary: RunRecord | None = None  # the run's record once it ended
         self.error: str | None = None
         self.done = threading.Event()
         self.updated = threading.Event()  # set at each new frame (and at the end); the reader clears it

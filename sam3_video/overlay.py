@@ -18,12 +18,13 @@ import numpy as np
 from .export.base import Spill
 from .render import render
 from .results import EncodedFrame, frame_from_json, frame_to_json
+from .runfolder import OVERLAY
 from .types import VideoInfo
 from .video_out import H264Writer, mux_video
 
 
 class OverlayWriter:
-    name = "overlay.mp4"
+    name = OVERLAY
 
     def __init__(self, out_dir: str, info: VideoInfo, start_frame: int, frame_source: Callable[[int], np.ndarray]):
         self.path = os.path.join(out_dir, self.name)

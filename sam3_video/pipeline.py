@@ -15,11 +15,10 @@ frames that were processed.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Protocol, Sequence
 
 from . import __version__, continuation
@@ -29,6 +28,7 @@ from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam
 from .export import FORMATS, Annotations, Categories, ExportContext, check_formats
 from .overlay import OverlayWriter
 from .results import EncodedFrame, ResultsWriter
+from .runfolder import RunRecord, write_record
 from .session import VideoSession
 from .types import FrameResult, RunOptions, parse_prompts
 
@@ -53,21 +53,6 @@ class Progress:
     result: FrameResult | None = None
 
 
-@dataclass
-class RunSummary:
-    out_dir: str
-    frames_done: int
-    frames_expected: int
-    status: str  # "complete", "stopped" or "failed"
-    elapsed_s: float
-    objects_per_label: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def complete(self) -> bool:
-        return self.status == "complete"
-
-
 def run(
     video: str | os.PathLike,
     options: RunOptions,
@@ -78,14 +63,15 @@ def run(
     on_session: Callable[[VideoSession], None] | None = None,
     outputs: Sequence[str] = ("all",),
     overlap: bool = True,
-) -> RunSummary:
+) -> RunRecord:
     """Segment one video into `out_dir`: results.jsonl and run.json, the `outputs` asked for
     ("overlay", annotation format names, or "all"), plus whatever extra `sinks` write.
 
     Errors a user can fix (bad video, missing model, bad options) raise `Sam3VideoError` before
     anything is written; a failure during propagation is recorded in run.json and re-raised
     after the frames done so far are saved in every output. With `overlap` the sinks write in a
-    thread of their own (a few frames behind), while the model works on the next frame.
+    thread of their own (a few frames behind), while the model works on the next frame. Returns the
+    run's record, as run.json holds it at the end.
     """
     out_dir = os.fspath(out_dir)
     wanted = check_outputs(outputs)
@@ -111,8 +97,8 @@ def run(
         kept = earlier.kept if earlier else []  # ascending, all on one side of the start frame
         expected = len(kept) + len(order)
         os.makedirs(out_dir, exist_ok=True)
-        manifest = _Manifest(out_dir, session, options, prompts, backend, expected, earlier)
-        manifest.save(frames_done=0, status="running")
+        record = _record(out_dir, session, options, prompts, backend, expected, earlier)
+        write_record(out_dir, record)
         all_sinks: list[Sink] = [ResultsWriter(out_dir)]
         if "overlay" in wanted:  # kept frames come first and in order: the overlay starts with them
             all_sinks.append(OverlayWriter(out_dir, session.info, (kept or order)[0], session.frame))
@@ -169,22 +155,21 @@ def run(
             if feed is not None and feed.written < done:  # a sink failed: only what the sinks were given counts
                 done = feed.written
             close_error = _call_all([s.close for s in all_sinks if s is not annotations]) or close_error
-            counts = {label: len(ids) for label, ids in sorted(ids_per_label.items())}
-            elapsed = time.perf_counter() - started
-            covered = [min(handed[:done]), max(handed[:done])] if done else None
-            state = dict(frames_done=done, frame_range=covered, status=status, error=error,
-                         objects_per_label=counts, elapsed_s=round(elapsed, 3))
+            record.objects_per_label = {label: len(ids) for label, ids in sorted(ids_per_label.items())}
+            record.elapsed_s = round(time.perf_counter() - started, 3)
+            record.frames_done, record.status, record.error = done, status, error
+            record.frame_range = [min(handed[:done]), max(handed[:done])] if done else None
             if close_error is not None and error is None:
-                state.update(status="failed", error=f"writing the outputs failed: {close_error}")
+                record.status, record.error = "failed", f"writing the outputs failed: {close_error}"
             if annotations is not None:  # always closed, whatever failed before
-                annotations_error = _call_all([lambda: annotations.close(manifest.doc(**state))])
-                if annotations_error is not None and state["error"] is None:
-                    state.update(status="failed", error=f"writing the outputs failed: {annotations_error}")
+                annotations_error = _call_all([lambda: annotations.close(record.to_json())])
+                if annotations_error is not None and record.error is None:
+                    record.status, record.error = "failed", f"writing the outputs failed: {annotations_error}"
                 close_error = close_error or annotations_error
-            manifest.save(**state)
+            write_record(out_dir, record)
             if close_error is not None and error is None:
                 raise close_error
-    return RunSummary(out_dir, done, expected, state["status"], elapsed, counts, state["error"])
+    return record
 
 
 def write_all(sinks: Sequence[Sink], frame: EncodedFrame) -> None:
@@ -285,41 +270,17 @@ def _call_all(closers: Sequence[Callable[[], None]]) -> Exception | None:
     return first
 
 
-class _Manifest:
-    name = "run.json"
-
-    def __init__(self, out_dir, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int,
-                 earlier: continuation.EarlierRun | None = None):
-        self.path = os.path.join(out_dir, self.name)
-        info = asdict(session.info)
-        info.pop("timestamps")
-        self.base = {
-            "software": f"sam3-video {__version__}",
-            "video": info,
-            "prompts": list(prompts),
-            "start_frame": options.start_frame,
-            "direction": options.direction,
-            "max_frames": options.max_frames,
-            "threshold": options.threshold,
-            "removed_ids": list(options.remove_ids),
-            "edits": [asdict(edit) for edit in options.edits],
-            "thresholds": effective_thresholds(backend.default_thresholds, options.threshold)
-            if hasattr(backend, "default_thresholds") else None,
-            "model": backend.model_id,
-            "backend": backend.name,
-            "device": str(backend.device),
-            "frames_expected": expected,
-            "results": ResultsWriter.name,
-        }
-        if earlier is not None:
-            self.base["continued_from"] = {"folder": os.path.abspath(earlier.folder), "frame": earlier.frame,
-                                           "frames_kept": len(earlier.kept)}
-
-    def doc(self, **state) -> dict:
-        return {**self.base, **state}
-
-    def save(self, **state) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.doc(**state), f, indent=2, ensure_ascii=False)
-        os.replace(tmp, self.path)
+def _record(out_dir: str, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int,
+            earlier: continuation.EarlierRun | None) -> RunRecord:
+    """The new run's record: its settings, nothing done yet."""
+    info = asdict(session.info)
+    info.pop("timestamps")
+    thresholds = effective_thresholds(backend.default_thresholds, options.threshold)
+    continued = None
+    if earlier is not None:
+        continued = {"folder": os.path.abspath(earlier.folder), "frame": earlier.frame, "frames_kept": len(earlier.kept)}
+    return RunRecord(video=info, prompts=list(prompts), start_frame=options.start_frame, direction=options.direction,
+                     max_frames=options.max_frames, threshold=options.threshold, removed_ids=list(options.remove_ids),
+                     edits=[asdict(edit) for edit in options.edits], thresholds=thresholds, model=backend.model_id,
+                     backend=backend.name, device=str(backend.device), frames_expected=expected,
+                     software=f"sam3-video {__version__}", continued_from=continued, out_dir=out_dir)

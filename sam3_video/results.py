@@ -21,6 +21,7 @@ from typing import IO, Callable, Iterator
 
 import numpy as np
 
+from .runfolder import RESULTS, recorded_size
 from .types import FrameResult
 
 
@@ -129,7 +130,7 @@ def frame_from_json(record: dict, height: int, width: int) -> FrameResult:
 class ResultsWriter:
     """Appends each `FrameResult` to `results.jsonl` as it arrives; memory stays flat."""
 
-    name = "results.jsonl"
+    name = RESULTS
 
     def __init__(self, out_dir: str | os.PathLike):
         self.path = os.path.join(os.fspath(out_dir), self.name)
@@ -159,10 +160,7 @@ def read_results(path: str | os.PathLike, height: int | None = None, width: int 
     if os.path.isdir(path):
         path = os.path.join(path, ResultsWriter.name)
     if height is None or width is None:
-        manifest = os.path.join(folder, "run.json")
-        with open(manifest, encoding="utf-8") as f:
-            video = json.load(f)["video"]
-        height, width = video["height"], video["width"]
+        height, width = recorded_size(folder)
     with open(path, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
     for record in sorted(records, key=lambda r: r["frame_index"]):

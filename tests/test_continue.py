@@ -4,6 +4,7 @@ with conftest's `edit_backend` (its tracker always says "object", so objects sta
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -108,7 +109,7 @@ def test_continuing_backward_keeps_the_frames_after(carphone, edit_backend, tmp_
     ("both", 40, 40, "forward"), ("both", 40, 39, "backward"),
 ])
 def test_a_continuation_goes_the_way_the_run_went_through_the_frame(direction, start, frame, way):
-    assert continuation.heading({"direction": direction, "start_frame": start}, frame) == way
+    assert continuation.heading(SimpleNamespace(direction=direction, start_frame=start), frame) == way
 
 
 def test_seeded_session_replays_to_the_same_result(carphone, edit_backend, earlier):

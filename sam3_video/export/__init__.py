@@ -24,6 +24,7 @@ from typing import Sequence
 
 from ..errors import BadRequestError
 from ..results import EncodedFrame
+from ..runfolder import ANNOTATIONS, ANNOTATIONS_MANIFEST, ANNOTATIONS_ZIP
 from .base import Categories, ExportContext, Writer
 from .coco import CocoWriter
 from .davis import DavisWriter
@@ -39,9 +40,7 @@ FORMATS: dict[str, type] = {
     "labelme": LabelmeWriter,
     "davis": DavisWriter,
 }
-FOLDER = "annotations"
-ZIP = "annotations.zip"
-MANIFEST = "manifest.json"
+FOLDER, ZIP, MANIFEST = ANNOTATIONS, ANNOTATIONS_ZIP, ANNOTATIONS_MANIFEST  # the run folder's names (runfolder.py)
 
 __all__ = ["FORMATS", "Annotations", "Categories", "ExportContext", "get_writer", "check_formats"]
 

@@ -3,8 +3,8 @@ and how a run too long for one GPU call is split into calls.
 
 - `request_stop` leaves a file in the folder; the GPU step that writes the folder checks for it
   after every frame, wherever it runs (a thread here, a ZeroGPU worker process), and stops.
-- `outputs` reads the files and `run.json` (never an object in memory): /results, the end of a
-  run and the page after a reload all see the same thing.
+- `outputs` reads the files and the run's record (runfolder.py, never an object in memory):
+  /results, the end of a run and the page after a reload all see the same thing.
 - `Plan` says which frames a run covers and, when a call stopped at the end of its GPU time,
   which call comes next: forward from the last frame done until the forward part is complete,
   then backward from the first frame done, each call continuing the folder of the one before
@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..continuation import MANIFEST
-from ..export import FOLDER, ZIP, zip_folder
-from ..overlay import OverlayWriter
+from ..runfolder import ANNOTATIONS_ZIP, OVERLAY, format_files, read_record
 from ..types import frame_order
 
 STOP_REQUEST = "stop.request"  # present: the visitor asked the run in this folder to stop
 SUMMARY = "summary.json"  # the visitor's summary, written by the app when the run's last call ended
-_zipping = threading.Lock()
 
 
 def request_stop(folder: str | None) -> None:
@@ -39,17 +35,6 @@ def request_stop(folder: str | None) -> None:
 
 def stop_requested(folder: str) -> bool:
     return os.path.exists(os.path.join(folder, STOP_REQUEST))
-
-
-def read_manifest(folder: str | None) -> dict | None:
-    """The folder's run.json, or None when there is none (yet) or it cannot be read."""
-    if not folder:
-        return None
-    try:
-        with open(os.path.join(folder, MANIFEST), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 @dataclass
@@ -77,20 +62,20 @@ class Outputs:
 
 
 def summary_of(folder: str) -> dict:
-    """The summary of the run in `folder`: the app's own (SUMMARY) once the run ended, else what
-    run.json says (a run cut short, or one the app lost track of)."""
+    """The summary of the run in `folder` for people and API clients: the app's own (SUMMARY)
+    once the run ended, else what run.json says (a run cut short, or one the app lost track of)."""
     try:
         with open(os.path.join(folder, SUMMARY), encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError):
         pass
-    manifest = read_manifest(folder) or {}
-    summary = {"status": manifest.get("status", "failed"), "frames": manifest.get("frames_done", 0),
-               "frames_expected": manifest.get("frames_expected"),
-               "objects_per_label": manifest.get("objects_per_label", {}),
-               "seconds": manifest.get("elapsed_s")}
-    if manifest.get("error") or not manifest:
-        summary["error"] = manifest.get("error") or "The run left no record (run.json); run it again."
+    record = read_record(folder)
+    if record is None:
+        return {"status": "failed", "frames": 0, "error": "The run left no record (run.json); run it again."}
+    summary = {"status": record.status, "frames": record.frames_done, "frames_expected": record.frames_expected,
+               "objects_per_label": record.objects_per_label, "seconds": record.elapsed_s}
+    if record.error:
+        summary["error"] = record.error
     return summary
 
 
@@ -102,25 +87,10 @@ def write_summary(folder: str, summary: dict) -> None:
 
 
 def outputs(folder: str) -> Outputs:
-    """The files of the finished run in `folder`: the overlay, annotations.zip, and each format on
-    its own (a folder format, labelme or davis, as a zip of its own, made once)."""
-    overlay = os.path.join(folder, OverlayWriter.name)
-    annotations, zip_path = os.path.join(folder, FOLDER), os.path.join(folder, ZIP)
-    files = []
-    if os.path.isdir(annotations):
-        for name in sorted(os.listdir(annotations)):
-            if name.startswith("."):
-                continue
-            path = os.path.join(annotations, name)
-            if os.path.isdir(path):
-                packed = os.path.join(folder, f"{name}.zip")
-                with _zipping:  # the run's own request and a /results request may ask at once
-                    if not os.path.exists(packed):
-                        zip_folder(path, packed)
-                path = packed
-            files.append(path)
+    """The files of the finished run in `folder`: the overlay, annotations.zip, each format."""
+    overlay, zip_path = os.path.join(folder, OVERLAY), os.path.join(folder, ANNOTATIONS_ZIP)
     return Outputs(overlay if os.path.exists(overlay) else None, zip_path if os.path.exists(zip_path) else None,
-                   files, summary_of(folder))
+                   format_files(folder), summary_of(folder))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from .. import continuation
 from ..config import LIMITS, AppLimits, GpuBudget
 from ..errors import BadRequestError
 from ..pipeline import check_outputs
+from ..runfolder import read_record
 from ..session import check_direction, check_frame, check_threshold
 from ..types import Edit, FrameResult, RunOptions, frame_order, parse_prompts
 from ..video import VideoReader
@@ -287,13 +288,13 @@ class Service:
                                    "done before it, some may be incomplete; run it again.")
                     runs.write_summary(ws.run_dir, summary)
                     raise
-                manifest = runs.read_manifest(ws.run_dir)
-                if manifest is None:  # failed before it wrote anything (its sentence says why)
+                record = read_record(ws.run_dir)
+                if record is None:  # failed before it wrote anything (its sentence says why): back to the last record
                     self.workspaces.prune_runs(ws, {previous, ws.earlier})
                     self.workspaces.set_run(ws, previous)
                     raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
-                done = manifest.get("frame_range")
-                going_on = last.stopped_for == "time" or manifest.get("status") == "complete"
+                done = record.frame_range
+                going_on = last.stopped_for == "time" or record.complete
                 leg = plan.next_leg(done) if going_on and not runs.stop_requested(ws.run_dir) else None
                 if leg is None:
                     break
@@ -302,6 +303,7 @@ class Service:
                                   "raise SAM3_MAX_GPU_SECONDS.")
                     break
                 seen, folder = done, ws.run_dir
+                previous = folder  # the frames done so far: what the visitor keeps if the next call fails
                 kept = continuation.load(folder, leg.frame, leg.direction, info).kept
                 options = replace(options, start_frame=leg.frame, direction=leg.direction, max_frames=leg.max_frames,
                                   remove_ids=(), edits=(), continue_from=folder)
@@ -325,7 +327,7 @@ class Service:
         ws = self.workspaces.get(key)
         if not ws.idle.wait(wait_s):
             raise BadRequestError("The run is still going on; press Stop to end it and keep what is done.")
-        if runs.read_manifest(ws.run_dir) is None:
+        if read_record(ws.run_dir) is None:
             raise BadRequestError("Nothing has run in this tab yet: Detect, then Propagate.")
         return runs.outputs(ws.run_dir)
 
