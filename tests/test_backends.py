@@ -34,3 +34,66 @@ def test_unloadable_models_raise_one_sentence(model, reason):
 
 def test_local_folders_skip_the_hub(test_model_dir):
     assert prepare_hub_model(test_model_dir, ("model.safetensors",)) is False
+
+
+@pytest.mark.gpu
+def test_the_small_model_finds_the_same_objects_on_cuda(test_model_dir, backend, carphone):
+    """On a CUDA GPU (float32, so that the two can be compared) the small model gives the CPU's ids
+    on every frame and nearly its masks (kernels differ in the last bits)."""
+    import numpy as np
+    import torch
+
+    from sam3_video.session import segment
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    cuda = load_backend(test_model_dir, backend="transformers", device="cuda", dtype="float32")
+    on_cpu = list(segment(carphone, "person, window", backend, 0, "forward", 8))
+    on_gpu = list(segment(carphone, "person, window", cuda, 0, "forward", 8))
+    assert [r.frame_index for r in on_gpu] == [r.frame_index for r in on_cpu] == list(range(8))
+    for a, b in zip(on_cpu, on_gpu):
+        assert a.obj_ids.tolist() == b.obj_ids.tolist() and a.labels == b.labels
+        for m, n in zip(a.masks, b.masks):
+            union = np.logical_or(m, n).sum()
+            assert union == 0 or np.logical_and(m, n).sum() / union > 0.98
+
+
+def _members(protocol) -> tuple[list[str], list[str]]:
+    """(attributes, methods) a Protocol declares."""
+    attributes = list(protocol.__annotations__)
+    methods = [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+    return attributes, methods
+
+
+def test_every_registered_backend_conforms_to_the_seam(backend, carphone):
+    """The registry's classes and their sessions have every member of base.Backend and
+    base.BackendSession, methods with the protocol's parameters; the loaded backend and a session of
+    it pass isinstance against the protocols (Meta's cannot load without CUDA: checked statically)."""
+    import inspect
+
+    from sam3_video.backends import REGISTRY, backend_class
+    from sam3_video.backends.base import Backend, BackendSession
+    from sam3_video.video import probe
+
+    assert isinstance(backend, Backend)
+    session = backend.open(carphone, probe(carphone))
+    try:
+        assert isinstance(session, BackendSession)
+    finally:
+        session.close()
+    for name in REGISTRY:
+        cls = backend_class(name)
+        module = inspect.getmodule(cls)
+        session_cls = getattr(module, inspect.signature(cls.open).return_annotation.strip("'\""))
+        assert cls.name == name
+        assert list(inspect.signature(cls.__init__).parameters)[1:4] == ["model_id", "device", "dtype"]
+        for klass, protocol in ((cls, Backend), (session_cls, BackendSession)):
+            attributes, methods = _members(protocol)
+            init = inspect.getsource(klass.__init__)
+            for attr in attributes:  # a class attribute, or set by __init__
+                assert hasattr(klass, attr) or f"self.{attr} =" in init, f"{klass.__name__} lacks {attr}"
+            for method in methods:
+                assert callable(getattr(klass, method, None)), f"{klass.__name__} lacks {method}()"
+                want = list(inspect.signature(getattr(protocol, method)).parameters)
+                got = list(inspect.signature(getattr(klass, method)).parameters)
+                assert got[: len(want)] == want, f"{klass.__name__}.{method}{got} is not {want}"

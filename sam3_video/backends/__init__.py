@@ -23,9 +23,15 @@ from ..config import DEFAULTS
 from ..errors import BackendUnavailableError, ModelUnavailableError
 from .base import Backend, BackendSession
 
-__all__ = ["Backend", "BackendSession", "load_backend", "resolve", "resolve_backend", "resolve_device", "load_errors", "prepare_hub_model"]
+__all__ = ["Backend", "BackendSession", "REGISTRY", "backend_class", "load_backend", "resolve", "resolve_backend", "resolve_device", "load_errors", "prepare_hub_model"]
 
-BACKENDS = ("auto", "transformers", "sam3")
+#: The backends, by name: "module:class", imported when first loaded. A class takes (model_id, device,
+#: dtype) and conforms to base.Backend (tests/test_backends.py checks each one); `auto` picks one.
+REGISTRY: dict[str, str] = {
+    "transformers": "sam3_video.backends.transformers:TransformersBackend",
+    "sam3": "sam3_video.backends.official:OfficialBackend",
+}
+BACKENDS = ("auto", *REGISTRY)
 _LOADED: dict[tuple, Backend] = {}
 _LOAD_LOCK = threading.Lock()
 
@@ -172,12 +178,13 @@ def load_backend(
     name, model_id, device, dtype = key
     with _LOAD_LOCK:
         if key not in _LOADED:
-            if name == "transformers":
-                from .transformers import TransformersBackend
-
-                _LOADED[key] = TransformersBackend(model_id, device, dtype)
-            else:
-                from .official import OfficialBackend
-
-                _LOADED[key] = OfficialBackend(model_id, device)
+            _LOADED[key] = backend_class(name)(model_id, device, dtype)
         return _LOADED[key]
+
+
+def backend_class(name: str) -> type:
+    """The class of a registered backend (its module imported now)."""
+    import importlib
+
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -7,7 +7,7 @@ which implementation ran. Both implementations import their heavy libraries lazi
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..types import FrameResult, VideoInfo
 
@@ -18,6 +18,7 @@ Point = tuple[float, float]  # x, y in video pixels
 EDITS = ("refine", "add_object", "exemplar", "continue")  # "continue": `resume` from an earlier result
 
 
+@runtime_checkable
 class BackendSession(Protocol):
     """One video's tracking state inside a backend.
 
@@ -27,6 +28,7 @@ class BackendSession(Protocol):
 
     info: VideoInfo
     edits: frozenset[str]  # which of EDITS this backend supports
+    reader: object | None  # a video.VideoReader of the session's video to share (frames it just decoded), or None
 
     def detect(self, frame_index: int, phrases: Sequence[str], threshold: float | None = None) -> FrameResult:
         """Start over with these phrases and return the detections on `frame_index`.
@@ -84,12 +86,21 @@ class BackendSession(Protocol):
         """Free the session's memory (and GPU memory)."""
 
 
+@runtime_checkable
 class Backend(Protocol):
-    name: str  # "transformers" or "sam3"
+    """A loaded model; a class of backends.REGISTRY, constructed as (model_id, device, dtype)."""
+
+    name: str  # its name in backends.REGISTRY
     model_id: str
     device: str
+    default_thresholds: tuple[float, float]  # the model's own detection cuts (see effective_thresholds)
+    lock: object  # a threading.RLock: one model, many sessions; calls go one at a time
 
-    def open(self, path: str, info: VideoInfo) -> BackendSession: ...
+    def open(self, path: str, info: VideoInfo) -> BackendSession:
+        """A session on one video."""
+
+    def set_threshold(self, threshold: float | None) -> None:
+        """Set the detection cuts for the next calls (None: the model's own)."""
 
 
 def effective_thresholds(defaults: tuple[float, float], threshold: float | None) -> dict[str, float]:

@@ -91,11 +91,13 @@ def _checkpoint_path(model_id: str) -> str | None:
 
 
 class OfficialBackend:
-    """Meta's video predictor, loaded once and shared."""
+    """Meta's video predictor, loaded once and shared. It runs under bfloat16 autocast whatever
+    `dtype` says (the predictor is built that way); `random_weights` builds it without a checkpoint
+    (the GPU benches)."""
 
     name = "sam3"
 
-    def __init__(self, model_id: str, device: str, random_weights: bool = False):
+    def __init__(self, model_id: str, device: str, dtype: str = "bfloat16", random_weights: bool = False):
         if not str(device).startswith("cuda"):
             raise BackendUnavailableError(
                 "Meta's sam3 package runs only on a CUDA GPU and none is in use here. Use --backend "
@@ -185,6 +187,7 @@ EDITS_UNSUPPORTED = (
 
 class OfficialSession:
     edits: frozenset[str] = frozenset()  # see EDITS_UNSUPPORTED
+    reader = None  # the frames go to the predictor as JPEG files: no decoder to share
 
     def __init__(self, backend: OfficialBackend, path: str, info: VideoInfo):
         import cv2
@@ -302,6 +305,10 @@ class OfficialSession:
 
     def exemplar(self, frame_index: int, box, positive: bool = True) -> FrameResult:
         raise BackendUnavailableError(EDITS_UNSUPPORTED)
+
+    def resume(self, frame_index, phrases, threshold, seed, first_seen, last_id) -> FrameResult:
+        raise BackendUnavailableError("Meta's predictor cannot start from an earlier run's masks; use the transformers "
+                                      "backend to continue a run, or start a new run.")
 
     def close(self) -> None:
         try:
