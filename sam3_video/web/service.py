@@ -30,7 +30,7 @@ from ..errors import BadRequestError
 from ..pipeline import check_outputs
 from ..runfolder import read_record
 from ..session import check_direction, check_frame, check_threshold
-from ..types import Edit, FrameResult, RunOptions, frame_order, parse_prompts
+from ..types import Edit, FrameResult, RunOptions, VideoInfo, frame_order, parse_prompts
 from ..video import VideoReader
 from . import clicks, gpu, runs
 from .model import AppModel
@@ -74,7 +74,7 @@ class Service:
         return self.model.problem
 
     # -- the video -------------------------------------------------------------------------------
-    def open_video(self, key: str, path: str) -> tuple:
+    def open_video(self, key: str, path: str) -> tuple[VideoInfo, np.ndarray]:
         """Check the upload against the limits; return its facts and its first frame (drawn)."""
         info = check_video(path, self.limits)
         ws = self.workspaces.get(key)
@@ -91,10 +91,9 @@ class Service:
         """Frame `index` for the slider: with the detections when it is the detected (or fixed)
         frame, else with the latest run's result on it when the run did it."""
         ws = self.workspaces.get(key)
-        video, info = ws.need_video()
+        _, info = ws.need_video()
         index = int(np.clip(int(index or 0), 0, info.num_frames - 1))
-        with VideoReader(video, info, cache_bytes=0) as reader:
-            image = reader[index]
+        image = _read_frame(ws, index)
         if ws.preview is not None and ws.frame == index:
             return draw(image, ws.preview.without(ws.removed))
         frames = self._run_frames(ws)
@@ -136,11 +135,9 @@ class Service:
         return self._rebuild(ws, ws.frame, ws.phrases, ws.threshold, ws.removed, edits, ws.earlier)
 
     def _shown(self, ws: Workspace, said: str = "") -> Preview:
-        video, info = ws.need_video()
+        """The detected (or fixed) frame with its objects, removals applied, and `said`."""
         kept = ws.need_preview().without(ws.removed)
-        with VideoReader(video, info, cache_bytes=0) as reader:
-            image = reader[ws.frame]
-        return Preview(draw(image, kept), object_rows(kept), said)
+        return Preview(draw(_read_frame(ws, ws.frame), kept), object_rows(kept), said)
 
     def detect(self, key: str, index: int, prompts: str, threshold: float | None) -> Preview:
         """Detect the phrases on frame `index` (starts over: no removals, clicks or continuation)."""
@@ -340,6 +337,13 @@ class Service:
 
     def also_sweep(self, clean) -> None:
         self.workspaces.also_sweep(clean)
+
+
+def _read_frame(ws: Workspace, index: int) -> np.ndarray:
+    """Frame `index` of the visitor's video, decoded here (the main process: no GPU)."""
+    video, info = ws.need_video()
+    with VideoReader(video, info, cache_bytes=0) as reader:
+        return reader[index]
 
 
 def _progress(update: RunUpdate, plan: Plan, shown: int, calls: int, started: float) -> RunProgress:

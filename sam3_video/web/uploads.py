@@ -43,7 +43,7 @@ def keep_upload(folder: str, path: str) -> str:
     shutil.rmtree(videos, ignore_errors=True)
     os.makedirs(videos)
     try:
-        os.link(path, kept)
+        os.link(os.path.realpath(path), kept)  # the file itself, also when `path` is a symbolic link
     except OSError:  # another file system (or no hard links): copy
         shutil.copyfile(path, kept)
     return kept
