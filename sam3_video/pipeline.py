@@ -283,4 +283,5 @@ def _record(out_dir: str, session: VideoSession, options: RunOptions, prompts, b
                      max_frames=options.max_frames, threshold=options.threshold, removed_ids=list(options.remove_ids),
                      edits=[asdict(edit) for edit in options.edits], thresholds=thresholds, model=backend.model_id,
                      backend=backend.name, device=str(backend.device), frames_expected=expected,
+                     postprocessing=backend.postprocessing,
                      software=f"sam3-video {__version__}", continued_from=continued, out_dir=out_dir)

@@ -46,6 +46,7 @@ class RunRecord:
     frames_expected: int
     software: str
     results: str = RESULTS
+    postprocessing: str | None = None  # what ran SAM3's mask NMS and hole filling (backends.postprocess)
     continued_from: dict | None = None  # folder, frame, frames_kept
     status: str = "running"
     frames_done: int = 0

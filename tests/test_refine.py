@@ -233,7 +233,7 @@ def test_negative_exemplar_removes_detections_it_rules_out(carphone, edit_backen
 
 def test_adding_beyond_the_object_limit_is_refused(carphone, backend):
     with VideoSession(carphone, backend) as s:
-        r = s.detect(0, PHRASES)  # the shared backend's cuts find 8 objects, the model's limit
+        r = s.detect(0, PHRASES, 0.0)  # threshold 0: the detections fill the model's limit (8), also after its NMS
         assert len(s._session.state.obj_ids) == backend.model.max_num_objects
         with pytest.raises(BadRequestError, match="remove one"):
             s.add_object(0, "mirror", box=BOX)

@@ -94,6 +94,7 @@ class Backend(Protocol):
     model_id: str
     device: str
     default_thresholds: tuple[float, float]  # the model's own detection cuts (see effective_thresholds)
+    postprocessing: str  # what runs the mask NMS and hole filling (said in each run's record)
     lock: object  # a threading.RLock: one model, many sessions; calls go one at a time
 
     def open(self, path: str, info: VideoInfo) -> BackendSession:

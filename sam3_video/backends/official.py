@@ -129,6 +129,7 @@ class OfficialBackend:
         if DEFAULTS.compile != "off":  # the predictor builds its model without sam3's compile switch
             log.warning("SAM3_COMPILE=%s applies to the transformers backend only; sam3 runs uncompiled.", DEFAULTS.compile)
         self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
+        self.postprocessing = "sam3 perflib"  # Meta's own mask NMS and hole filling
 
     def autocast(self):
         import torch
