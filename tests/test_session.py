@@ -218,3 +218,59 @@ def test_unknown_compile_mode_is_one_sentence():
 
     with pytest.raises(BackendUnavailableError, match="Unknown SAM3_COMPILE 'fast'. Use off, default"):
         compile_backbone(None, "fast")
+
+
+def test_tracking_bookkeeping_stays_bounded(backend, carphone, monkeypatch):
+    """transformers deep-copies its tracking bookkeeping every frame and lets it grow with the
+    frames done; the session keeps what can still be read (the results equal transformers' own:
+    test_engine_equals_transformers_called_directly). Untrimmed, the same run keeps every frame's."""
+    from sam3_video.backends.transformers import TransformersSession
+
+    def bookkeeping(trim: bool):
+        monkeypatch.setattr(TransformersSession, "trim_metadata", trim)
+        with VideoSession(carphone, backend) as s:
+            s.detect(0, "person, window", 0.0)
+            ids = [r.obj_ids.tolist() for r in s.propagate("forward")]
+            state = s._session.state
+            return ids, (len(state.obj_id_to_tracker_score_frame_wise), len(state.suppressed_obj_ids))
+
+    kept_ids, kept = bookkeeping(True)
+    whole_ids, whole = bookkeeping(False)
+    assert kept_ids == whole_ids and sum(map(len, kept_ids)) > 0
+    assert whole == (120, 120) and kept == (1, 1)
+
+
+@pytest.mark.parametrize("reverse, frame, anchor, first, settled", [
+    (False, 100, 0, (5, 40), {1, 2}),  # forward from 0, far on: both past their hot-start, no backward pass to come
+    (False, 30, 0, (5, 40), {1}),  # first seen at 40: still within reach of the frames to come
+    (False, 120, 60, (70, 90), {2}),  # a backward pass from 59 could still count 70 (70 < 59 + 15), not 90
+    (True, 20, 60, (5, 40), {2}),  # backward at 20: 40 is out of reach now (>= 20 + 15), 5 is not
+])
+def test_bookkeeping_lists_are_cut_only_when_no_decision_can_read_them(reverse, frame, anchor, first, settled):
+    """The unmatched- and overlap-frame lists of an object are cut to the threshold they are
+    compared with, and only once no frame still to come can see the object within its hot-start
+    window (the same `len >= threshold` answer for ever after)."""
+    from types import SimpleNamespace
+
+    from sam3_video.backends.transformers import TransformersSession
+
+    model = SimpleNamespace(hotstart_delay=15, hotstart_unmatch_thresh=8, hotstart_dup_thresh=8)
+    state = SimpleNamespace(obj_id_to_tracker_score_frame_wise={frame - 1: {}, frame: {}},
+                            suppressed_obj_ids={frame - 1: set(), frame: set()},
+                            obj_first_frame_idx={1: first[0], 2: first[1]},
+                            unmatched_frame_inds={1: list(range(20)), 2: list(range(20))},
+                            overlap_pair_to_frame_inds={(1, 2): list(range(20)), (2, 1): list(range(20))},
+                            obj_ids=[1, 2], removed_obj_ids=set(), trk_keep_alive={1: 0, 2: 0},
+                            obj_id_to_score={1: 0.5, 2: 0.5})
+    session = SimpleNamespace(state=state, backend=SimpleNamespace(model=model), _anchor=anchor, _pending=[],
+                              _pruned=set())
+    TransformersSession._forget_old_metadata(session, frame, reverse)
+    assert list(state.obj_id_to_tracker_score_frame_wise) == [frame] and list(state.suppressed_obj_ids) == [frame]
+    assert {k for k, v in state.unmatched_frame_inds.items() if len(v) == 8} == settled
+    assert all(v == list(range(20)) for k, v in state.unmatched_frame_inds.items() if k not in settled)
+    assert {k[1] for k, v in state.overlap_pair_to_frame_inds.items() if len(v) == 8} == settled
+    state.obj_ids, state.removed_obj_ids = [2], {1}  # 1 removed for good: its bookkeeping goes, 2's stays
+    TransformersSession._forget_old_metadata(session, frame, reverse)
+    assert 1 not in state.unmatched_frame_inds and 1 not in state.trk_keep_alive and 1 not in state.obj_id_to_score
+    assert (2, 1) not in state.overlap_pair_to_frame_inds and (1, 2) in state.overlap_pair_to_frame_inds
+    assert 2 in state.unmatched_frame_inds and 2 in state.trk_keep_alive and 2 in state.obj_id_to_score

@@ -211,6 +211,7 @@ class TransformersSession:
     """
 
     edits = frozenset({"refine", "add_object", "exemplar", "continue"})
+    trim_metadata = True  # see _forget_old_metadata (bench/frame_time.py measures both ways)
 
     def __init__(self, backend: TransformersBackend, path: str, info: VideoInfo):
         self.backend = backend
@@ -220,6 +221,7 @@ class TransformersSession:
         self._phrases: tuple[str, ...] = ()
         self._removed: set[int] = set()
         self._pending: list = []  # raw outputs held back by the hotstart delay, oldest first
+        self._pruned: set[int] = set()  # removed objects whose bookkeeping is gone (_forget_old_metadata)
         self._processed_unyielded: int | None = None  # frame run by detect, not yet yielded
         self._anchor: int | None = None  # the detect frame: a backward pass reads memory near it
         self.state = None
@@ -255,6 +257,8 @@ class TransformersSession:
             self.state.hotstart_removed_obj_ids.update(out.removed_obj_ids)
         self._pending.append(out)
         self._forget_old_memory(frame_index)
+        if self.trim_metadata:
+            self._forget_old_metadata(frame_index, reverse)
 
     @contextmanager
     def _phrases_only(self):
@@ -282,6 +286,55 @@ class TransformersSession:
                 continue
             for f in [f for f in frames if abs(f - frame_index) > reach and (anchor is None or abs(f - anchor) > reach)]:
                 del frames[f]
+
+    def _forget_old_metadata(self, frame_index: int, reverse: bool) -> None:
+        """Keep the tracker's bookkeeping as long as what it can still read, not the whole video.
+
+        transformers deep-copies this bookkeeping on every frame, and parts of it grow with the
+        frames done: every frame's tracker scores and suppressed ids (only the current frame's
+        are read again); per object, the frames it went unmatched or overlapped another (read as
+        a count, only while the object is within its hot-start window); and the scores, keep-alive
+        counts and overlap lists of every object ever removed (hundreds over a long video). So a
+        long video cost time per frame growing with the frame index. Here the past frames' entries
+        go, an object's lists are cut to the threshold they are compared with once no frame still
+        to come (this direction, then the backward pass a "both" run makes from the anchor) can
+        count them within its hot-start window, and removed objects' entries go: the same
+        decisions, in bounded time.
+        """
+        state, model = self.state, self.backend.model
+        for per_frame in (state.obj_id_to_tracker_score_frame_wise, state.suppressed_obj_ids):
+            for f in [f for f in per_frame if f != frame_index]:
+                del per_frame[f]
+        delay, anchor = model.hotstart_delay, self._anchor
+
+        def settled(obj_id) -> bool:  # no hot-start decision about it can come any more
+            first = state.obj_first_frame_idx.get(obj_id)
+            if first is None:
+                return False
+            if reverse:  # frames only go down from here
+                return first >= frame_index + delay
+            # forward, and then maybe backward from the anchor (frames anchor - 1 down to 0)
+            return first <= frame_index - delay and (not anchor or first >= anchor - 1 + delay)
+
+        for lists, cap, key in ((state.unmatched_frame_inds, model.hotstart_unmatch_thresh, lambda k: k),
+                                (state.overlap_pair_to_frame_inds, model.hotstart_dup_thresh, lambda k: k[1])):
+            for k, frames in lists.items():
+                if len(frames) > cap and settled(key(k)):
+                    del frames[:-cap]
+        # objects removed for good (SAM3 never reuses an id) and no longer tracked: the hot-start
+        # loops skip them and only tracked objects' keep-alive counts are read; the latest output
+        # shares the score dict, so its own objects keep their scores until the next frame
+        gone = state.removed_obj_ids.difference(state.obj_ids).difference(self._pruned)
+        if gone:
+            latest = self._pending[-1].obj_id_to_mask if self._pending else {}
+            for obj_id in gone:
+                state.unmatched_frame_inds.pop(obj_id, None)
+                state.trk_keep_alive.pop(obj_id, None)
+                if obj_id not in latest:
+                    state.obj_id_to_score.pop(obj_id, None)
+                    self._pruned.add(obj_id)
+            for pair in [p for p in state.overlap_pair_to_frame_inds if p[1] in gone]:
+                del state.overlap_pair_to_frame_inds[pair]
 
     def _release(self, end: bool) -> list[FrameResult]:
         """Outputs whose hold-back is over (all of them at the end of a run)."""
@@ -313,7 +366,7 @@ class TransformersSession:
     def _start_over(self, frame_index: int, phrases: Sequence[str], threshold: float | None) -> None:
         """A fresh inference session with these phrases, started on `frame_index` (detect, resume)."""
         self.state = self._new_state()  # a fresh session numbers objects as transformers does
-        self._pending, self._removed = [], set()
+        self._pending, self._removed, self._pruned = [], set(), set()
         self._reset_edits()
         self._phrases, self._threshold = tuple(phrases), threshold
         self._anchor = frame_index
