@@ -8,9 +8,11 @@ name a `video` (relative to the manifest's folder) and may set `prompt`, `start_
 OUT_DIR with the same files as the single-video CLI.
 
 Work is spread over Ray actors, each holding one GPU (or CPUs when there is no GPU) and loading
-the model once; videos go to whichever actor is free. A rerun skips videos whose outputs are
-complete (checked: manifest status, frame counts, every file present and readable) and redoes
-the others; a video that fails is reported with its reason and never stops the batch.
+the model once; videos go to whichever actor is free (`cluster.py`: code shipped to the nodes,
+nodes checked, workers placed, a video whose worker or node is lost redone elsewhere). A rerun
+skips videos whose outputs are complete (checked: manifest status, frame counts, every file
+present and readable) and redoes the others; a video that fails is reported with its reason and
+never stops the batch.
 """
 
 from __future__ import annotations
@@ -19,12 +21,10 @@ import csv
 import glob
 import json
 import os
-import shutil
-import time
 from dataclasses import asdict, dataclass, field
 
 from . import runfolder
-from .errors import BadRequestError, Sam3VideoError
+from .errors import BadRequestError
 from .types import RunOptions, parse_prompts
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
@@ -58,6 +58,8 @@ class VideoReport:
     seconds: float = 0.0
     error: str | None = None
     worker: str = ""  # host:pid of the Ray actor that held the model for this video
+    node: str = ""  # the Ray node id it ran on (the last attempt's)
+    retries: list[str] = field(default_factory=list)  # why each earlier attempt was cut off (a lost worker)
 
     @classmethod
     def of(cls, video: str, record: runfolder.RunRecord) -> "VideoReport":
@@ -89,6 +91,11 @@ def collect_jobs(source: str, prompt: str | None, out_root: str, **defaults) -> 
         name = rel.replace(os.sep, "__")
         if name in seen:  # clip.mp4 and clip.mov
             name += "__" + os.path.splitext(row["video"])[1].lstrip(".")
+        unique, n = name, 1
+        while unique in seen:  # the same video twice in a manifest (two ranges, two prompts)
+            n += 1
+            unique = f"{name}__{n}"
+        name = unique
         seen.add(name)
         jobs.append(VideoJob(
             video=os.path.abspath(row["video"]), out_dir=os.path.join(out_root, name), prompts=phrases,
@@ -131,49 +138,22 @@ def is_complete(job: VideoJob, outputs: list[str]) -> bool:
                                                "threshold": asked.threshold}, check_outputs(outputs))
 
 
-# -- the work, on a Ray actor --------------------------------------------------------------------
-class Segmenter:
-    """Holds one loaded model; segments the videos Ray hands it, one at a time."""
-
-    def __init__(self, model: str, backend: str, device: str, dtype: str):
-        from .backends import load_backend
-
-        self.backend, self.load_error = None, None
-        try:
-            self.backend = load_backend(model, backend, device, dtype)
-        except Sam3VideoError as err:  # reported with every video instead of killing the actor
-            self.load_error = str(err)
-
-    def segment(self, key: int, job: VideoJob, outputs: list[str]) -> tuple[int, VideoReport]:
-        import socket
-
-        report = self._segment(job, outputs)
-        report.worker = f"{socket.gethostname()}:{os.getpid()}"
-        return key, report
-
-    def _segment(self, job: VideoJob, outputs: list[str]) -> VideoReport:
-        from .pipeline import run
-
-        if self.load_error:
-            return VideoReport(job.video, job.out_dir, "failed", error=self.load_error)
-        started = time.perf_counter()
-        shutil.rmtree(job.out_dir, ignore_errors=True)  # a partial run is redone from scratch
-        try:
-            summary = run(job.video, job.options(), job.out_dir, backend=self.backend, outputs=outputs)
-        except Sam3VideoError as err:
-            return VideoReport(job.video, job.out_dir, "failed", seconds=time.perf_counter() - started, error=str(err))
-        except Exception as err:  # one bad video never stops the batch
-            return VideoReport(job.video, job.out_dir, "failed", seconds=time.perf_counter() - started,
-                               error=f"{type(err).__name__}: {err}")
-        return VideoReport.of(job.video, summary)
-
-
+# -- the batch -----------------------------------------------------------------------------------
 def run_batch(jobs: list[VideoJob], out_root: str, model: str, backend: str = "auto", device: str = "auto",
               dtype: str = "auto", outputs: list[str] | None = None, address: str | None = None,
-              gpus_per_task: float = 1.0, workers: int | None = None, progress=None) -> list[VideoReport]:
-    """Segment every job not already complete on Ray; return one report per job, in job order."""
-    import ray
+              gpus_per_task: float = 1.0, workers: int | None = None, progress=None,
+              ship_code: bool = True) -> list[VideoReport]:
+    """Segment every job not already complete on Ray; return one report per job, in job order.
 
+    `progress`, if given, is called with a `cluster.ClusterProgress` at the start, as frames are
+    done (about twice a second per video) and as each video ends. With `ship_code` (and no Ray
+    connection yet) the workers run this package as the driver has it; every node that will hold
+    workers is checked first (its code, and that it sees the inputs and `out_root`).
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from . import cluster
     from .pipeline import check_outputs
 
     outputs = check_outputs(outputs or ["all"])  # a bad name fails here, before any work
@@ -186,28 +166,28 @@ def run_batch(jobs: list[VideoJob], out_root: str, model: str, backend: str = "a
         else:
             todo.append(k)
     if progress:
-        progress(len(reports), len(jobs))
+        progress(cluster.ClusterProgress(len(reports), len(jobs), 0))
     if todo:
-        if not ray.is_initialized():
-            ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
-        gpus = float(ray.cluster_resources().get("GPU", 0))
-        if gpus > 0 and (device == "auto" or device.startswith("cuda")):
-            per_actor = dict(num_gpus=gpus_per_task, num_cpus=1)
-            count = min(workers or max(1, int(gpus // gpus_per_task)), len(todo))
-        else:
-            cpus = int(ray.cluster_resources().get("CPU", 1))
-            count = min(workers or max(1, cpus // 2), len(todo))  # torch uses several threads
-            # each worker its share of the cores, two at most (Ray gives an actor as many torch threads
-            # as CPUs: with one each, half the cores idled and results differed in the last bits)
-            per_actor = dict(num_cpus=max(1, min(2, cpus // count)))
+        cluster.connect(address, ship_code)
+        nodes = cluster.alive_nodes()
+        use_gpus = any(n.gpus for n in nodes) and (device == "auto" or device.startswith("cuda"))
+        if not use_gpus:
             device = "cpu" if device == "auto" else device
-        actor = ray.remote(**per_actor)(Segmenter)
-        pool = ray.util.ActorPool([actor.remote(model, backend, device, dtype) for _ in range(count)])
-        for k, report in pool.map_unordered(lambda a, k: a.segment.remote(k, jobs[k], outputs), todo):
-            reports[k] = report
-            if progress:
-                progress(len(reports), len(jobs), report)
+        slots = cluster.plan_workers(nodes, len(todo), use_gpus, gpus_per_task, workers)
+        if not slots:
+            raise BadRequestError("The Ray cluster has no node with a CPU for the workers. Start one "
+                                  "(ray start --address ... --num-cpus N) or point --address at another cluster.")
+        hosts = {s.node for s in slots if s.node} or {n.id for n in nodes if (n.gpus if use_gpus else n.cpus)}
+        inputs = [jobs[k].video for k in todo] + ([os.path.abspath(model)] if os.path.exists(model) else [])
+        cluster.check_nodes([n for n in nodes if n.id in hosts], inputs, os.path.abspath(out_root))
+        actor = ray.remote(max_restarts=0)(cluster.Segmenter)
+
+        def spawn(slot: cluster.Slot):
+            strategy = NodeAffinitySchedulingStrategy(slot.node, soft=True) if slot.node else "DEFAULT"
+            return actor.options(num_cpus=slot.cpus, num_gpus=slot.gpus, scheduling_strategy=strategy).remote(
+                model, backend, device, dtype)
+
+        cluster.Scheduler(jobs, outputs, spawn, progress).run(todo, slots, reports)
     ordered = [reports[k] for k in range(len(jobs))]
     with open(os.path.join(out_root, SUMMARY), "w", encoding="utf-8") as f:
         json.dump([asdict(r) for r in ordered], f, indent=2, ensure_ascii=False)
@@ -215,14 +195,20 @@ def run_batch(jobs: list[VideoJob], out_root: str, model: str, backend: str = "a
 
 
 def summary_table(reports: list[VideoReport]) -> str:
-    """A plain-text table: one row per video, then the totals."""
-    rows = [("video", "status", "frames", "objects", "seconds", "reason")]
+    """A plain-text table: one row per video (its node when the batch used several), then the totals."""
+    nodes = {r.node for r in reports if r.node}
+    head = ("video", "status", "frames", "objects", "seconds") + (("node",) if len(nodes) > 1 else ())
+    rows = [head + ("reason",)]
     for r in reports:
         objects = ", ".join(f"{label}: {n}" for label, n in r.objects_per_label.items())
-        rows.append((os.path.basename(r.video), r.status, str(r.frames), objects, f"{r.seconds:.1f}", r.error or ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + ("  " + row[5] if row[5] else "")
+        notes = "; ".join(([r.error] if r.error else []) + [f"retried: {why}" for why in r.retries])
+        rows.append((os.path.basename(r.video), r.status, str(r.frames), objects, f"{r.seconds:.1f}")
+                    + ((r.node[:8],) if len(nodes) > 1 else ()) + (notes,))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + ("  " + row[-1] if row[-1] else "")
              for row in rows]
     counts = {s: sum(r.status == s for r in reports) for s in ("complete", "skipped", "failed", "stopped")}
-    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" of {len(reports)} videos")
+    retried = sum(bool(r.retries) for r in reports)
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" of {len(reports)} videos"
+                 + (f" ({retried} redone after a lost worker)" if retried else ""))
     return "\n".join(lines)

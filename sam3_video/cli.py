@@ -44,8 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--out", "-o", required=True, help="output folder: one subfolder per video")
     _run_arguments(bt)
     bt.add_argument("--gpus-per-task", type=float, default=1.0, help="GPUs each worker holds (default 1)")
-    bt.add_argument("--workers", type=int, default=None, help="workers at once (default: one per GPU, or CPUs/2)")
+    bt.add_argument("--workers", type=int, default=None,
+                    help="workers at once (default: one per GPU, or CPUs/2 on each node)")
     bt.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    bt.add_argument("--no-ship-code", dest="ship_code", action="store_false",
+                    help="workers import the sam3_video installed on their node instead of the driver's copy "
+                         "(checked: a node with other code stops the batch before any work)")
 
     mk = sub.add_parser("make-test-model", help="build a small random SAM3 in the real model's format")
     mk.add_argument("dir", help="folder to write the model into")
@@ -167,15 +171,16 @@ def _batch(args) -> int:
                         max_frames=args.max_frames, threshold=args.threshold)
     bar = None if args.quiet else tqdm(total=len(jobs), unit="video", desc="batch", dynamic_ncols=True)
 
-    def on_progress(done, total, report=None) -> None:
+    def on_progress(state) -> None:  # a cluster.ClusterProgress
         if bar is not None:
-            bar.update(done - bar.n)
-            if report is not None and report.status == "failed":
-                bar.write(f"failed: {report.video}: {report.error}")
+            bar.set_postfix_str(f"{state.frames_done} frames, {len(state.running)} running", refresh=False)
+            bar.update(state.videos_done - bar.n)
+            if state.report is not None and state.report.status == "failed":
+                bar.write(f"failed: {state.report.video}: {state.report.error}")
 
     try:
         reports = run_batch(jobs, args.out, args.model, args.backend, args.device, args.dtype, [args.outputs],
-                            args.address, args.gpus_per_task, args.workers, on_progress)
+                            args.address, args.gpus_per_task, args.workers, on_progress, args.ship_code)
     finally:
         if bar is not None:
             bar.close()
