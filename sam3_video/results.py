@@ -68,6 +68,19 @@ class EncodedFrame:
         return [int(n) for n in self.result.masks.sum(axis=(1, 2))]  # (N, H, W) -> N; N may be 0
 
     @cached_property
+    def boxes(self) -> list[list[int]]:
+        """[x, y, width, height] per object, of the mask as exported (`rles`), in pycocotools'
+        convention: whole pixels, width = max x - min x + 1, equal to `pycocotools.mask.toBbox`
+        of the RLE; [0, 0, 0, 0] for an empty mask. Every format's box comes from here (the
+        model's own `boxes_xyxy` may describe its mask before the non-overlap step)."""
+        if not self.rles:
+            return []
+        from pycocotools import mask as mask_utils
+
+        rles = [{"size": rle["size"], "counts": rle["counts"].encode("ascii")} for rle in self.rles]
+        return [[int(v) for v in box] for box in mask_utils.toBbox(rles)]
+
+    @cached_property
     def id_image(self) -> np.ndarray:
         """(H, W) uint32 object id per pixel, 0 for background; where masks overlap the higher
         score wins (for formats with one object per pixel)."""

@@ -15,8 +15,6 @@ from array import array
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Protocol, Sequence
 
-import numpy as np
-
 from ..results import EncodedFrame
 from ..types import VideoInfo
 
@@ -60,12 +58,6 @@ class ExportContext:
     def frame_name(self, index: int) -> str:
         """'00012' for frame 12: at least 5 digits (as DAVIS), more for longer videos."""
         return f"{index:0{max(5, len(str(max(0, self.info.num_frames - 1))))}d}"
-
-
-def xywh(box_xyxy: np.ndarray) -> list[float]:
-    """[x0, y0, x1, y1] -> [x, y, width, height] as plain floats (rounded to 0.01 px)."""
-    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-    return [round(x0, 2), round(y0, 2), round(max(0.0, x1 - x0), 2), round(max(0.0, y1 - y0), 2)]
 
 
 def present(frame: EncodedFrame) -> Iterator[int]:

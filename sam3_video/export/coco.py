@@ -2,7 +2,8 @@
 
 `coco_instances.json`:
     images:      {id: frame_index + 1, file_name: "00012.jpg", frame_index, height, width}
-    annotations: {id, image_id, category_id, segmentation: COCO RLE, area, bbox: [x, y, w, h],
+    annotations: {id, image_id, category_id, segmentation: COCO RLE, area, bbox: [x, y, w, h] of that mask
+                  (pycocotools' toBbox: whole pixels, w = max x - min x + 1),
                   iscrowd: 0, score, track_id}
     categories:  {id, name} - the phrases, in prompt order
 `file_name` matches the frames written by the labelme format (annotations/labelme/).
@@ -14,7 +15,7 @@ import os
 
 from .. import __version__
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, Spill, dumps, present, xywh
+from .base import AtomicText, ExportContext, Spill, dumps, present
 
 
 class CocoWriter:
@@ -40,7 +41,7 @@ class CocoWriter:
                 "category_id": self.context.categories.id_of(r.labels[k]),
                 "segmentation": frame.rles[k],
                 "area": frame.areas[k],
-                "bbox": xywh(r.boxes_xyxy[k]),
+                "bbox": frame.boxes[k],
                 "iscrowd": 0,
                 "score": round(float(r.scores[k]), 4),
                 "track_id": int(r.obj_ids[k]),

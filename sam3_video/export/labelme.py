@@ -97,8 +97,9 @@ class LabelmeWriter:
                       "score": round(float(r.scores[k]), 4)}
             for polygon in mask_to_polygons(r.masks[k]):
                 shapes.append({**common, "shape_type": "polygon", "points": polygon})
-            x0, y0, x1, y1 = (round(float(v), 2) for v in r.boxes_xyxy[k])
-            shapes.append({**common, "shape_type": "rectangle", "points": [[x0, y0], [x1, y1]]})
+            x, y, w, h = frame.boxes[k]  # pixel edges: x .. x + w covers the mask's columns
+            shapes.append({**common, "shape_type": "rectangle",
+                           "points": [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]})
         doc = {
             "version": FORMAT_VERSION,
             "flags": {},

@@ -1,7 +1,7 @@
 """MOTChallenge box tracks and MOTS mask tracks, one text file each, sorted by frame.
 
 `mot.txt`, one line per visible object (MOTChallenge result format; frames and pixel coordinates
-count from 1, as in MOTChallenge files):
+count from 1, as in MOTChallenge files; the box is the mask's, in whole pixels):
     frame,id,bb_left,bb_top,bb_width,bb_height,conf,-1,-1,-1
 `mots.txt` (MOTS format; frames from 1 as in MOTSChallenge):
     frame id class_id img_height img_width rle
@@ -28,11 +28,8 @@ class MotWriter:
         r = frame.result
         lines = []
         for k in present(frame):
-            x0, y0, x1, y1 = (float(v) for v in r.boxes_xyxy[k])
-            lines.append(
-                f"{r.frame_index + 1},{int(r.obj_ids[k])},{x0 + 1:.2f},{y0 + 1:.2f},"
-                f"{x1 - x0:.2f},{y1 - y0:.2f},{float(r.scores[k]):.4f},-1,-1,-1"
-            )
+            x, y, w, h = frame.boxes[k]
+            lines.append(f"{r.frame_index + 1},{int(r.obj_ids[k])},{x + 1},{y + 1},{w},{h},{float(r.scores[k]):.4f},-1,-1,-1")
         self._spill.add(r.frame_index, lines)
 
     def close(self) -> None:

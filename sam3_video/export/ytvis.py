@@ -5,7 +5,7 @@ every per-frame list is the k-th of those frames (`frame_indices` in the video r
 
 `ytvis_results.json` (a list, as YouTube-VIS evaluators read it):
     {video_id: 1, category_id, score (mean over the frames it is visible), track_id,
-     segmentations: [COCO RLE or null per frame], bboxes: [[x, y, w, h] or null], areas: [int or null]}
+     segmentations: [COCO RLE or null per frame], bboxes: [[x, y, w, h] of the mask (toBbox) or null], areas: [int or null]}
 `ytvis_dataset.json` (ground-truth layout):
     videos: [{id: 1, name, file_names: ["<name>/00012.jpg", ...], height, width, length, frame_indices}]
     categories: [{id, name}], annotations: [{id: track id, video_id, category_id, segmentations,
@@ -18,7 +18,7 @@ import os
 
 from .. import __version__
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, Spill, dumps, present, xywh
+from .base import AtomicText, ExportContext, Spill, dumps, present
 
 
 class YtvisWriter:
@@ -38,7 +38,7 @@ class YtvisWriter:
             obj_id = int(r.obj_ids[k])
             self._label.setdefault(obj_id, r.labels[k])
             self.context.categories.id_of(r.labels[k])
-            self._spill.add(obj_id, [r.frame_index, frame.rles[k], xywh(r.boxes_xyxy[k]), frame.areas[k],
+            self._spill.add(obj_id, [r.frame_index, frame.rles[k], frame.boxes[k], frame.areas[k],
                                      round(float(r.scores[k]), 4)])
 
     def close(self) -> None:

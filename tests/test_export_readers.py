@@ -1,0 +1,67 @@
+"""A real run's annotations read the way the evaluators and annotation tools read them: the small
+SAM3 on bikes, both ways from frame 100 at threshold 0 (many ragged objects, some appearing after
+the first frame), every format."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from sam3_video.pipeline import run
+from sam3_video.types import RunOptions
+
+
+@pytest.fixture(scope="module")
+def bikes_run(media, backend, tmp_path_factory):
+    import os
+
+    out = tmp_path_factory.mktemp("bikes")
+    summary = run(os.path.join(media, "bikes.mp4"), RunOptions(("bike, person",), 100, "both", 8, 0.0), out,
+                  backend=backend, outputs=["all"])
+    assert summary.complete
+    return out / "annotations"
+
+
+def _coco(folder) -> dict:
+    return json.loads((folder / "coco_instances.json").read_text())
+
+
+def _rle(segmentation: dict) -> dict:
+    return {"size": segmentation["size"], "counts": segmentation["counts"].encode()}
+
+
+def test_every_box_is_the_exported_masks_box(bikes_run):
+    """COCO bbox, YouTube-VIS bboxes, MOT rows and labelme rectangles all equal pycocotools'
+    toBbox of the exported mask."""
+    coco = _coco(bikes_run)
+    assert len(coco["annotations"]) > 20, "the small model must find objects for this test to mean anything"
+    boxes = {}
+    for ann in coco["annotations"]:
+        truth = mask_utils.toBbox(_rle(ann["segmentation"])).tolist()
+        assert ann["bbox"] == truth, ann["id"]
+        boxes[(ann["image_id"] - 1, ann["track_id"])] = truth
+    ytvis = json.loads((bikes_run / "ytvis_results.json").read_text())
+    frames = json.loads((bikes_run / "ytvis_dataset.json").read_text())["videos"][0]["frame_indices"]
+    seen = 0
+    for track in ytvis:
+        for frame, rle, box in zip(frames, track["segmentations"], track["bboxes"]):
+            if rle is not None:
+                assert box == mask_utils.toBbox(_rle(rle)).tolist() == boxes[(frame, track["track_id"])]
+                seen += 1
+    assert seen == len(boxes)
+    mot = [line.split(",") for line in (bikes_run / "mot.txt").read_text().splitlines()]
+    assert len(mot) == len(boxes)
+    for row in mot:
+        x, y, w, h = (float(v) for v in row[2:6])
+        assert [x - 1, y - 1, w, h] == boxes[(int(row[0]) - 1, int(row[1]))]
+    rectangles = 0
+    for path in (bikes_run / "labelme").glob("*.json"):
+        for shape in json.loads(path.read_text())["shapes"]:
+            if shape["shape_type"] == "rectangle":
+                x, y, w, h = boxes[(int(path.stem), shape["group_id"])]
+                assert shape["points"] == [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
+                rectangles += 1
+    assert rectangles == len(boxes)
