@@ -12,12 +12,19 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sam3_video.export import FORMATS, Annotations, Categories, ExportContext, check_formats
-from sam3_video.export.labelme import mask_to_polygons
 from sam3_video.errors import BadRequestError
+from sam3_video.export import (
+    FORMATS,
+    Annotations,
+    Categories,
+    ExportContext,
+    check_formats,
+)
+from sam3_video.export.labelme import mask_to_polygons
 from sam3_video.render import color_for
 from sam3_video.results import EncodedFrame
 from sam3_video.types import FrameResult, VideoInfo
+from tests.readers import davis_j, davis_read
 
 H, W = 60, 80
 INFO = VideoInfo(path="/videos/street clip.mp4", width=W, height=H, num_frames=10, fps=25.0, duration=0.4)
@@ -171,9 +178,62 @@ def test_davis_pngs_are_indexed_with_overlay_colours(exported):
     for p in pngs:
         image = Image.open(p)
         assert image.mode == "P"
+        # tracks 1, 2, 3 all appear on the first frame: indices 1, 2, 3
         np.testing.assert_array_equal(np.asarray(image), EncodedFrame(_result(int(p.stem))).id_image)
         pal = image.getpalette()
         assert tuple(pal[0:3]) == (0, 0, 0) and tuple(pal[6:9]) == color_for(2)
+    manifest = json.loads((exported / "manifest.json").read_text())["davis"]
+    assert manifest["index_to_track_id"] == {"1": 1, "2": 2, "3": 3} and manifest["max_objects"] == 254
+
+
+def test_davis_evaluator_scores_the_run_against_itself_perfectly(exported):
+    j = davis_j(exported / "davis", exported / "davis")
+    assert j.shape == (3, len(ARRIVAL) - 2) and (j == 1).all()
+
+
+def _objects(frame: int, tracks: dict[int, tuple]) -> EncodedFrame:
+    """A frame with one small square per track, at the given (row, col)."""
+    masks = np.zeros((len(tracks), H, W), bool)
+    for k, (r, c) in enumerate(tracks.values()):
+        masks[k, r : r + 2, c : c + 2] = True
+    return EncodedFrame(FrameResult(frame, list(tracks), ["car"] * len(tracks), np.linspace(0.9, 0.5, len(tracks)),
+                                    np.zeros((len(tracks), 4)), masks))
+
+
+def test_davis_numbers_objects_by_first_appearance_in_frame_order(tmp_path):
+    """Both ways from frame 5: track 300 first, track 9 next, then 42 on the earlier frame 4. In
+    frame order 42 and 300 come first (frame 4, by id), then 9 (frame 6)."""
+    annotations = Annotations(str(tmp_path), ["davis"], ExportContext(INFO, Categories(["car"])))
+    where = {300: (0, 0), 9: (10, 10), 42: (20, 20)}
+    for frame, tracks in [(5, [300]), (6, [300, 9]), (4, [42, 300]), (3, [])]:
+        annotations.write(_objects(frame, {t: where[t] for t in tracks}))
+    annotations.close({})
+    folder = tmp_path / "annotations"
+    index = json.loads((folder / "manifest.json").read_text())["davis"]["index_to_track_id"]
+    assert index == {"1": 42, "2": 300, "3": 9}
+    masks, names = davis_read(folder / "davis")
+    assert names == ["00003", "00004", "00005", "00006"] and masks.max() == 3
+    for frame, expected in zip(names, [{}, {42: 1, 300: 2}, {300: 2}, {300: 2, 9: 3}]):
+        image = masks[names.index(frame)]
+        for track, v in expected.items():
+            r, c = where[track]
+            assert (image[r : r + 2, c : c + 2] == v).all(), (frame, track)
+        assert np.count_nonzero(image) == 4 * len(expected)
+        palette = Image.open(folder / "davis" / f"{frame}.png").getpalette()
+        assert all(tuple(palette[3 * v : 3 * v + 3]) == color_for(t) for t, v in expected.items())
+
+
+def test_davis_keeps_254_objects_and_lists_the_rest(tmp_path):
+    annotations = Annotations(str(tmp_path), ["davis", "coco"], ExportContext(INFO, Categories(["car"])))
+    tracks = {1000 + k: (2 * (k // 40), 2 * (k % 40)) for k in range(256)}  # 256 disjoint 2x2 squares
+    annotations.write(_objects(0, tracks))
+    annotations.close({})
+    folder = tmp_path / "annotations"
+    manifest = json.loads((folder / "manifest.json").read_text())["davis"]
+    assert manifest["left_out_track_ids"] == [1254, 1255] and len(manifest["index_to_track_id"]) == 254
+    image = np.asarray(Image.open(folder / "davis" / "00000.png"))
+    assert image.max() == 254 and not (image == 255).any() and np.count_nonzero(image) == 254 * 4
+    assert len(json.loads((folder / "coco_instances.json").read_text())["annotations"]) == 256
 
 
 def test_manifest_and_zip_hold_the_folder(exported):

@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 
 from sam3_video.pipeline import run
 from sam3_video.types import RunOptions
+from tests.readers import DavisAbort, davis_ground_truth, davis_j, davis_read
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,30 @@ def test_every_box_is_the_exported_masks_box(bikes_run):
                 assert shape["points"] == [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
                 rectangles += 1
     assert rectangles == len(boxes)
+
+
+def test_davis_pngs_read_as_the_davis_evaluator_reads_them(bikes_run):
+    from sam3_video.results import EncodedFrame, read_results
+
+    manifest = json.loads((bikes_run / "manifest.json").read_text())["davis"]
+    index = {int(v): t for v, t in manifest["index_to_track_id"].items()}
+    masks, _ = davis_read(bikes_run / "davis")
+    assert sorted(index) == list(range(1, len(index) + 1)) and masks.max() == len(index) <= 254
+    assert not (masks == 255).any() and manifest["left_out_track_ids"] == []
+    seen = 0
+    for image in masks:  # in frame order, each new object takes the next index
+        new = sorted(set(np.unique(image).tolist()) - set(range(seen + 1)))
+        assert new == list(range(seen + 1, seen + 1 + len(new)))
+        seen += len(new)
+    lut = np.zeros(max(index.values()) + 1, np.uint8)
+    for v, t in index.items():
+        lut[t] = v
+    for image, result in zip(masks, read_results(bikes_run.parent)):
+        np.testing.assert_array_equal(image, lut[EncodedFrame(result).id_image])
+    _, allocation = davis_ground_truth(bikes_run / "davis")
+    assert allocation == int(masks[0].max()) * masks.size * 8  # bytes: first frame's objects x frames x H x W
+    if masks[1:-1].max() == masks[0].max():  # every object on the first frame: a perfect score
+        assert (davis_j(bikes_run / "davis", bikes_run / "davis") == 1).all()
+    else:  # the evaluator's protocol: the objects to track are the first frame's
+        with pytest.raises(DavisAbort):
+            davis_j(bikes_run / "davis", bikes_run / "davis")

@@ -90,18 +90,19 @@ class Annotations:
         if self._closed:
             return
         self._closed = True
-        errors = []
+        errors, failed = [], set()
         for name, writer in self.writers.items():
             try:
                 writer.close()
             except Exception as err:  # one broken format must not cost the others
                 errors.append(f"{name}: {err}")
+                failed.add(name)
         doc = dict(manifest or {})
         doc["categories"] = self.context.categories.as_list()
         doc["formats"] = {name: list(FORMATS[name].files) for name in self.writers}
-        davis = self.writers.get("davis")
-        if davis is not None and davis.left_out:
-            doc["davis_ids_left_out"] = sorted(davis.left_out)
+        for name, writer in self.writers.items():  # what a format's reader must know (id maps, limits)
+            if hasattr(writer, "manifest") and name not in failed:
+                doc[name] = writer.manifest()
         if errors:
             doc["export_errors"] = errors
         with open(os.path.join(self.folder, MANIFEST), "w", encoding="utf-8") as f:

@@ -24,6 +24,9 @@ class Writer(Protocol):
 
     def write(self, frame: EncodedFrame) -> None: ...
 
+    # optional: `manifest() -> dict`, what a reader of the format must know (id maps, limits),
+    # written into manifest.json under the format's name after `close()`
+
     def close(self) -> None: ...
 
 
