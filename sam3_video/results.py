@@ -24,6 +24,8 @@ import numpy as np
 from .runfolder import RESULTS, recorded_size
 from .types import FrameResult
 
+JPEG_QUALITY = 95  # frames shipped with the annotations
+
 
 def encode_mask(mask: np.ndarray) -> dict:
     """(H, W) bool -> {"size": [H, W], "counts": str} (COCO RLE)."""
@@ -101,6 +103,18 @@ class EncodedFrame:
         if self._image is None:
             raise ValueError(f"no image was given for frame {self.frame_index}")
         return self._image()
+
+    @cached_property
+    def jpeg(self) -> bytes:
+        """The source frame as a JPEG file (quality `JPEG_QUALITY`), encoded once for every format
+        that ships frames (labelme, YouTube-VIS)."""
+        import cv2
+
+        bgr = cv2.cvtColor(self.image, cv2.COLOR_RGB2BGR)  # 10x faster than a reversed-stride copy
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise ValueError(f"frame {self.frame_index} could not be encoded as JPEG")
+        return data.tobytes()
 
 
 def as_encoded(frame: FrameResult | EncodedFrame) -> EncodedFrame:

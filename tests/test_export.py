@@ -95,11 +95,19 @@ def test_ytvis_results_and_dataset_cover_processed_frames(exported):
     (video,) = dataset["videos"]
     assert video["frame_indices"] == sorted(ARRIVAL) and video["length"] == len(ARRIVAL)
     assert video["file_names"][0] == "street clip/00003.jpg"
+    for f, name in zip(video["frame_indices"], video["file_names"]):  # under the image root JPEGImages/
+        image = np.asarray(Image.open(exported / "JPEGImages" / name))
+        assert image.shape == (H, W, 3) and np.abs(image.astype(int) - _image(f)).mean() < 3
     # what a YouTube-VIS loadRes does: every video known, areas and boxes from the RLEs
     assert {r["video_id"] for r in results} <= {v["id"] for v in dataset["videos"]}
     assert {r["track_id"] for r in results} == {1, 2, 3}
     for res, ann in zip(results, dataset["annotations"]):
-        assert res["segmentations"] == ann["segmentations"] and ann["id"] == res["track_id"]
+        assert ann["id"] == res["track_id"]
+        for truth, rle in zip(ann["segmentations"], res["segmentations"]):  # ground truth: integer counts
+            assert (truth is None) == (rle is None)
+            if truth is not None:  # as TrackEval's YouTube-VIS loader and the YouTube-VIS API read it
+                assert all(isinstance(c, int) for c in truth["counts"])
+                assert mask_utils.frPyObjects(truth, ann["height"], ann["width"])["counts"].decode() == rle["counts"]
         for k, (rle, area) in enumerate(zip(res["segmentations"], res["areas"])):
             truth = _masks(video["frame_indices"][k])[res["track_id"]]
             if not truth.any():

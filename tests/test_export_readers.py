@@ -93,3 +93,25 @@ def test_davis_pngs_read_as_the_davis_evaluator_reads_them(bikes_run):
     else:  # the evaluator's protocol: the objects to track are the first frame's
         with pytest.raises(DavisAbort):
             davis_j(bikes_run / "davis", bikes_run / "davis")
+
+
+def test_ytvis_ground_truth_loads_as_trackeval_reads_it_and_scores_the_results_perfectly(bikes_run):
+    import zipfile
+
+    dataset = json.loads((bikes_run / "ytvis_dataset.json").read_text())
+    results = {r["track_id"]: r for r in json.loads((bikes_run / "ytvis_results.json").read_text())}
+    (video,) = dataset["videos"]
+    with zipfile.ZipFile(bikes_run.parent / "annotations.zip") as z:
+        shipped = set(z.namelist())
+    assert all(f"annotations/JPEGImages/{name}" in shipped for name in video["file_names"])
+    assert {a["id"] for a in dataset["annotations"]} == set(results)
+    for ann in dataset["annotations"]:  # TrackEval's _prepare_gt_annotations: frPyObjects on each
+        res = results[ann["id"]]
+        assert res["category_id"] == ann["category_id"]
+        for truth, rle in zip(ann["segmentations"], res["segmentations"]):
+            assert (truth is None) == (rle is None)
+            if truth is None:
+                continue
+            gt = mask_utils.frPyObjects(truth, ann["height"], ann["width"])
+            assert mask_utils.iou([_rle(rle)], [gt], [0])[0, 0] == 1.0
+            assert mask_utils.area(gt) == mask_utils.area(_rle(rle))

@@ -16,14 +16,13 @@ import cv2
 import numpy as np
 
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, dumps, present
+from .base import AtomicText, ExportContext, dumps, present, write_bytes
 
 FORMAT_VERSION = "5.5.0"  # the labelme JSON layout X-AnyLabeling reads
 MIN_PART = 4  # pixels: smaller specks become no polygon
 MIN_HOLE = 16  # pixels
 MIN_HOLE_SHARE = 0.01  # of the part's area
 MAX_HOLES = 8  # per part: a polygon with many slits is hard to edit, and each costs time
-JPEG_QUALITY = 95
 SIMPLIFY_PX = 0.7  # contour simplification tolerance (Douglas-Peucker), in pixels
 
 
@@ -88,9 +87,7 @@ class LabelmeWriter:
     def write(self, frame: EncodedFrame) -> None:
         r, info = frame.result, self.context.info
         name = self.context.frame_name(r.frame_index)
-        bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)  # 10x faster than a reversed-stride copy
-        if not cv2.imwrite(os.path.join(self.dir, f"{name}.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]):
-            raise OSError(f"could not write {name}.jpg into {self.dir}")
+        write_bytes(os.path.join(self.dir, f"{name}.jpg"), frame.jpeg)
         shapes = []
         for k in present(frame):
             common = {"label": r.labels[k], "group_id": int(r.obj_ids[k]), "description": "", "flags": {},
