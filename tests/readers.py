@@ -62,3 +62,67 @@ def davis_j(gt_folder, res_folder) -> np.ndarray:
     inter = (gt & res).sum(axis=(2, 3))
     union = (gt | res).sum(axis=(2, 3))
     return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+
+
+# CVAT's "MOT 1.1" import (cvat/apps/dataset_manager/formats/mot.py `_import_to_task`) over
+# datumaro's `mot_seq` reader (plugins/data_formats/mot.py `MotSeqBase`):
+#   - `gt/gt.txt` rows are frame_id, track_id, x, y, w, h, confidence, class_id, visibility (csv);
+#   - labels: `gt/labels.txt`, one name a line (without it, MOT's 12 fixed classes);
+#   - class_id is 1-based into the labels (a value past them fails an assertion); -1 or empty gives
+#     no label, and CVAT's lookup `label_cat.items[ann.label]` then fails;
+#   - ground truth: occluded = visibility <= 0 (threshold 0), ignored = confidence == 0; a track id
+#     above 0 makes the box part of a track;
+#   - CVAT frame = frame_id - 1; points are x, y, x + w, y + h as read (no shift); every box of a
+#     track is a keyframe, and the tracks' boxes are sorted by frame.
+MOT_FIELDS = ["frame_id", "track_id", "x", "y", "w", "h", "confidence", "class_id", "visibility"]
+
+
+def cvat_mot_tracks(gt_dir) -> dict[int, dict]:
+    """track id -> {"label", "frames": {frame: [x0, y0, x1, y1]}, "occluded": set of frames},
+    as CVAT's MOT 1.1 import builds its tracks."""
+    import csv
+
+    with open(os.path.join(gt_dir, "labels.txt"), encoding="utf-8") as f:
+        labels = [s.strip() for s in f]
+    tracks: dict[int, dict] = {}
+    with open(os.path.join(gt_dir, "gt.txt"), newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f, fieldnames=MOT_FIELDS):
+            label = row.get("class_id")
+            if label and label != "-1":
+                label = int(label) - 1
+                assert label < len(labels), label
+            else:
+                label = None
+            x, y, w, h = (float(row[k]) for k in "xywh")
+            visibility = float(row["visibility"]) if row.get("visibility") else 1.0
+            track_id = int(row["track_id"])
+            assert track_id > 0, "a box outside any track"
+            track = tracks.setdefault(track_id, {"label": labels[label], "frames": {}, "occluded": set()})
+            frame = int(row["frame_id"]) - 1
+            track["frames"][frame] = [x, y, x + w, y + h]
+            if visibility <= 0:
+                track["occluded"].add(frame)
+            assert float(row["confidence"]) != 0, "an ignored box"
+    return tracks
+
+
+def mot_accumulate(gt, res, max_distance: float = 0.5):
+    """A py-motmetrics accumulator of `res` against `gt` (data frames from `motmetrics.io.loadtxt`),
+    frame by frame with 1 - IoU of the boxes as distance, as `motmetrics.utils.compare_to_groundtruth`
+    does with "iou" (whose `iou_matrix` calls `np.asfarray`, gone in NumPy 2)."""
+    import motmetrics
+
+    def boxes(df, frame):
+        rows = df.loc[frame] if frame in df.index.get_level_values(0) else df.iloc[:0]
+        return rows.index.get_level_values(-1).tolist(), rows[["X", "Y", "Width", "Height"]].to_numpy(float)
+
+    acc = motmetrics.MOTAccumulator(auto_id=False)
+    for frame in sorted(set(gt.index.get_level_values(0)) | set(res.index.get_level_values(0))):
+        (gt_ids, a), (res_ids, b) = boxes(gt, frame), boxes(res, frame)
+        lo = np.maximum(a[:, None, :2], b[None, :, :2])
+        hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
+        inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+        union = np.prod(a[:, 2:], axis=1)[:, None] + np.prod(b[:, 2:], axis=1)[None] - inter
+        distance = 1 - inter / np.maximum(union, 1e-9)
+        acc.update(gt_ids, res_ids, np.where(distance > max_distance, np.nan, distance), frameid=frame)
+    return acc

@@ -21,10 +21,11 @@ from sam3_video.export import (
     check_formats,
 )
 from sam3_video.export.labelme import mask_to_polygons
+from sam3_video.export.mot import mots_class
 from sam3_video.render import color_for
 from sam3_video.results import EncodedFrame
 from sam3_video.types import FrameResult, VideoInfo
-from tests.readers import davis_j, davis_read
+from tests.readers import cvat_mot_tracks, davis_j, davis_read, mot_accumulate
 
 H, W = 60, 80
 INFO = VideoInfo(path="/videos/street clip.mp4", width=W, height=H, num_frames=10, fps=25.0, duration=0.4)
@@ -144,9 +145,37 @@ def test_mots_masks_do_not_overlap_and_higher_score_wins(exported):
         assert stack.sum(0).max() <= 1
         truth = _masks(f)
         for obj, cls, m in objects:
-            assert cls == (2 if obj == 3 else 1)
+            assert cls == (4 if obj == 3 else 3)  # car and person: categories 1 and 2, MOTS classes 3 and 4
             expected = truth[obj] & ~truth[1] if obj == 3 else truth[obj]  # id 1 scores higher
             np.testing.assert_array_equal(m, expected)
+
+
+def test_mots_classes_skip_the_reserved_values_and_are_named_beside(exported):
+    assert [mots_class(c) for c in range(1, 11)] == [3, 4, 5, 6, 7, 8, 9, 11, 12, 13]
+    assert (exported / "mots_labels.txt").read_text() == "3 car\n4 person\n"
+    manifest = json.loads((exported / "manifest.json").read_text())["mots"]
+    assert manifest["class_ids"] == {"3": "car", "4": "person"}
+
+
+def test_mot_ground_truth_imports_as_cvat_tracks(exported):
+    import motmetrics
+
+    tracks = cvat_mot_tracks(exported / "mot" / "gt")
+    assert sorted(tracks) == [1, 2, 3] and tracks[3]["label"] == "person" and tracks[1]["label"] == "car"
+    for obj, track in tracks.items():
+        assert sorted(track["frames"]) == sorted(f for f in ARRIVAL if _masks(f)[obj].any()) and not track["occluded"]
+        for f, (x0, y0, x1, y1) in track["frames"].items():
+            ys, xs = np.nonzero(_masks(f)[obj])
+            assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)  # pixel edges, from 0
+    # py-motmetrics reads it as MOT16 ground truth and scores mot.txt against it perfectly, once
+    # CVAT's 0-based x, y are put in MOTChallenge's 1-based convention (which mot.txt follows)
+    gt = motmetrics.io.loadtxt(str(exported / "mot" / "gt" / "gt.txt"), fmt="mot16")
+    res = motmetrics.io.loadtxt(str(exported / "mot.txt"), fmt="mot15-2D")
+    assert set(gt["ClassId"]) == {1, 2} and (gt["Visibility"] == 1).all() and (gt["Confidence"] == 1).all()
+    gt[["X", "Y"]] += 1
+    acc = mot_accumulate(gt, res)
+    summary = motmetrics.metrics.create().compute(acc, metrics=["mota", "idf1", "num_switches"])
+    assert summary["mota"].iloc[0] == 1 and summary["idf1"].iloc[0] == 1 and summary["num_switches"].iloc[0] == 0
 
 
 def test_labelme_files_load_with_labelme(exported):

@@ -12,7 +12,14 @@ from pycocotools import mask as mask_utils
 
 from sam3_video.pipeline import run
 from sam3_video.types import RunOptions
-from tests.readers import DavisAbort, davis_ground_truth, davis_j, davis_read
+from tests.readers import (
+    DavisAbort,
+    cvat_mot_tracks,
+    davis_ground_truth,
+    davis_j,
+    davis_read,
+    mot_accumulate,
+)
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +122,29 @@ def test_ytvis_ground_truth_loads_as_trackeval_reads_it_and_scores_the_results_p
             gt = mask_utils.frPyObjects(truth, ann["height"], ann["width"])
             assert mask_utils.iou([_rle(rle)], [gt], [0])[0, 0] == 1.0
             assert mask_utils.area(gt) == mask_utils.area(_rle(rle))
+
+
+def test_mot_ground_truth_is_cvat_tracks_and_motmetrics_scores_the_results_perfectly(bikes_run):
+    import motmetrics
+
+    coco = _coco(bikes_run)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    expected: dict[int, dict] = {}
+    for ann in coco["annotations"]:
+        x, y, w, h = ann["bbox"]
+        track = expected.setdefault(ann["track_id"], {"label": names[ann["category_id"]], "frames": {}})
+        track["frames"][ann["image_id"] - 1] = [x, y, x + w, y + h]
+    tracks = cvat_mot_tracks(bikes_run / "mot" / "gt")
+    assert {t: {"label": v["label"], "frames": v["frames"]} for t, v in tracks.items()} == expected
+    gt = motmetrics.io.loadtxt(str(bikes_run / "mot" / "gt" / "gt.txt"), fmt="mot16")
+    gt[["X", "Y"]] += 1  # CVAT's 0-based corner -> MOTChallenge's 1-based, as mot.txt has it
+    res = motmetrics.io.loadtxt(str(bikes_run / "mot.txt"), fmt="mot15-2D")
+    summary = motmetrics.metrics.create().compute(mot_accumulate(gt, res), metrics=["mota", "idf1", "num_switches"])
+    assert summary["mota"].iloc[0] == 1 and summary["idf1"].iloc[0] == 1 and summary["num_switches"].iloc[0] == 0
+
+
+def test_mots_classes_are_never_the_reserved_ones(bikes_run):
+    classes = {int(line.split(" ")[2]) for line in (bikes_run / "mots.txt").read_text().splitlines()}
+    assert classes and not classes & {1, 2, 10}
+    named = dict(line.split(" ", 1) for line in (bikes_run / "mots_labels.txt").read_text().splitlines())
+    assert {str(c) for c in classes} <= set(named) and set(named.values()) == {"bike", "person"}
