@@ -126,3 +126,34 @@ def mot_accumulate(gt, res, max_distance: float = 0.5):
         distance = 1 - inter / np.maximum(union, 1e-9)
         acc.update(gt_ids, res_ids, np.where(distance > max_distance, np.nan, distance), frameid=frame)
     return acc
+
+
+# CVAT's "COCO 1.0" import over datumaro's `coco_instances` reader (CVAT
+# cvat/apps/dataset_manager/bindings.py `import_dm_annotations` and `match_dm_item`):
+#   - datumaro: an item per image, id = `file_name` without extension; per annotation the dict
+#     `attributes` (plus `score` from the top level), the label from `category_id`, an RLE dict as
+#     a mask;
+#   - CVAT: a shape joins a track only when its attributes hold `track_id` AND `keyframe` (coco
+#     formats are track formats); `occluded`, `outside`, `keyframe` read as booleans; frame = the
+#     task frame named like the item, or for a video task the item id read as an integer.
+def cvat_coco_tracks(path) -> tuple[dict[int, dict], int]:
+    """track id -> {"label", "frames": {frame: RLE}} as CVAT builds tracks from a COCO file (video
+    task), and the number of annotations that would arrive as loose shapes."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    labels = {c["id"]: c["name"] for c in doc["categories"]}
+    frames = {i["id"]: int(os.path.splitext(os.path.basename(i["file_name"]))[0]) for i in doc["images"]}
+    tracks: dict[int, dict] = {}
+    loose = 0
+    for ann in doc["annotations"]:
+        attributes = dict(ann.get("attributes", {}))
+        if "track_id" not in attributes or "keyframe" not in attributes:
+            loose += 1
+            continue
+        assert attributes.get("outside", False) is not True and attributes.get("occluded") is False
+        track = tracks.setdefault(attributes["track_id"], {"label": labels[ann["category_id"]], "frames": {}})
+        assert track["label"] == labels[ann["category_id"]]
+        track["frames"][frames[ann["image_id"]]] = ann["segmentation"]
+    return tracks, loose

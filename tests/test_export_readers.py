@@ -14,6 +14,7 @@ from sam3_video.pipeline import run
 from sam3_video.types import RunOptions
 from tests.readers import (
     DavisAbort,
+    cvat_coco_tracks,
     cvat_mot_tracks,
     davis_ground_truth,
     davis_j,
@@ -148,3 +149,13 @@ def test_mots_classes_are_never_the_reserved_ones(bikes_run):
     assert classes and not classes & {1, 2, 10}
     named = dict(line.split(" ", 1) for line in (bikes_run / "mots_labels.txt").read_text().splitlines())
     assert {str(c) for c in classes} <= set(named) and set(named.values()) == {"bike", "person"}
+
+
+def test_coco_imports_into_cvat_as_one_track_per_object(bikes_run):
+    coco = _coco(bikes_run)
+    tracks, loose = cvat_coco_tracks(bikes_run / "coco_instances.json")
+    assert loose == 0 and sorted(tracks) == sorted({a["track_id"] for a in coco["annotations"]})
+    for ann in coco["annotations"]:
+        assert ann["attributes"]["score"] == ann["score"] and ann["attributes"]["track_id"] == ann["track_id"]
+        frame = next(i["frame_index"] for i in coco["images"] if i["id"] == ann["image_id"])
+        assert tracks[ann["track_id"]]["frames"][frame] == ann["segmentation"]
