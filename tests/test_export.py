@@ -197,6 +197,13 @@ def test_labelme_files_load_with_labelme(exported):
                 assert shapes == []
                 continue
             assert {s["shape_type"] for s in shapes} == {"polygon", "rectangle"}
+            xany = ["label", "score", "points", "group_id", "description", "difficult", "shape_type", "flags",
+                    "attributes", "kie_linking"]  # what X-AnyLabeling writes, in its order
+            assert all(list(s) == xany for s in raw["shapes"])
+            (box,) = [s["points"] for s in shapes if s["shape_type"] == "rectangle"]
+            ys, xs = np.nonzero(mask)
+            x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            assert box == [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
             assert all(s["label"] == ("person" if obj_id == 3 else "car") for s in shapes)
             assert all(s["other_data"]["score"] > 0 for s in shapes)
             drawn = np.zeros((H, W), bool)
@@ -335,10 +342,33 @@ def test_polygon_of_ring_leaves_the_hole_out():
     assert iou >= 0.9
 
 
-def test_speck_and_empty_mask_give_no_polygon():
-    speck = np.zeros((10, 10), bool)
-    speck[4, 4] = True
-    assert mask_to_polygons(speck) == [] and mask_to_polygons(np.zeros((10, 10), bool)) == []
+def test_specks_and_lines_keep_a_polygon_and_an_empty_mask_has_none():
+    from labelme.utils import shape_to_mask
+
+    dust = np.zeros((10, 10), bool)
+    dust[4, 4] = dust[1, 1:5] = dust[6:9, 8] = True  # a pixel, a row, a column
+    polygons = mask_to_polygons(dust)
+    assert len(polygons) == 3 and all(len(p) >= 3 for p in polygons)
+    drawn = np.zeros((10, 10), bool)
+    for p in polygons:
+        drawn |= shape_to_mask((10, 10), p, "polygon")
+    np.testing.assert_array_equal(drawn, dust)
+    assert mask_to_polygons(np.zeros((10, 10), bool)) == []
+
+
+def test_every_hole_is_cut_in_however_small():
+    from labelme.utils import shape_to_mask
+
+    sieve = np.zeros((40, 40), bool)
+    sieve[2:38, 2:38] = True
+    sieve[5:35:3, 5:35:3] = False  # 100 one-pixel holes
+    sieve[20:24, 20:24] = False
+    (polygon,) = mask_to_polygons(sieve)
+    drawn = shape_to_mask((40, 40), polygon, "polygon")
+    assert len(polygon) > 400  # every hole's loop is in the polygon
+    # filled with its edge, a slit crossing a hole on its way to another may cover a hole pixel
+    assert drawn[5:35:3, 5:35:3].sum() <= 2 and not drawn[21:23, 21:23].any()
+    assert (drawn & sieve).sum() / (drawn | sieve).sum() >= 0.97
 
 
 def test_unknown_format_is_a_clear_error():
