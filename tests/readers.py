@@ -157,3 +157,37 @@ def cvat_coco_tracks(path) -> tuple[dict[int, dict], int]:
         assert track["label"] == labels[ann["category_id"]]
         track["frames"][frames[ann["image_id"]]] = ann["segmentation"]
     return tracks, loose
+
+
+# CVAT's "CVAT 1.1" import of a video task (cvat/apps/dataset_manager/formats/cvat.py `load_anno`):
+#   - XML read as a stream; a <track label> collects its shapes; a shape's frame, outside="1",
+#     keyframe="1", occluded, z_order are read; polygon points are "x,y;x,y;...";
+#   - only keyframes are kept; a track whose first shape is a mask becomes that one shape;
+#   - in the task a track shows, on each frame, its latest keyframe at or before it, unless that
+#     keyframe is outside (interpolation between polygon keyframes aside: ours are on every frame).
+def cvat_video_tracks(path) -> dict[int, dict]:
+    """track id (the XML's) -> {"label", "keyframes": {frame: (outside, [[x, y], ...])}}."""
+    from xml.etree import ElementTree
+
+    tracks: dict[int, dict] = {}
+    track = None
+    for event, el in ElementTree.iterparse(path, events=("start", "end")):
+        if event == "start" and el.tag == "track":
+            track = tracks.setdefault(int(el.attrib["id"]), {"label": el.attrib["label"], "keyframes": {}})
+        elif event == "end" and el.tag == "polygon" and track is not None:
+            if el.attrib["keyframe"] == "1":
+                points = [[float(v) for v in pair.split(",")] for pair in el.attrib["points"].split(";")]
+                track["keyframes"][int(el.attrib["frame"])] = (el.attrib.get("outside", "0") == "1", points)
+        elif event == "end" and el.tag == "track":
+            assert next(iter(track["keyframes"].values()), None) is not None, "a track without keyframes"
+            track = None
+    return tracks
+
+
+def cvat_shown(track: dict, frame: int):
+    """The polygon a CVAT track shows on `frame`, or None (before it starts, or outside)."""
+    before = [f for f in track["keyframes"] if f <= frame]
+    if not before:
+        return None
+    outside, points = track["keyframes"][max(before)]
+    return None if outside else points

@@ -375,3 +375,28 @@ def test_unknown_format_is_a_clear_error():
     assert check_formats(["all"]) == list(FORMATS)
     with pytest.raises(BadRequestError, match="Unknown annotation format 'kitti'"):
         check_formats(["coco", "kitti"])
+
+
+def test_cvat_outline_gives_the_mask_back_as_cvat_rasterizes_it():
+    """One outline an object (parts and holes joined by slits), a quarter pixel inside the pixel
+    edges: pycocotools' polygon fill (datumaro's, so CVAT's) gives the mask back exactly."""
+    from sam3_video.export.cvat import cvat_outline
+
+    rng = np.random.default_rng(0)
+    for mask in [_masks(5)[2], _masks(5)[3], rng.random((H, W)) < 0.1, rng.random((H, W)) < 0.6]:
+        outline = cvat_outline(mask)
+        drawn = mask_utils.decode(mask_utils.frPyObjects([np.ravel(outline).tolist()], H, W))[..., 0].astype(bool)
+        np.testing.assert_array_equal(drawn, mask)
+    assert cvat_outline(np.zeros((H, W), bool)) == []
+
+
+def test_cvat_video_xml_has_a_track_per_object_outside_where_it_is_not_visible(exported):
+    from tests.readers import cvat_shown, cvat_video_tracks
+
+    tracks = cvat_video_tracks(exported / "cvat_video.xml")
+    assert sorted(tracks) == [1, 2, 3] and tracks[3]["label"] == "person" and tracks[1]["label"] == "car"
+    for obj, track in tracks.items():
+        for f in range(10):
+            visible = f in ARRIVAL and _masks(f)[obj].any()
+            assert (cvat_shown(track, f) is not None) == visible, (obj, f)
+    assert tracks[3]["keyframes"][7][0] and tracks[1]["keyframes"][8][0]  # outside: hidden, then past the run

@@ -16,6 +16,8 @@ from tests.readers import (
     DavisAbort,
     cvat_coco_tracks,
     cvat_mot_tracks,
+    cvat_shown,
+    cvat_video_tracks,
     davis_ground_truth,
     davis_j,
     davis_read,
@@ -180,3 +182,27 @@ def test_labelme_polygons_are_faithful_to_ragged_masks(bikes_run):
     assert set(drawn) == set(masks)
     ious = np.array([(drawn[k] & m).sum() / (drawn[k] | m).sum() for k, m in masks.items()])
     assert (ious >= 0.9).mean() >= 0.95, np.percentile(ious, [0, 5, 50])
+
+
+def test_cvat_video_xml_imports_as_one_track_per_object_faithful_to_the_masks(bikes_run):
+    coco = _coco(bikes_run)
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    masks = {(ann["image_id"] - 1, ann["track_id"]): (names[ann["category_id"]],
+                                                      mask_utils.decode(_rle(ann["segmentation"])).astype(bool))
+             for ann in coco["annotations"]}
+    frames = sorted({i["frame_index"] for i in coco["images"]})
+    tracks = cvat_video_tracks(bikes_run / "cvat_video.xml")
+    assert set(tracks) == {t for _, t in masks}
+    ious = []
+    for track_id, track in tracks.items():
+        for frame in range(frames[0], 272):  # bikes.mp4 has 250 frames; past the run nothing shows
+            points = cvat_shown(track, frame)
+            if (frame, track_id) not in masks:
+                assert points is None, (track_id, frame)
+                continue
+            label, mask = masks[(frame, track_id)]
+            assert track["label"] == label and points is not None
+            # as CVAT turns a polygon into a mask (datumaro's rasterize_polygons: pycocotools)
+            drawn = mask_utils.decode(mask_utils.frPyObjects([np.ravel(points).tolist()], *mask.shape)).astype(bool)[..., 0]
+            ious.append((drawn & mask).sum() / (drawn | mask).sum())
+    assert len(ious) == len(masks) and (np.array(ious) >= 0.9).mean() >= 0.95, np.percentile(ious, [0, 5, 50])

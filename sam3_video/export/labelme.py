@@ -25,7 +25,7 @@ FORMAT_VERSION = "5.5.0"  # the labelme JSON layout X-AnyLabeling reads
 SIMPLIFY_PX = 0.5  # contour simplification tolerance (Douglas-Peucker), in pixels
 
 
-def mask_to_polygons(mask: np.ndarray) -> list[list[list[float]]]:
+def mask_to_polygons(mask: np.ndarray, simplify_px: float = SIMPLIFY_PX) -> list[list[list[float]]]:
     """(H, W) bool -> polygons, one per connected part (8-connected), each [[x, y], ...] in pixel
     coordinates, every hole of a part cut into its polygon.
 
@@ -49,33 +49,48 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[list[float]]]:
     for i, contour in enumerate(contours):
         if hierarchy[i][3] != -1:
             continue  # a hole: cut into its part below
-        outline = _simplify(contour)
+        outline = _simplify(contour, simplify_px)
         holes, child = [], hierarchy[i][2]
         while child != -1:  # the holes of this part, largest first
             holes.append((cv2.contourArea(contours[child]), child))
             child = hierarchy[child][0]
         for _, child in sorted(holes, reverse=True):
-            outline = _cut_in(outline, _simplify(contours[child]))
+            outline = _cut_in(outline, _simplify(contours[child], simplify_px))
         if len(outline) < 3:  # a pixel or a line of pixels: its points, one repeated
             outline = np.concatenate([outline, outline[:1], outline[:1]])[:3]
         polygons.append(outline.astype(float).tolist())
     return polygons
 
 
-def _simplify(contour: np.ndarray) -> np.ndarray:
-    """Douglas-Peucker within `SIMPLIFY_PX`, for an outline people can edit; kept as traced when
-    that would leave fewer than 3 points."""
-    points = cv2.approxPolyDP(contour, SIMPLIFY_PX, True).reshape(-1, 2)
+def _simplify(contour: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker within `tolerance` px, for an outline people can edit (0: as traced, corners
+    only); kept as traced when that would leave fewer than 3 points."""
+    if tolerance <= 0:
+        return contour.reshape(-1, 2)
+    points = cv2.approxPolyDP(contour, tolerance, True).reshape(-1, 2)
     return points if len(points) >= 3 else contour.reshape(-1, 2)
+
+
+def join_outlines(polygons: list[list[list[float]]]) -> list[list[float]]:
+    """Polygons (an object's parts) -> one outline: the parts, largest first, each joined to the
+    outline so far by a zero-width slit, as holes are (for a format with one polygon an object)."""
+    loops = sorted((np.asarray(p, np.float64) for p in polygons), key=len, reverse=True)
+    if not loops:
+        return []
+    outline = loops[0]
+    for loop in loops[1:]:
+        outline = _cut_in(outline, loop)
+    return outline.tolist()
 
 
 def _cut_in(outline: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """Join a hole to its outline at (nearly) their closest points: out to the hole, around it, back."""
     step = max(1, len(hole) // 32)  # up to 32 points of the hole are tried as the slit's end
-    o, h = outline.astype(np.int32), hole[::step].astype(np.int32)
+    along = max(1, len(outline) // 512)  # and up to 512 of the outline (it grows with every hole)
+    o, h = outline[::along].astype(np.int32), hole[::step].astype(np.int32)
     dx, dy = o[:, 0, None] - h[None, :, 0], o[:, 1, None] - h[None, :, 1]
     i, j = np.unravel_index(int(np.argmin(dx * dx + dy * dy)), dx.shape)
-    j *= step
+    i, j = i * along, j * step
     hole_loop = np.concatenate([hole[j:], hole[: j + 1]])
     return np.concatenate([outline[: i + 1], hole_loop, outline[i:]])
 
