@@ -28,20 +28,19 @@ import numpy as np
 from ..render import color_for, hex_color
 from ..results import EncodedFrame
 from .base import AtomicText, ExportContext, Spill, present
-from .labelme import join_outlines, mask_to_polygons
+from .labelme import join_outlines, part_outlines
 
 
-def cvat_outline(mask: np.ndarray) -> list[list[float]]:
-    """(H, W) bool -> one outline [[x, y], ...] in CVAT's pixel-edge coordinates, a quarter pixel
+def cvat_outline(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> one outline, (n, 2) float x, y in CVAT's pixel-edge coordinates, a quarter pixel
     inside the mask's edges: traced through the pixel centres of the mask doubled in size, whose
     centres lie at x + 0.25 and x + 0.75 of each original pixel x; parts and holes joined by slits."""
     pixels = np.asarray(mask, bool).view(np.uint8)
     x, y, w, h = cv2.boundingRect(pixels)
     if w == 0 or h == 0:
-        return []
-    doubled = np.repeat(np.repeat(pixels[y : y + h, x : x + w], 2, axis=0), 2, axis=1).view(bool)
-    outline = join_outlines(mask_to_polygons(doubled, simplify_px=0))
-    return [[x + (u + 0.5) / 2, y + (v + 0.5) / 2] for u, v in outline]
+        return np.zeros((0, 2))
+    doubled = np.repeat(np.repeat(pixels[y : y + h, x : x + w], 2, axis=0), 2, axis=1)
+    return (join_outlines(part_outlines(doubled, simplify_px=0)) + 0.5) / 2 + (x, y)
 
 
 class CvatWriter:
@@ -59,8 +58,8 @@ class CvatWriter:
         for k in present(frame):
             self.context.categories.id_of(r.labels[k])
             outline = cvat_outline(r.masks[k])
-            if outline:
-                points = ";".join(f"{x:.2f},{y:.2f}" for x, y in outline)
+            if len(outline):
+                points = ";".join(f"{x:g},{y:g}" for x, y in outline.tolist())  # quarters: exact
                 self._spill.add(int(r.obj_ids[k]), [r.frame_index, r.labels[k], points])
 
     def close(self) -> None:

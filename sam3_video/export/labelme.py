@@ -25,9 +25,15 @@ FORMAT_VERSION = "5.5.0"  # the labelme JSON layout X-AnyLabeling reads
 SIMPLIFY_PX = 0.5  # contour simplification tolerance (Douglas-Peucker), in pixels
 
 
-def mask_to_polygons(mask: np.ndarray, simplify_px: float = SIMPLIFY_PX) -> list[list[list[float]]]:
+def mask_to_polygons(mask: np.ndarray) -> list[list[list[float]]]:
     """(H, W) bool -> polygons, one per connected part (8-connected), each [[x, y], ...] in pixel
-    coordinates, every hole of a part cut into its polygon.
+    coordinates, every hole of a part cut into its polygon (see `part_outlines`)."""
+    return [outline.astype(float).tolist() for outline in part_outlines(mask, SIMPLIFY_PX)]
+
+
+def part_outlines(mask: np.ndarray, simplify_px: float) -> list[np.ndarray]:
+    """(H, W) bool -> one outline per connected part (8-connected), (n, 2) int32 x, y, every hole
+    of the part cut in, Douglas-Peucker within `simplify_px` (0: as traced).
 
     Outlines follow pixel centres, so filling a polygon with its edge (labelme's `shape_to_mask`,
     cv2.fillPoly) gives back the part; a hole's outline runs through the part's pixels around it,
@@ -58,7 +64,7 @@ def mask_to_polygons(mask: np.ndarray, simplify_px: float = SIMPLIFY_PX) -> list
             outline = _cut_in(outline, _simplify(contours[child], simplify_px))
         if len(outline) < 3:  # a pixel or a line of pixels: its points, one repeated
             outline = np.concatenate([outline, outline[:1], outline[:1]])[:3]
-        polygons.append(outline.astype(float).tolist())
+        polygons.append(outline)
     return polygons
 
 
@@ -71,16 +77,17 @@ def _simplify(contour: np.ndarray, tolerance: float) -> np.ndarray:
     return points if len(points) >= 3 else contour.reshape(-1, 2)
 
 
-def join_outlines(polygons: list[list[list[float]]]) -> list[list[float]]:
-    """Polygons (an object's parts) -> one outline: the parts, largest first, each joined to the
-    outline so far by a zero-width slit, as holes are (for a format with one polygon an object)."""
-    loops = sorted((np.asarray(p, np.float64) for p in polygons), key=len, reverse=True)
+def join_outlines(outlines: list[np.ndarray]) -> np.ndarray:
+    """Outlines ((n, 2) arrays, an object's parts) -> one (n, 2) outline: the parts, longest first,
+    each joined to the outline so far by a zero-width slit, as holes are (for a format with one
+    polygon an object)."""
+    loops = sorted(outlines, key=len, reverse=True)
     if not loops:
-        return []
+        return np.zeros((0, 2), np.int32)
     outline = loops[0]
     for loop in loops[1:]:
         outline = _cut_in(outline, loop)
-    return outline.tolist()
+    return outline
 
 
 def _cut_in(outline: np.ndarray, hole: np.ndarray) -> np.ndarray:
