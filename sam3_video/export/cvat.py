@@ -50,11 +50,9 @@ class CvatWriter:
         self.path = os.path.join(folder, self.files[0])
         self.context = context
         self._spill = Spill(folder, "cvat")  # key: track id; records: [frame, label, points]
-        self._frames: set[int] = set()
 
     def write(self, frame: EncodedFrame) -> None:
         r = frame.result
-        self._frames.add(r.frame_index)
         for k in present(frame):
             self.context.categories.id_of(r.labels[k])
             outline = cvat_outline(r.masks[k])
