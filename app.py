@@ -195,7 +195,7 @@ def close_tab(request: gr.Request):
 with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, int(LIMITS.session_ttl_s)))) as demo:
     gr.Markdown("# sam3-video\nType what to find, check it on one frame, track it through the whole video "
                 "with SAM3, and download the overlay video and annotations (COCO, YouTube-VIS, MOT, MOTS, "
-                "labelme/X-AnyLabeling, DAVIS).")
+                "labelme/X-AnyLabeling, DAVIS, CVAT).")
     banner = gr.Markdown(visible=False, elem_id="model-banner")
     with gr.Row():
         with gr.Column(scale=1):

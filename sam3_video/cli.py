@@ -69,7 +69,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
     p.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
     p.add_argument("--outputs", default="all",
-                   help="comma-separated: overlay, coco, ytvis, mot, mots, labelme, davis, or all (default); "
+                   help="comma-separated: overlay, coco, ytvis, mot, mots, labelme, davis, cvat, or all (default); "
                         "results.jsonl and run.json are always written")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

@@ -138,7 +138,7 @@ def is_complete(folder: str, asked: dict, outputs: list[str]) -> bool:
 
 def format_files(folder: str) -> list[str]:
     """Each format's file, to download on its own: the files in annotations/, and a folder format
-    (labelme, davis) as a zip of its own next to annotations.zip (made once)."""
+    (labelme, davis, mot, JPEGImages) as a zip of its own next to annotations.zip (made once)."""
     from .export import zip_folder
 
     annotations, files = os.path.join(folder, ANNOTATIONS), []

@@ -12,12 +12,20 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from sam3_video.export import FORMATS, Annotations, Categories, ExportContext, check_formats
-from sam3_video.export.labelme import mask_to_polygons
 from sam3_video.errors import BadRequestError
+from sam3_video.export import (
+    FORMATS,
+    Annotations,
+    Categories,
+    ExportContext,
+    check_formats,
+)
+from sam3_video.export.labelme import mask_to_polygons
+from sam3_video.export.mot import mots_class
 from sam3_video.render import color_for
 from sam3_video.results import EncodedFrame
 from sam3_video.types import FrameResult, VideoInfo
+from tests.readers import cvat_mot_tracks, davis_j, davis_read, mot_accumulate
 
 H, W = 60, 80
 INFO = VideoInfo(path="/videos/street clip.mp4", width=W, height=H, num_frames=10, fps=25.0, duration=0.4)
@@ -88,11 +96,19 @@ def test_ytvis_results_and_dataset_cover_processed_frames(exported):
     (video,) = dataset["videos"]
     assert video["frame_indices"] == sorted(ARRIVAL) and video["length"] == len(ARRIVAL)
     assert video["file_names"][0] == "street clip/00003.jpg"
+    for f, name in zip(video["frame_indices"], video["file_names"]):  # under the image root JPEGImages/
+        image = np.asarray(Image.open(exported / "JPEGImages" / name))
+        assert image.shape == (H, W, 3) and np.abs(image.astype(int) - _image(f)).mean() < 3
     # what a YouTube-VIS loadRes does: every video known, areas and boxes from the RLEs
     assert {r["video_id"] for r in results} <= {v["id"] for v in dataset["videos"]}
     assert {r["track_id"] for r in results} == {1, 2, 3}
     for res, ann in zip(results, dataset["annotations"]):
-        assert res["segmentations"] == ann["segmentations"] and ann["id"] == res["track_id"]
+        assert ann["id"] == res["track_id"]
+        for truth, rle in zip(ann["segmentations"], res["segmentations"]):  # ground truth: integer counts
+            assert (truth is None) == (rle is None)
+            if truth is not None:  # as TrackEval's YouTube-VIS loader and the YouTube-VIS API read it
+                assert all(isinstance(c, int) for c in truth["counts"])
+                assert mask_utils.frPyObjects(truth, ann["height"], ann["width"])["counts"].decode() == rle["counts"]
         for k, (rle, area) in enumerate(zip(res["segmentations"], res["areas"])):
             truth = _masks(video["frame_indices"][k])[res["track_id"]]
             if not truth.any():
@@ -129,9 +145,37 @@ def test_mots_masks_do_not_overlap_and_higher_score_wins(exported):
         assert stack.sum(0).max() <= 1
         truth = _masks(f)
         for obj, cls, m in objects:
-            assert cls == (2 if obj == 3 else 1)
+            assert cls == (4 if obj == 3 else 3)  # car and person: categories 1 and 2, MOTS classes 3 and 4
             expected = truth[obj] & ~truth[1] if obj == 3 else truth[obj]  # id 1 scores higher
             np.testing.assert_array_equal(m, expected)
+
+
+def test_mots_classes_skip_the_reserved_values_and_are_named_beside(exported):
+    assert [mots_class(c) for c in range(1, 11)] == [3, 4, 5, 6, 7, 8, 9, 11, 12, 13]
+    assert (exported / "mots_labels.txt").read_text() == "3 car\n4 person\n"
+    manifest = json.loads((exported / "manifest.json").read_text())["mots"]
+    assert manifest["class_ids"] == {"3": "car", "4": "person"}
+
+
+def test_mot_ground_truth_imports_as_cvat_tracks(exported):
+    import motmetrics
+
+    tracks = cvat_mot_tracks(exported / "mot" / "gt")
+    assert sorted(tracks) == [1, 2, 3] and tracks[3]["label"] == "person" and tracks[1]["label"] == "car"
+    for obj, track in tracks.items():
+        assert sorted(track["frames"]) == sorted(f for f in ARRIVAL if _masks(f)[obj].any()) and not track["occluded"]
+        for f, (x0, y0, x1, y1) in track["frames"].items():
+            ys, xs = np.nonzero(_masks(f)[obj])
+            assert (x0, y0, x1, y1) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)  # pixel edges, from 0
+    # py-motmetrics reads it as MOT16 ground truth and scores mot.txt against it perfectly, once
+    # CVAT's 0-based x, y are put in MOTChallenge's 1-based convention (which mot.txt follows)
+    gt = motmetrics.io.loadtxt(str(exported / "mot" / "gt" / "gt.txt"), fmt="mot16")
+    res = motmetrics.io.loadtxt(str(exported / "mot.txt"), fmt="mot15-2D")
+    assert set(gt["ClassId"]) == {1, 2} and (gt["Visibility"] == 1).all() and (gt["Confidence"] == 1).all()
+    gt[["X", "Y"]] += 1
+    acc = mot_accumulate(gt, res)
+    summary = motmetrics.metrics.create().compute(acc, metrics=["mota", "idf1", "num_switches"])
+    assert summary["mota"].iloc[0] == 1 and summary["idf1"].iloc[0] == 1 and summary["num_switches"].iloc[0] == 0
 
 
 def test_labelme_files_load_with_labelme(exported):
@@ -153,6 +197,13 @@ def test_labelme_files_load_with_labelme(exported):
                 assert shapes == []
                 continue
             assert {s["shape_type"] for s in shapes} == {"polygon", "rectangle"}
+            xany = ["label", "score", "points", "group_id", "description", "difficult", "shape_type", "flags",
+                    "attributes", "kie_linking"]  # what X-AnyLabeling writes, in its order
+            assert all(list(s) == xany for s in raw["shapes"])
+            (box,) = [s["points"] for s in shapes if s["shape_type"] == "rectangle"]
+            ys, xs = np.nonzero(mask)
+            x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            assert box == [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
             assert all(s["label"] == ("person" if obj_id == 3 else "car") for s in shapes)
             assert all(s["other_data"]["score"] > 0 for s in shapes)
             drawn = np.zeros((H, W), bool)
@@ -171,9 +222,62 @@ def test_davis_pngs_are_indexed_with_overlay_colours(exported):
     for p in pngs:
         image = Image.open(p)
         assert image.mode == "P"
+        # tracks 1, 2, 3 all appear on the first frame: indices 1, 2, 3
         np.testing.assert_array_equal(np.asarray(image), EncodedFrame(_result(int(p.stem))).id_image)
         pal = image.getpalette()
         assert tuple(pal[0:3]) == (0, 0, 0) and tuple(pal[6:9]) == color_for(2)
+    manifest = json.loads((exported / "manifest.json").read_text())["davis"]
+    assert manifest["index_to_track_id"] == {"1": 1, "2": 2, "3": 3} and manifest["max_objects"] == 254
+
+
+def test_davis_evaluator_scores_the_run_against_itself_perfectly(exported):
+    j = davis_j(exported / "davis", exported / "davis")
+    assert j.shape == (3, len(ARRIVAL) - 2) and (j == 1).all()
+
+
+def _objects(frame: int, tracks: dict[int, tuple]) -> EncodedFrame:
+    """A frame with one small square per track, at the given (row, col)."""
+    masks = np.zeros((len(tracks), H, W), bool)
+    for k, (r, c) in enumerate(tracks.values()):
+        masks[k, r : r + 2, c : c + 2] = True
+    return EncodedFrame(FrameResult(frame, list(tracks), ["car"] * len(tracks), np.linspace(0.9, 0.5, len(tracks)),
+                                    np.zeros((len(tracks), 4)), masks))
+
+
+def test_davis_numbers_objects_by_first_appearance_in_frame_order(tmp_path):
+    """Both ways from frame 5: track 300 first, track 9 next, then 42 on the earlier frame 4. In
+    frame order 42 and 300 come first (frame 4, by id), then 9 (frame 6)."""
+    annotations = Annotations(str(tmp_path), ["davis"], ExportContext(INFO, Categories(["car"])))
+    where = {300: (0, 0), 9: (10, 10), 42: (20, 20)}
+    for frame, tracks in [(5, [300]), (6, [300, 9]), (4, [42, 300]), (3, [])]:
+        annotations.write(_objects(frame, {t: where[t] for t in tracks}))
+    annotations.close({})
+    folder = tmp_path / "annotations"
+    index = json.loads((folder / "manifest.json").read_text())["davis"]["index_to_track_id"]
+    assert index == {"1": 42, "2": 300, "3": 9}
+    masks, names = davis_read(folder / "davis")
+    assert names == ["00003", "00004", "00005", "00006"] and masks.max() == 3
+    for frame, expected in zip(names, [{}, {42: 1, 300: 2}, {300: 2}, {300: 2, 9: 3}]):
+        image = masks[names.index(frame)]
+        for track, v in expected.items():
+            r, c = where[track]
+            assert (image[r : r + 2, c : c + 2] == v).all(), (frame, track)
+        assert np.count_nonzero(image) == 4 * len(expected)
+        palette = Image.open(folder / "davis" / f"{frame}.png").getpalette()
+        assert all(tuple(palette[3 * v : 3 * v + 3]) == color_for(t) for t, v in expected.items())
+
+
+def test_davis_keeps_254_objects_and_lists_the_rest(tmp_path):
+    annotations = Annotations(str(tmp_path), ["davis", "coco"], ExportContext(INFO, Categories(["car"])))
+    tracks = {1000 + k: (2 * (k // 40), 2 * (k % 40)) for k in range(256)}  # 256 disjoint 2x2 squares
+    annotations.write(_objects(0, tracks))
+    annotations.close({})
+    folder = tmp_path / "annotations"
+    manifest = json.loads((folder / "manifest.json").read_text())["davis"]
+    assert manifest["left_out_track_ids"] == [1254, 1255] and len(manifest["index_to_track_id"]) == 254
+    image = np.asarray(Image.open(folder / "davis" / "00000.png"))
+    assert image.max() == 254 and not (image == 255).any() and np.count_nonzero(image) == 254 * 4
+    assert len(json.loads((folder / "coco_instances.json").read_text())["annotations"]) == 256
 
 
 def test_manifest_and_zip_hold_the_folder(exported):
@@ -238,13 +342,61 @@ def test_polygon_of_ring_leaves_the_hole_out():
     assert iou >= 0.9
 
 
-def test_speck_and_empty_mask_give_no_polygon():
-    speck = np.zeros((10, 10), bool)
-    speck[4, 4] = True
-    assert mask_to_polygons(speck) == [] and mask_to_polygons(np.zeros((10, 10), bool)) == []
+def test_specks_and_lines_keep_a_polygon_and_an_empty_mask_has_none():
+    from labelme.utils import shape_to_mask
+
+    dust = np.zeros((10, 10), bool)
+    dust[4, 4] = dust[1, 1:5] = dust[6:9, 8] = True  # a pixel, a row, a column
+    polygons = mask_to_polygons(dust)
+    assert len(polygons) == 3 and all(len(p) >= 3 for p in polygons)
+    drawn = np.zeros((10, 10), bool)
+    for p in polygons:
+        drawn |= shape_to_mask((10, 10), p, "polygon")
+    np.testing.assert_array_equal(drawn, dust)
+    assert mask_to_polygons(np.zeros((10, 10), bool)) == []
+
+
+def test_every_hole_is_cut_in_however_small():
+    from labelme.utils import shape_to_mask
+
+    sieve = np.zeros((40, 40), bool)
+    sieve[2:38, 2:38] = True
+    sieve[5:35:3, 5:35:3] = False  # 100 one-pixel holes
+    sieve[20:24, 20:24] = False
+    (polygon,) = mask_to_polygons(sieve)
+    drawn = shape_to_mask((40, 40), polygon, "polygon")
+    assert len(polygon) > 400  # every hole's loop is in the polygon
+    # filled with its edge, a slit crossing a hole on its way to another may cover a hole pixel
+    assert drawn[5:35:3, 5:35:3].sum() <= 2 and not drawn[21:23, 21:23].any()
+    assert (drawn & sieve).sum() / (drawn | sieve).sum() >= 0.97
 
 
 def test_unknown_format_is_a_clear_error():
     assert check_formats(["all"]) == list(FORMATS)
     with pytest.raises(BadRequestError, match="Unknown annotation format 'kitti'"):
         check_formats(["coco", "kitti"])
+
+
+def test_cvat_outline_gives_the_mask_back_as_cvat_rasterizes_it():
+    """One outline an object (parts and holes joined by slits), a quarter pixel inside the pixel
+    edges: pycocotools' polygon fill (datumaro's, so CVAT's) gives the mask back exactly."""
+    from sam3_video.export.cvat import cvat_outline
+
+    rng = np.random.default_rng(0)
+    for mask in [_masks(5)[2], _masks(5)[3], rng.random((H, W)) < 0.1, rng.random((H, W)) < 0.6]:
+        outline = cvat_outline(mask)
+        drawn = mask_utils.decode(mask_utils.frPyObjects([np.ravel(outline).tolist()], H, W))[..., 0].astype(bool)
+        np.testing.assert_array_equal(drawn, mask)
+    assert len(cvat_outline(np.zeros((H, W), bool))) == 0
+
+
+def test_cvat_video_xml_has_a_track_per_object_outside_where_it_is_not_visible(exported):
+    from tests.readers import cvat_shown, cvat_video_tracks
+
+    tracks = cvat_video_tracks(exported / "cvat_video.xml")
+    assert sorted(tracks) == [1, 2, 3] and tracks[3]["label"] == "person" and tracks[1]["label"] == "car"
+    for obj, track in tracks.items():
+        for f in range(10):
+            visible = f in ARRIVAL and _masks(f)[obj].any()
+            assert (cvat_shown(track, f) is not None) == visible, (obj, f)
+    assert tracks[3]["keyframes"][7][0] and tracks[1]["keyframes"][8][0]  # outside: hidden, then past the run

@@ -4,14 +4,18 @@
     for frame in frames: writer.write(frame)   # EncodedFrame, in any order
     writer.close(manifest)                     # files final, manifest.json written, zip made
 
-| name    | files in annotations/                         | for                                |
-|---------|-----------------------------------------------|------------------------------------|
-| coco    | coco_instances.json                           | COCO tools, pycocotools, detectron |
-| ytvis   | ytvis_results.json, ytvis_dataset.json        | YouTube-VIS evaluators, VIS training|
-| mot     | mot.txt                                       | MOTChallenge evaluators (boxes)    |
-| mots    | mots.txt                                      | MOTS evaluators (masks)            |
-| labelme | labelme/NNNNN.jpg + .json                     | X-AnyLabeling, labelme             |
-| davis   | davis/NNNNN.png                               | DAVIS-style VOS tools              |
+| name    | files in annotations/                          | for                                  |
+|---------|------------------------------------------------|--------------------------------------|
+| coco    | coco_instances.json                            | pycocotools, detectron; CVAT (tracks)|
+| ytvis   | ytvis_results.json, ytvis_dataset.json,        | YouTube-VIS API, TrackEval, VIS      |
+|         | JPEGImages/<video>/NNNNN.jpg                   | training                             |
+| mot     | mot.txt, mot/gt/gt.txt + labels.txt            | TrackEval, py-motmetrics; CVAT MOT1.1|
+| mots    | mots.txt, mots_labels.txt                      | MOTS evaluators (masks)              |
+| labelme | labelme/NNNNN.jpg + .json                      | X-AnyLabeling, labelme               |
+| davis   | davis/NNNNN.png                                | DAVIS 2017 evaluator, VOS tools      |
+| cvat    | cvat_video.xml                                 | CVAT (CVAT 1.1 import, as tracks)    |
+
+docs/formats.md says, per format, which tool reads it and how.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..results import EncodedFrame
 from ..runfolder import ANNOTATIONS, ANNOTATIONS_MANIFEST, ANNOTATIONS_ZIP
 from .base import Categories, ExportContext, Writer
 from .coco import CocoWriter
+from .cvat import CvatWriter
 from .davis import DavisWriter
 from .labelme import LabelmeWriter
 from .mot import MotsWriter, MotWriter
@@ -39,6 +44,7 @@ FORMATS: dict[str, type] = {
     "mots": MotsWriter,
     "labelme": LabelmeWriter,
     "davis": DavisWriter,
+    "cvat": CvatWriter,
 }
 FOLDER, ZIP, MANIFEST = ANNOTATIONS, ANNOTATIONS_ZIP, ANNOTATIONS_MANIFEST  # the run folder's names (runfolder.py)
 
@@ -90,18 +96,19 @@ class Annotations:
         if self._closed:
             return
         self._closed = True
-        errors = []
+        errors, failed = [], set()
         for name, writer in self.writers.items():
             try:
                 writer.close()
             except Exception as err:  # one broken format must not cost the others
                 errors.append(f"{name}: {err}")
+                failed.add(name)
         doc = dict(manifest or {})
         doc["categories"] = self.context.categories.as_list()
         doc["formats"] = {name: list(FORMATS[name].files) for name in self.writers}
-        davis = self.writers.get("davis")
-        if davis is not None and davis.left_out:
-            doc["davis_ids_left_out"] = sorted(davis.left_out)
+        for name, writer in self.writers.items():  # what a format's reader must know (id maps, limits)
+            if hasattr(writer, "manifest") and name not in failed:
+                doc[name] = writer.manifest()
         if errors:
             doc["export_errors"] = errors
         with open(os.path.join(self.folder, MANIFEST), "w", encoding="utf-8") as f:

@@ -26,6 +26,9 @@ class Writer(Protocol):
 
     def write(self, frame: EncodedFrame) -> None: ...
 
+    # optional: `manifest() -> dict`, what a reader of the format must know (id maps, limits),
+    # written into manifest.json under the format's name after `close()`
+
     def close(self) -> None: ...
 
 
@@ -60,12 +63,6 @@ class ExportContext:
     def frame_name(self, index: int) -> str:
         """'00012' for frame 12: at least 5 digits (as DAVIS), more for longer videos."""
         return f"{index:0{max(5, len(str(max(0, self.info.num_frames - 1))))}d}"
-
-
-def xywh(box_xyxy: np.ndarray) -> list[float]:
-    """[x0, y0, x1, y1] -> [x, y, width, height] as plain floats (rounded to 0.01 px)."""
-    x0, y0, x1, y1 = (float(v) for v in box_xyxy)
-    return [round(x0, 2), round(y0, 2), round(max(0.0, x1 - x0), 2), round(max(0.0, y1 - y0), 2)]
 
 
 def present(frame: EncodedFrame) -> Iterator[int]:
@@ -122,6 +119,35 @@ class AtomicText:
     def commit(self) -> None:
         self.file.close()
         os.replace(self._tmp, self.path)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """A whole file, under a temporary name renamed into place."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.part")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def uncompressed_counts(counts: str) -> list[int]:
+    """A COCO RLE `counts` string -> the run lengths as integers (uncompressed RLE, as ground-truth
+    files hold them and `pycocotools.mask.frPyObjects` reads them). The inverse of pycocotools'
+    string form (`rleToString`): 6-bit characters from '0', 5 bits of value each, bit 5 = more
+    to come, bit 4 of the last = negative; from the fourth run on, each value is a difference to
+    the run two back."""
+    c = np.frombuffer(counts.encode("ascii"), np.uint8).astype(np.int64) - 48
+    if c.size == 0:
+        return []
+    ends = np.flatnonzero((c & 0x20) == 0)  # last character of each value
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    shift = 5 * (np.arange(c.size) - np.repeat(starts, lengths))
+    x = np.add.reduceat((c & 0x1F) << shift, starts)
+    negative = (c[ends] & 0x10) != 0
+    x[negative] |= -1 << (5 * lengths[negative])
+    x[3::2] = np.cumsum(np.concatenate([x[1:2], x[3::2]]))[1:]  # odd runs from the fourth: + the one two back
+    x[4::2] = np.cumsum(x[2::2])[1:]  # even runs from the fifth
+    return x.tolist()
 
 
 def dumps(obj) -> str:

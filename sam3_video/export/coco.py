@@ -2,10 +2,18 @@
 
 `coco_instances.json`:
     images:      {id: frame_index + 1, file_name: "00012.jpg", frame_index, height, width}
-    annotations: {id, image_id, category_id, segmentation: COCO RLE, area, bbox: [x, y, w, h],
-                  iscrowd: 0, score, track_id}
+    annotations: {id, image_id, category_id, segmentation: COCO RLE, area, bbox: [x, y, w, h] of that mask
+                  (pycocotools' toBbox: whole pixels, w = max x - min x + 1),
+                  iscrowd: 0, score, track_id, attributes: {occluded: false, rotation: 0.0,
+                  track_id, keyframe: true, score}}
     categories:  {id, name} - the phrases, in prompt order
 `file_name` matches the frames written by the labelme format (annotations/labelme/).
+
+CVAT's COCO 1.0 import (datumaro's `coco_instances`) reads the per-annotation `attributes`, not the
+top-level fields: a shape with `track_id` and `keyframe` there joins a track, so each object
+arrives in CVAT as one track (its mask on every frame it is visible, "outside" in the gaps),
+matched to frames by `file_name` (a task from the labelme frames, or from the video: 00012 is
+frame 12). The attributes are what CVAT's own COCO export writes, plus the score.
 """
 
 from __future__ import annotations
@@ -14,7 +22,11 @@ import os
 
 from .. import __version__
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, Spill, dumps, present, xywh
+from .base import AtomicText, ExportContext, Spill, dumps, present
+
+
+def cvat_attributes(track_id: int, score: float) -> dict:
+    return {"occluded": False, "rotation": 0.0, "track_id": track_id, "keyframe": True, "score": round(score, 4)}
 
 
 class CocoWriter:
@@ -40,10 +52,11 @@ class CocoWriter:
                 "category_id": self.context.categories.id_of(r.labels[k]),
                 "segmentation": frame.rles[k],
                 "area": frame.areas[k],
-                "bbox": xywh(r.boxes_xyxy[k]),
+                "bbox": frame.boxes[k],
                 "iscrowd": 0,
                 "score": round(float(r.scores[k]), 4),
                 "track_id": int(r.obj_ids[k]),
+                "attributes": cvat_attributes(int(r.obj_ids[k]), float(r.scores[k])),
             }
             for k in present(frame)
         ]

@@ -1,15 +1,21 @@
-"""YouTube-VIS: a results file for VIS evaluators and a ground-truth-style file for training.
+"""YouTube-VIS: a results file for VIS evaluators and a ground-truth file, with the frames.
 
 The exported "video" is exactly the frames that were processed, in frame order; position k in
 every per-frame list is the k-th of those frames (`frame_indices` in the video record says which).
 
 `ytvis_results.json` (a list, as YouTube-VIS evaluators read it):
     {video_id: 1, category_id, score (mean over the frames it is visible), track_id,
-     segmentations: [COCO RLE or null per frame], bboxes: [[x, y, w, h] or null], areas: [int or null]}
-`ytvis_dataset.json` (ground-truth layout):
+     segmentations: [COCO RLE or null per frame], bboxes: [[x, y, w, h] of the mask (toBbox) or null], areas: [int or null]}
+`ytvis_dataset.json` (ground-truth layout, as YouTube-VIS's own files: usable as ground truth by
+TrackEval's YouTube-VIS loader and the YouTube-VIS API, or for training):
     videos: [{id: 1, name, file_names: ["<name>/00012.jpg", ...], height, width, length, frame_indices}]
-    categories: [{id, name}], annotations: [{id: track id, video_id, category_id, segmentations,
-    bboxes, areas, iscrowd: 0, height, width, length}]
+    categories: [{id, name}], annotations: [{id: track id, video_id, category_id, segmentations:
+    [uncompressed RLE {size, counts: [int, ...]} or null per frame], bboxes, areas, iscrowd: 0,
+    height, width, length}]
+`JPEGImages/<name>/00012.jpg`: the frames, so `file_names` resolve under the image root
+`JPEGImages/` beside the JSON files (YouTube-VIS's own layout: `<root>/JPEGImages/<video>/<frame>.jpg`).
+The results file keeps compressed RLE (what evaluators read there); the ground-truth file has
+integer counts because ground-truth loaders pass them to `pycocotools.mask.frPyObjects`.
 """
 
 from __future__ import annotations
@@ -18,15 +24,27 @@ import os
 
 from .. import __version__
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, Spill, dumps, present, xywh
+from .base import (
+    AtomicText,
+    ExportContext,
+    Spill,
+    dumps,
+    present,
+    uncompressed_counts,
+    write_bytes,
+)
+
+IMAGE_ROOT = "JPEGImages"
 
 
 class YtvisWriter:
-    files = ("ytvis_results.json", "ytvis_dataset.json")
+    files = ("ytvis_results.json", "ytvis_dataset.json", f"{IMAGE_ROOT}/")
 
     def __init__(self, folder: str, context: ExportContext):
-        self.results_path, self.dataset_path = (os.path.join(folder, f) for f in self.files)
+        self.results_path, self.dataset_path = (os.path.join(folder, f) for f in self.files[:2])
         self.context = context
+        self.image_dir = os.path.join(folder, IMAGE_ROOT, context.video_name)
+        os.makedirs(self.image_dir, exist_ok=True)
         self._spill = Spill(folder, "ytvis")  # key: track id; records: [frame, rle, box, area, score]
         self._frames: set[int] = set()
         self._label: dict[int, str] = {}
@@ -34,11 +52,12 @@ class YtvisWriter:
     def write(self, frame: EncodedFrame) -> None:
         r = frame.result
         self._frames.add(r.frame_index)
+        write_bytes(os.path.join(self.image_dir, f"{self.context.frame_name(r.frame_index)}.jpg"), frame.jpeg)
         for k in present(frame):
             obj_id = int(r.obj_ids[k])
             self._label.setdefault(obj_id, r.labels[k])
             self.context.categories.id_of(r.labels[k])
-            self._spill.add(obj_id, [r.frame_index, frame.rles[k], xywh(r.boxes_xyxy[k]), frame.areas[k],
+            self._spill.add(obj_id, [r.frame_index, frame.rles[k], frame.boxes[k], frame.areas[k],
                                      round(float(r.scores[k]), 4)])
 
     def close(self) -> None:
@@ -72,10 +91,17 @@ class YtvisWriter:
             sep = "," if count else ""
             results.write(sep + dumps({"video_id": 1, "category_id": category,
                                        "score": round(sum(scores) / len(scores), 4), "track_id": obj_id, **tracks}))
-            dataset.write(sep + dumps({"id": obj_id, "video_id": 1, "category_id": category, **tracks, "iscrowd": 0,
-                                       "height": info.height, "width": info.width, "length": n}))
+            truth = [None if rle is None else {"size": rle["size"], "counts": uncompressed_counts(rle["counts"])}
+                     for rle in segmentations]
+            dataset.write(sep + dumps({"id": obj_id, "video_id": 1, "category_id": category, **tracks,
+                                       "segmentations": truth, "iscrowd": 0, "height": info.height,
+                                       "width": info.width, "length": n}))
         results.write("]")
         dataset.write("]}")
         results.commit()
         dataset.commit()
         self._spill.close()
+
+    def manifest(self) -> dict:
+        return {"image_root": IMAGE_ROOT, "ground_truth_rle": "uncompressed (integer counts)",
+                "results_rle": "compressed (COCO string counts)"}
