@@ -110,7 +110,8 @@ def run(
         ids_per_label: dict[str, set[int]] = {}
         status, error, done, handed = "complete", None, 0, []
         feed = SinkThread(all_sinks) if overlap else None
-        needs_image = bool(sinks) or "overlay" in wanted or "labelme" in formats
+        needs_image = bool(sinks) or "overlay" in wanted or any(getattr(FORMATS[f], "needs_image", False)
+                                                                 for f in formats)
 
         def hand_over(result: FrameResult) -> None:
             nonlocal done

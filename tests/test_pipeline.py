@@ -137,6 +137,21 @@ def test_writing_in_its_own_thread_gives_the_same_files(carphone, backend, tmp_p
                                   decode_all(tmp_path / "True" / "overlay.mp4")[3])
 
 
+
+@pytest.mark.parametrize("outputs", [["ytvis"], ["labelme"], ["overlay"]])
+def test_frames_are_decoded_only_on_the_models_thread(carphone, backend, tmp_path, monkeypatch, outputs):
+    """The video reader is the model's and not thread-safe: a format that ships frames (YouTube-VIS's
+    JPEGImages, labelme's images) gets them decoded before its frame goes to the writer thread."""
+    import threading
+
+    from sam3_video.session import VideoSession
+
+    threads, frame = set(), VideoSession.frame
+    monkeypatch.setattr(VideoSession, "frame", lambda self, i: threads.add(threading.get_ident()) or frame(self, i))
+    assert run(carphone, RunOptions(("person",), 0, "forward", 4), tmp_path / "o", backend=backend,
+               outputs=outputs).complete
+    assert threads == {threading.get_ident()}
+
 @pytest.mark.parametrize("bad_frame", [3, 29])  # 29, the last: the error comes out only when the writer closes
 def test_a_sink_that_fails_fails_the_run_and_the_rest_is_closed(carphone, backend, tmp_path, bad_frame):
     class Broken:

@@ -110,6 +110,7 @@ def _shape(label: str, score: float, points: list, group_id: int, shape_type: st
 
 class LabelmeWriter:
     files = ("labelme/",)
+    needs_image = True  # ships the frames: the pipeline decodes each one on the model's thread
 
     def __init__(self, folder: str, context: ExportContext):
         self.dir = os.path.join(folder, "labelme")
