@@ -57,9 +57,17 @@ def connect(address: str | None, ship_code: bool) -> None:
 
     if ray.is_initialized():  # the caller's own connection: its runtime_env stands, the node check still runs
         return
-    env = {"py_modules": [PACKAGE_DIR]} if ship_code else None
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
-             log_to_driver=False, configure_logging=False, runtime_env=env)
+    target = address or os.environ.get("RAY_ADDRESS") or "local"  # "local": our own, never a stale one
+    options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        try:
+            ray.init(address=target, runtime_env={"py_modules": [PACKAGE_DIR]} if ship_code else None, **options)
+        except ValueError:  # a submitted job that sets py_modules itself: it keeps them (the node check guards)
+            ray.init(address=target, **options)
+    except ConnectionError as err:
+        raise BadRequestError(f"Could not reach the Ray cluster at '{target}' ({_first_line(err)}). Check --address "
+                              "or RAY_ADDRESS (ray://HOST:10001 for Ray Client, HOST:6379 on a node of the cluster), "
+                              "or leave both out to run on this machine.") from None
 
 
 # -- the nodes -----------------------------------------------------------------------------------
