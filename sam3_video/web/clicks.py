@@ -5,7 +5,7 @@ The page turns its click mode into an `Edit` with the parts a click cannot say (
 `Edit("refine", labels=(1,))` a positive point, `labels=(0,)` a negative one, `obj_id` when the
 visitor typed which object; `Edit("add_object", label=...)` a new object from a box;
 `Edit("exemplar", positive=...)` "more like this" from a box. A point goes to the object under it;
-a box takes two clicks, opposite corners.
+a box takes two clicks, opposite corners. `marks` says what to draw of them on the frame.
 """
 
 from __future__ import annotations
@@ -61,6 +61,29 @@ def read_click(intent: Edit, x: float, y: float, corner: tuple[float, float] | N
     return Click(Edit("add_object", box=box, label=label), None, f"added a new '{label}' object")
 
 
+class Mark(NamedTuple):
+    """A click to draw on the frame, in video pixels: a point ("positive", "negative", with `xy` =
+    (x, y)), a box's first corner ("corner", (x, y)), or a box ("box" for a new object,
+    "example" / "counter-example" for more (or not) like this, `xy` = (x0, y0, x1, y1))."""
+
+    kind: str
+    xy: tuple[float, ...]
+
+
+def marks(edits: list[Edit], corner: tuple[float, float] | None) -> list[Mark]:
+    """What to draw of the clicks made on the frame (`edits`, in order) and a box's pending corner."""
+    out = []
+    for edit in edits:
+        if edit.kind == "refine":
+            out += [Mark("positive" if label else "negative", tuple(p)) for p, label in zip(edit.points, edit.labels)]
+        elif edit.box is not None:
+            kind = "box" if edit.kind == "add_object" else "example" if edit.positive else "counter-example"
+            out.append(Mark(kind, tuple(edit.box)))
+    if corner is not None:
+        out.append(Mark("corner", tuple(corner)))
+    return out
+
+
 def merged(edits: list[Edit], edit: Edit) -> list[Edit]:
     """`edits` with `edit` applied after them; a click on an object joins the earlier clicks on it
     (the model reads every click on an object together)."""
@@ -77,17 +100,28 @@ def merged(edits: list[Edit], edit: Edit) -> list[Edit]:
 def outcome(edit: Edit, said: str, before: FrameResult, after: FrameResult) -> str:
     """`said` (what the click was), completed with what the model made of it."""
     old, new = set(before.obj_ids.tolist()), set(after.obj_ids.tolist())
-    added = sorted(new - old)
-    if edit.kind == "refine" and edit.obj_id not in new:
-        return (f"{said}: the model sees nothing of #{edit.obj_id} on this frame now. Add a positive point on "
-                "it, or press Undo all clicks to go back.")
+    added, gone = sorted(new - old), sorted(old - new)
+    empty = {int(i) for i, m in zip(after.obj_ids.tolist(), after.masks) if not m.any()}
+    if edit.kind == "refine":
+        if edit.obj_id not in new:
+            return (f"{said}: the model dropped #{edit.obj_id} (it sees nothing of it on this frame now). Add a "
+                    "positive point on it, or press Undo all clicks to go back.")
+        if edit.obj_id in empty:
+            return (f"{said}: the mask of #{edit.obj_id} is empty now. Add a positive point on it, or press Undo "
+                    "all clicks to go back.")
+        also = f"; the model dropped {_ids(gone)}" if gone else ""
+        return f"{said}: #{edit.obj_id} updated{also}"
     if edit.kind == "add_object":
         if not added:
             return f"{said}, but the model found nothing in that box. Draw the box around the object."
-        return f"{said} (#{added[0]})"
+        if added[0] in empty:
+            return f"{said}: id #{added[0]}, but its mask is empty on this frame. Draw the box around the object."
+        return f"{said}: id #{added[0]}"
     if edit.kind == "exemplar":
-        gone = sorted(old - new)
-        parts = ([f"new: {', '.join(f'#{i}' for i in added)}"] if added else []) + \
-                ([f"removed: {', '.join(f'#{i}' for i in gone)}"] if gone else [])
+        parts = ([f"new: {_ids(added)}"] if added else []) + ([f"removed: {_ids(gone)}"] if gone else [])
         return f"{said}: " + ("; ".join(parts) if parts else "nothing new found")
     return said
+
+
+def _ids(ids) -> str:
+    return ", ".join(f"#{i}" for i in ids)

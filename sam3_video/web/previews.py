@@ -1,14 +1,23 @@
-"""What the page shows of a frame: the frame drawn with its objects (the overlay video's colours),
-at most PREVIEW_SIDE pixels on its long side, and one row per object for the table."""
+"""What the page shows of a frame: the frame drawn with its objects (the overlay video's colours)
+and the clicks made on it, at most PREVIEW_SIDE pixels on its long side, and one row per object
+for the table."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
+import cv2
 import numpy as np
 
-from ..render import PREVIEW_SIDE, legend, render, shrink
+from ..render import PREVIEW_SIDE, legend, render, shrink, text_color
 from ..types import FrameResult, VideoInfo
+from .clicks import Mark
+
+#: Colours of the clicks drawn on the frame (RGB): a positive point (and "more like this") green, a
+#: negative one (and "not like this") red, a new object's box and a box's first corner white; each
+#: with a black rim, to be seen on any frame and over any mask colour.
+MARK_COLOURS = {"positive": (0, 220, 0), "negative": (235, 0, 0), "example": (0, 220, 0),
+                "counter-example": (235, 0, 0), "box": (255, 255, 255), "corner": (255, 255, 255)}
 
 
 class ObjectRow(NamedTuple):
@@ -30,9 +39,59 @@ def object_rows(result: FrameResult) -> list[ObjectRow]:
     return [ObjectRow(*row) for row in legend(result)]
 
 
-def draw(image: np.ndarray, result: FrameResult | None) -> np.ndarray:
-    """`image` with `result` drawn on it (when given), shrunk for the page."""
-    return shrink(render(image, result) if result is not None else image)
+TABLE_HEADERS = ["id", "label", "score", "colour"]
+
+
+def object_table(rows: Sequence[ObjectRow]):
+    """The Objects table: one row per object, its colour cell painted in the object's colour (a
+    swatch, the hex code on it in black or white). A pandas Styler: the page shows the colours,
+    API clients get the same rows of plain values."""
+    import pandas as pd
+
+    frame = pd.DataFrame([[r.id, r.label, round(r.score, 3), r.colour] for r in rows], columns=TABLE_HEADERS)
+
+    def swatch(colour: str) -> str:
+        rgb = tuple(int(colour[k:k + 2], 16) for k in (1, 3, 5))
+        return f"background-color: {colour}; color: {'#000' if text_color(rgb) == (0, 0, 0) else '#fff'}"
+
+    return frame.style.map(swatch, subset=["colour"]).format({"score": "{:.3f}"})
+
+
+def draw(image: np.ndarray, result: FrameResult | None, marks: Sequence[Mark] = ()) -> np.ndarray:
+    """`image` (H, W, 3) uint8 with `result` drawn on it (when given) and the clicks `marks` (video
+    pixels) on top, shrunk for the page; a new array."""
+    out = shrink(render(image, result) if result is not None else image)
+    if marks:
+        out = out.copy() if out is image else out
+        draw_marks(out, marks, out.shape[1] / image.shape[1])
+    return out
+
+
+def draw_marks(out: np.ndarray, marks: Sequence[Mark], scale: float = 1.0) -> None:
+    """Draw `marks` (video pixels, times `scale` for `out`) into `out` in place: points as dots,
+    a first corner as a cross, boxes as rectangles; sized from the image, so seen at any size."""
+    h, w = out.shape[:2]
+    r = max(3, round(max(h, w) / 90))  # a dot's radius: about 1 % of the frame's long side
+    thick = max(1, r // 3)
+    for kind, xy in marks:
+        colour = MARK_COLOURS.get(kind, (255, 255, 255))
+        p = [round(v * scale) for v in xy]
+        if kind in ("positive", "negative"):
+            cv2.circle(out, (p[0], p[1]), r + thick, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(out, (p[0], p[1]), r, colour, -1, cv2.LINE_AA)
+            sign = [((p[0] - r + thick, p[1]), (p[0] + r - thick, p[1]))]
+            if kind == "positive":
+                sign.append(((p[0], p[1] - r + thick), (p[0], p[1] + r - thick)))
+            for a, b in sign:
+                cv2.line(out, a, b, (255, 255, 255), thick, cv2.LINE_AA)
+        elif kind == "corner":
+            for dx, dy in ((1, 0), (0, 1)):
+                a, b = (p[0] - 2 * r * dx, p[1] - 2 * r * dy), (p[0] + 2 * r * dx, p[1] + 2 * r * dy)
+                cv2.line(out, a, b, (0, 0, 0), thick + 2)
+                cv2.line(out, a, b, colour, thick)
+        else:
+            cv2.rectangle(out, (p[0], p[1]), (p[2], p[3]), (0, 0, 0), thick + 2)
+            cv2.rectangle(out, (p[0], p[1]), (p[2], p[3]), colour, thick)
 
 
 def to_video_pixels(info: VideoInfo, x: float, y: float) -> tuple[float, float]:

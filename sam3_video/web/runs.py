@@ -73,10 +73,33 @@ def summary_of(folder: str) -> dict:
     if record is None:
         return {"status": "failed", "frames": 0, "error": "The run left no record (run.json); run it again."}
     summary = {"status": record.status, "frames": record.frames_done, "frames_expected": record.frames_expected,
-               "objects_per_label": record.objects_per_label, "seconds": record.elapsed_s}
+               "frame_range": record.frame_range, "objects_per_label": record.objects_per_label,
+               "seconds": record.elapsed_s}
     if record.error:
         summary["error"] = record.error
     return summary
+
+
+def summary_line(summary: dict) -> str:
+    """The summary for people, in one line: 'complete: 39 frames (81-119), 10 objects (5 car, 5
+    person), 26 s' ('stopped by you: 20 of 39 frames ...'; a failure ends with its sentence)."""
+    status = summary.get("status", "failed")
+    if status == "stopped" and summary.get("stopped_by"):
+        status = f"stopped by {summary['stopped_by']}"
+    frames, expected = summary.get("frames", 0), summary.get("frames_expected")
+    parts = [f"{frames} of {expected} frames" if expected and expected != frames else
+             f"{frames} frame{'s' if frames != 1 else ''}"]
+    if summary.get("frame_range"):
+        parts[0] += " ({}-{})".format(*summary["frame_range"])
+    per_label = summary.get("objects_per_label") or {}
+    if per_label:
+        total = sum(per_label.values())
+        parts.append(f"{total} object{'s' if total != 1 else ''} (" +
+                     ", ".join(f"{n} {label}" for label, n in per_label.items()) + ")")
+    if summary.get("seconds") is not None:
+        parts.append(f"{summary['seconds']:.0f} s")
+    line = f"{status}: " + ", ".join(parts)
+    return line + (f". {summary['error']}" if summary.get("error") else "")
 
 
 def write_summary(folder: str, summary: dict) -> None:
@@ -105,10 +128,14 @@ class Leg:
 @dataclass(frozen=True)
 class Plan:
     """The frames a run covers, `first` to `last`, whatever its direction and however many GPU
-    calls it takes; `total` of them (an earlier run's kept frames included)."""
+    calls it takes; `total` of them (an earlier run's kept frames included). `kept` of them come
+    from an earlier run (they are written first), then the new ones in `parts`: (direction,
+    frames) in the order they are done, forward before backward."""
 
     first: int
     last: int
+    kept: int = 0
+    parts: tuple[tuple[str, int], ...] = ()
 
     @property
     def total(self) -> int:
@@ -117,8 +144,26 @@ class Plan:
     @classmethod
     def of(cls, num_frames: int, start: int, direction: str, max_frames: int | None,
            kept: list[int] | tuple[int, ...] = ()) -> "Plan":
-        frames = frame_order(num_frames, start, direction, max_frames) + list(kept)
-        return cls(min(frames), max(frames))
+        new = frame_order(num_frames, start, direction, max_frames)
+        frames = new + list(kept)
+        forward = sum(1 for f in new if f >= start) if direction == "both" else len(new)
+        parts = ((direction if direction != "both" else "forward", forward), ("backward", len(new) - forward))
+        return cls(min(frames), max(frames), len(kept), tuple(p for p in parts if p[1] > 0))
+
+    @property
+    def new(self) -> int:
+        """Frames the model does (the kept ones aside)."""
+        return sum(n for _, n in self.parts)
+
+    def phases(self, done: int) -> str:
+        """Where a run that has written `done` frames stands, by phase: 'forward 20/20 · backward
+        1/19' (a continued run starts with 'kept 5 · ')."""
+        new = max(0, done - self.kept)
+        said = [f"kept {self.kept}"] if self.kept else []
+        for name, n in self.parts:
+            said.append(f"{name} {min(new, n)}/{n}")
+            new = max(0, new - n)
+        return " · ".join(said)
 
     def next_leg(self, done: tuple[int, int] | list[int] | None) -> Leg | None:
         """The call after one that stopped at the end of its time, given the frames its folder

@@ -83,7 +83,7 @@ class Service:
         with self.workspaces.in_use(ws):
             ws.video, ws.info = keep_upload(ws.dir, path), info
             ws.phrases, ws.frame, ws.threshold, ws.removed, ws.edits = (), 0, None, set(), []
-            ws.corner, ws.preview, ws.earlier = None, None, None
+            ws.corner, ws.preview, ws.earlier, ws.said = None, None, None, ""
             self.workspaces.set_run(ws, None)
         return info, self.frame_image(key, 0)
 
@@ -95,7 +95,7 @@ class Service:
         index = int(np.clip(int(index or 0), 0, info.num_frames - 1))
         image = _read_frame(ws, index)
         if ws.preview is not None and ws.frame == index:
-            return draw(image, ws.preview.without(ws.removed))
+            return draw(image, ws.preview.without(ws.removed), clicks.marks(ws.edits, ws.corner))
         frames = self._run_frames(ws)
         return draw(image, frames.get(index, info.height, info.width) if frames and index in frames else None)
 
@@ -135,9 +135,16 @@ class Service:
         return self._rebuild(ws, ws.frame, ws.phrases, ws.threshold, ws.removed, edits, ws.earlier)
 
     def _shown(self, ws: Workspace, said: str = "") -> Preview:
-        """The detected (or fixed) frame with its objects, removals applied, and `said`."""
+        """The detected (or fixed) frame with its objects, removals applied, the clicks made on it
+        drawn, and `said`."""
         kept = ws.need_preview().without(ws.removed)
-        return Preview(draw(_read_frame(ws, ws.frame), kept), object_rows(kept), said)
+        return Preview(draw(_read_frame(ws, ws.frame), kept, clicks.marks(ws.edits, ws.corner)), object_rows(kept), said)
+
+    def said(self, key: str) -> str:
+        """What the visitor's last click made, in words ("" once Detect, Undo all clicks or a new
+        video started over)."""
+        ws = self.workspaces.peek(key)
+        return ws.said if ws is not None else ""
 
     def detect(self, key: str, index: int, prompts: str, threshold: float | None) -> Preview:
         """Detect the phrases on frame `index` (starts over: no removals, clicks or continuation)."""
@@ -149,7 +156,7 @@ class Service:
         frame, threshold = check_frame(info, int(index or 0)), check_threshold(threshold)
         preview = self._rebuild(ws, frame, phrases, threshold, set(), [], None)
         ws.phrases, ws.frame, ws.threshold, ws.preview = phrases, frame, threshold, preview
-        ws.earlier, ws.removed, ws.edits, ws.corner = None, set(), [], None
+        ws.earlier, ws.removed, ws.edits, ws.corner, ws.said = None, set(), [], None, ""
         return self._shown(ws)
 
     def remove(self, key: str, ids: Sequence[int]) -> Preview:
@@ -169,7 +176,8 @@ class Service:
         before = ws.need_preview("clicks fix the detections on that frame.").without(ws.removed)
         edits = clicks.merged(ws.edits, edit)
         ws.preview, ws.edits = self._replay(ws, edits), edits
-        return self._shown(ws, clicks.outcome(edit, said, before, ws.preview.without(ws.removed)) if said else "")
+        ws.said = clicks.outcome(edit, said, before, ws.preview.without(ws.removed)) if said else ""
+        return self._shown(ws, ws.said)
 
     def click(self, key: str, x: float, y: float, intent: Edit) -> Preview:
         """A click on the preview at video pixel (x, y), meant as `intent` (see clicks.py)."""
@@ -178,6 +186,7 @@ class Service:
         click = clicks.read_click(intent, x, y, ws.corner, shown, ws.phrases[0] if ws.phrases else "object")
         ws.corner = click.corner
         if click.edit is None:
+            ws.said = click.said
             return self._shown(ws, click.said)
         return self.edit(key, click.edit, click.said)
 
@@ -185,8 +194,8 @@ class Service:
         """Forget every click since Detect (removals stay)."""
         ws = self.workspaces.get(key)
         ws.need_preview()
-        ws.preview, ws.edits, ws.corner = self._replay(ws, []), [], None
-        return self._shown(ws, "every click undone")
+        ws.preview, ws.edits, ws.corner, ws.said = self._replay(ws, []), [], None, ""
+        return self._shown(ws)
 
     def fix_frame(self, key: str, index: int) -> tuple[Preview, str]:
         """The latest run's result on frame `index` (a frame it did) as the preview to correct;
@@ -207,7 +216,7 @@ class Service:
         phrases = ws.phrases or earlier.prompts
         ws.preview = self._rebuild(ws, index, phrases, earlier.threshold, set(), [], ws.run_dir)
         ws.phrases, ws.frame, ws.threshold, ws.earlier = phrases, index, earlier.threshold, ws.run_dir
-        ws.removed, ws.edits, ws.corner = set(), [], None
+        ws.removed, ws.edits, ws.corner, ws.said = set(), [], None, ""
         kept = f"frames {earlier.kept[0]}-{earlier.kept[-1]} of the run are kept" if earlier.kept else "no frames are kept"
         said = (f"Frame {index} of the last run: remove or click to fix its objects, then Propagate "
                 f"{earlier.direction} continues from it ({kept}).")
@@ -308,6 +317,8 @@ class Service:
             self.workspaces.prune_runs(ws, {ws.run_dir, ws.earlier})
             summary = runs.summary_of(ws.run_dir)
             summary.update(seconds=round(time.monotonic() - started, 1), gpu_calls=calls)
+            if summary.get("status") == "stopped":  # by a Stop (a cancel, a closed tab), or at the frame limit of a call
+                summary["stopped_by"] = "you" if runs.stop_requested(ws.run_dir) else "the GPU time limit"
             if last.error:  # the step's sentence for the visitor (run.json keeps the exception's own words)
                 summary["error"] = last.error
             runs.write_summary(ws.run_dir, summary)
@@ -348,18 +359,27 @@ def _read_frame(ws: Workspace, index: int) -> np.ndarray:
 
 def _progress(update: RunUpdate, plan: Plan, shown: int, calls: int, started: float) -> RunProgress:
     """A GPU step's update as progress over the whole run, never below the `shown` count (a call
-    that continues another redoes its first frame, and counts nothing while it warms up)."""
+    that continues another redoes its first frame, and counts nothing while it warms up).
+
+    The text names the phase ('warming up', 'forward 20/20 · backward 1/19'); the time left only
+    once it is stable: SAM3 holds back its first frames and then hands several at once, so the pace
+    of the first few frames says little (`eta_stable`)."""
     done = min(max(update.done, shown), plan.total)
-    eta = (plan.total - done) / update.fps if update.fps > 0 else None
+    eta = (plan.total - done) / update.fps if update.fps > 0 and eta_stable(done - plan.kept, plan.new) else None
+    call = f"GPU call {calls}: " if calls > 1 else ""
     if update.finished:
-        text = f"{done}/{plan.total} frames, closing the files"
+        text = f"{plan.phases(done)} · closing the files"
     elif update.total is None:
-        text = (f"GPU call {calls}: " if calls > 1 else "") + \
-            f"warming up ({time.monotonic() - started:.0f} s; SAM3 holds back its first frames)"
+        text = f"{call}warming up ({time.monotonic() - started:.0f} s; SAM3 holds back its first frames)"
     else:
-        text = f"{done}/{plan.total} frames, {update.fps:.1f} frames/s" + (f", {eta:.0f} s left" if eta else "") + \
-            (f" (GPU call {calls})" if calls > 1 else "")
+        text = f"{call}{plan.phases(done)} · {update.fps:.1f} frames/s" + (f" · about {eta:.0f} s left" if eta else "")
     return RunProgress(done, plan.total, update.fps, eta, update.preview, text)
+
+
+def eta_stable(new_done: int, new_total: int) -> bool:
+    """Whether the pace after `new_done` of `new_total` new frames is worth a time left: at least
+    10 frames and a quarter of the run past the held-back ones."""
+    return new_done >= max(10, new_total // 4) and new_done < new_total
 
 
 def _finish(updates: Iterator) -> None:

@@ -43,6 +43,7 @@ class Workspace:
     removed: set[int] = field(default_factory=set)
     edits: list[Edit] = field(default_factory=list)  # clicks and boxes on that frame, in order
     corner: tuple[float, float] | None = None  # first corner of a box being drawn with two clicks
+    said: str = ""  # what the last click made (clicks.outcome); "" after Detect, Undo all clicks, a new video
     preview: FrameResult | None = None  # the model's result on that frame, removals not applied
     earlier: str | None = None  # set by Fix this frame: the folder of the run the next one continues
     run_dir: str | None = None  # the latest run's folder (runs.py: the record of what ran)
