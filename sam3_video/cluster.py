@@ -340,8 +340,7 @@ class Scheduler:
                     starting.update([self._start(Slot(worker.slot.cpus, worker.slot.gpus))])  # anywhere with room
                     if k in reports:  # lost after its report: the video is done
                         continue
-                    retries[k].append(f"its worker on node {_node_name(where.get(k, ''))} was lost "
-                                      f"({type(err).__name__}{': node gone' if _node_gone(where.get(k)) else ''})")
+                    retries[k].append(_lost(where.get(k, ""), err))
                     if len(retries[k]) < MAX_ATTEMPTS:
                         waiting.appendleft(k)
                     else:
@@ -383,18 +382,12 @@ class Scheduler:
             pass
 
 
-def _node_name(node_id: str) -> str:
-    for node in alive_nodes() + _dead_nodes():
-        if node.id == node_id:
-            return node.name
-    return node_id[:8] or "?"
-
-
-def _dead_nodes() -> list[Node]:
+def _lost(node_id: str, err: BaseException) -> str:
+    """Why a video's attempt ended: its worker's node (IP and id, from one look at the cluster),
+    the error, and whether that node has left the cluster."""
     import ray
 
-    return [Node(n["NodeID"], n.get("NodeManagerAddress", "?"), 0, 0) for n in ray.nodes() if not n.get("Alive")]
-
-
-def _node_gone(node_id: str | None) -> bool:
-    return bool(node_id) and node_id not in {n.id for n in alive_nodes()}
+    node = next((n for n in ray.nodes() if n["NodeID"] == node_id), None)
+    name = Node(node_id, node.get("NodeManagerAddress", "?"), 0, 0).name if node else node_id[:8] or "?"
+    gone = bool(node_id) and not (node and node.get("Alive"))
+    return f"its worker on node {name} was lost ({type(err).__name__}{': node gone' if gone else ''})"
