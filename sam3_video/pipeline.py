@@ -128,9 +128,9 @@ def run(
             handed.append(result.frame_index)
 
         try:
+            # The kept frames are frames done: a stop (even one asked before this run began, as
+            # between two GPU calls of one app run) ends the run after them, never before.
             for result in earlier.kept_results(*session.info.size) if earlier else ():
-                if session.stopped:
-                    break
                 hand_over(result)
             new_started = time.perf_counter()
             for result in () if session.stopped else session.propagate(options.direction, options.start_frame,

@@ -71,6 +71,20 @@ def test_corrected_frame_continues_with_the_earlier_frames_and_ids(carphone, edi
     assert mot_frames == set(range(1, 36))
 
 
+def test_a_continued_run_stopped_before_it_began_keeps_its_earlier_frames(carphone, edit_backend, earlier, tmp_path):
+    """A stop asked before a continued run's first frame (as between two GPU calls of one app run)
+    ends it after its kept frames: the frames done are never lost."""
+    folder, before = earlier
+    out = tmp_path / "continued"
+    summary = run(carphone, RunOptions(PHRASES, 20, "forward", max_frames=15, continue_from=str(folder)), out,
+                  edit_backend, outputs=OUTPUTS, on_session=lambda session: session.stop())
+    assert (summary.status, summary.frames_done, summary.frames_expected) == ("stopped", 20, 35)
+    after = {r.frame_index: r for r in read_results(out)}
+    assert sorted(after) == list(range(20))
+    assert all(ids(after[i]) == ids(before[i]) for i in range(20))
+    assert probe(str(out / "overlay.mp4")).num_frames == 20
+
+
 def test_removed_and_added_objects_when_continuing(carphone, edit_backend, earlier, tmp_path):
     folder, before = earlier
     victim = ids(before[25])[0]
