@@ -24,7 +24,8 @@ except ImportError:  # pragma: no cover
 import gradio as gr
 
 from sam3_video.config import LIMITS
-from sam3_video.gradio_glue import sweep_cache, user_errors
+from sam3_video.errors import Sam3VideoError
+from sam3_video.gradio_glue import from_page, sweep_cache, user_errors
 from sam3_video.types import DIRECTIONS, Edit
 from sam3_video.web.previews import TABLE_HEADERS, object_table
 from sam3_video.web.runs import Outputs, summary_line
@@ -51,24 +52,72 @@ service = Service(model=args.model or os.environ.get("SAM3_MODEL") or None)
 
 
 # -- handlers: each passes the visitor's key (Gradio's session hash) to the service ------------
-def model_banner():
+#: The tab's token lives in its sessionStorage: it survives a reload (and a reopened tab), not a new tab.
+TAB_TOKEN_JS = "() => [window.sessionStorage.getItem('sam3-video-tab') || '']"
+KEEP_TAB_TOKEN_JS = "(token) => { window.sessionStorage.setItem('sam3-video-tab', token); return []; }"
+
+
+def model_banner() -> str:
+    """API: '' when the model is ready, else what is wrong and what to do."""
     problem = service.model_status()
-    return gr.Markdown(f"**The model is not available.** {problem}" if problem else "", visible=bool(problem))
+    return f"The model is not available. {problem}" if problem else ""
+
+
+@user_errors
+def open_tab(token, request: gr.Request):
+    """The page opens: the model's state (Detect is off without a model), and after a reload the
+    tab's workspace as it was."""
+    problem = model_banner()
+    banner = gr.Markdown(problem.replace("The model is not available.", "**The model is not available.**", 1),
+                         visible=bool(problem))
+    detect_button = gr.Button(interactive=not problem)
+    back = service.restore(request.session_hash, token or "")
+    if not back.back or back.video is None:
+        return back.token, banner, detect_button, *[gr.skip()] * 14
+    info, shown = back.info, back.preview
+    out = back.outputs
+    line = ("Back after a reload: the run goes on." if back.running else
+            summary_line(out.summary) if out is not None else "Back after a reload.")
+    return (back.token, banner, detect_button, back.video, _facts(info),
+            gr.Slider(maximum=max(1, info.num_frames - 1), value=back.frame), ", ".join(back.phrases),
+            "" if back.threshold is None else str(back.threshold), *_objects(shown), shown.said, line,
+            *((out.overlay, out.annotations_zip, out.files, out.summary) if out is not None else [gr.skip()] * 4))
+
+
+def leave_tab(request: gr.Request):
+    service.leave(request.session_hash)
+
+
+def _facts(info) -> str:
+    return (f"{info.num_frames} frames, {info.fps:.2f} fps, {info.width}x{info.height}, {info.duration:.1f} s"
+            + (", with audio" if info.has_audio else ""))
 
 
 @user_errors
 def open_video(video, request: gr.Request):
     if not video:
         return "", gr.Slider(maximum=1, value=0), None
+    if service.reopened(request.session_hash, video):  # given back to the page after a reload: as it was
+        return gr.skip(), gr.skip(), gr.skip()
     info, image = service.open_video(request.session_hash, video)
-    facts = (f"{info.num_frames} frames, {info.fps:.2f} fps, {info.width}x{info.height}, {info.duration:.1f} s"
-             + (", with audio" if info.has_audio else ""))
-    return facts, gr.Slider(maximum=max(1, info.num_frames - 1), value=0), image  # a slider needs max > min
+    return _facts(info), gr.Slider(maximum=max(1, info.num_frames - 1), value=0), image  # a slider needs max > min
 
 
 @user_errors
 def show_frame(index, request: gr.Request):
     return service.frame_image(request.session_hash, index)
+
+
+def after_run(index, request: gr.Request):
+    """After a run on the page, the slider's frame with the run's result on it (the frame showed
+    the newest frame done while it ran); nothing when no run ended (a refused Propagate)."""
+    key = request.session_hash
+    if service.last_summary(key) is None or service.running(key):
+        return gr.skip()
+    try:
+        return service.frame_image(key, index)
+    except Sam3VideoError:
+        return gr.skip()
 
 
 def _threshold(text) -> float | None:
@@ -154,13 +203,37 @@ def _follow(updates, progress):
                 yield (gr.skip() if item.preview is None else item.preview), item.text, None
 
 
+def _run_outputs(updates, progress, request: gr.Request):
+    """A run's updates as the page's (preview, status, overlay, annotations, formats, summary).
+    A run that breaks once started leaves the status line saying how it ended (the toast says
+    why), not its last progress."""
+    started = False
+    try:
+        for image, status, out in _follow(updates, progress):
+            started = True
+            if out is None:
+                yield image, status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            else:
+                yield image, status, out.overlay, out.annotations_zip, out.files, out.summary
+    except Exception:
+        ended = service.last_summary(request.session_hash) if started and from_page(request) else None
+        if ended is not None:
+            yield gr.skip(), summary_line(ended), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        raise
+
+
 @user_errors
 def propagate(direction, max_frames, request: gr.Request, progress=gr.Progress()):
-    for image, status, out in _follow(service.propagate(request.session_hash, direction, max_frames), progress):
-        if out is None:
-            yield image, status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        else:
-            yield image, status, out.overlay, out.annotations_zip, out.files, out.summary
+    # From the page, the run goes on when the page goes away (a reload follows it again); an API
+    # client's cancel stops it.
+    updates = service.propagate(request.session_hash, direction, max_frames, stop_on_close=not from_page(request))
+    yield from _run_outputs(updates, progress, request)
+
+
+@user_errors
+def follow_run(request: gr.Request, progress=gr.Progress()):
+    """The tab's run going on after a reload, followed again to its end."""
+    yield from _run_outputs(service.follow(request.session_hash), progress, request)
 
 
 @user_errors
@@ -187,10 +260,6 @@ def results(request: gr.Request):
 
 def click_said(request: gr.Request):
     return service.said(request.session_hash)
-
-
-def close_tab(request: gr.Request):
-    service.close_workspace(request.session_hash)
 
 
 # -- layout ----------------------------------------------------------------------------------
@@ -263,15 +332,24 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
                         "remove objects or click to correct them, then Propagate continues from that frame and "
                         "keeps the run's frames it does not redo.")
             gr.Markdown("### 5. Results")
-            overlay = gr.Video(label="Overlay video", interactive=False, elem_id="overlay")
+            overlay = gr.Video(label="Overlay video", interactive=False, elem_id="overlay", height=360)
             annotations = gr.File(label="annotations.zip (every format)", elem_id="annotations")
             formats = gr.File(label="Each format", file_count="multiple", elem_id="formats")
             with gr.Accordion("Summary as JSON (what API clients get)", open=False):
                 summary = gr.JSON(label="Summary")
     one_shot, start_frame = gr.Button(visible=False), gr.Number(visible=False, precision=0)  # API-only inputs
+    tab = gr.Textbox(visible=False)  # the tab's token (open_tab)
 
-    demo.load(model_banner, None, banner)
-    demo.unload(close_tab)
+    run_outputs = [preview, status, overlay, annotations, formats, summary]
+    demo.load(open_tab, tab, [tab, banner, detect_btn, video, facts, frame, prompts, threshold, preview, objects,
+                              to_remove, clicked, status, overlay, annotations, formats, summary],
+              js=TAB_TOKEN_JS, api_visibility="private", queue=False
+              ).then(None, tab, None, js=KEEP_TAB_TOKEN_JS, api_visibility="private", queue=False
+                     ).then(follow_run, None, run_outputs, api_visibility="private", concurrency_limit=None,
+                            show_progress="hidden", show_progress_on=summary
+                            ).then(after_run, frame, preview, api_visibility="private", queue=False)
+    demo.unload(leave_tab)
+    gr.api(model_banner, api_name="model_banner", queue=False)
     video.change(open_video, video, [facts, frame, preview], api_name="open_video")
     frame.release(show_frame, frame, preview, api_name="show_frame")
     detect_btn.click(detect, [frame, prompts, threshold], [preview, objects, to_remove], api_name="detect",
@@ -290,8 +368,9 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     # One progress display: the status line under the frame. Gradio's own (over the live frame,
     # flickering, counting otherwise; over the status line even when "hidden", seen with 6.31) goes
     # to the JSON summary, folded away; API clients still get gr.Progress's units.
-    propagate_btn.click(propagate, [direction, max_frames], [preview, status, overlay, annotations, formats, summary],
-                        api_name="propagate", concurrency_id="gpu", show_progress="hidden", show_progress_on=summary)
+    propagate_btn.click(propagate, [direction, max_frames], run_outputs, api_name="propagate", concurrency_id="gpu",
+                        show_progress="hidden", show_progress_on=summary
+                        ).then(after_run, frame, preview, api_visibility="private", queue=False)
     stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
     one_shot.click(segment_video, [video, prompts, start_frame, direction, max_frames, threshold],
                    [overlay, annotations, summary], api_name="segment_video", concurrency_id="gpu")

@@ -49,6 +49,9 @@ class AppLimits:
     max_video_frames: int = int(_env("SAM3_MAX_VIDEO_FRAMES", "18000"))
     # A visitor's files and state are deleted this long after their last action (and at tab close).
     session_ttl_s: float = float(_env("SAM3_SESSION_TTL_S", "3600"))
+    # A tab that goes away may be reloading: its workspace and run wait this long for it to come
+    # back before they are closed (0: at once).
+    reload_grace_s: float = float(_env("SAM3_RELOAD_GRACE_S", "120"))
     # Model calls running at once (one GPU: 1); more visitors wait in Gradio's queue ...
     gpu_concurrency: int = int(_env("SAM3_GPU_CONCURRENCY", "1"))
     # ... which turns visitors away with a message beyond this many waiting.

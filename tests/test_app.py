@@ -151,3 +151,38 @@ def test_fix_a_frame_of_the_run_and_continue_through_the_api(app_url, carphone):
     assert frames_in_zip(zip_path) == list(range(11))
     manifest = manifest_in_zip(zip_path)
     assert manifest["continued_from"]["frame"] == 5 and manifest["edits"][0]["obj_id"] == ids[0]
+
+
+def test_a_run_that_breaks_leaves_the_page_saying_how_it_ended(test_model_dir, carphone, monkeypatch):
+    """The page's Propagate handler, in-process: a GPU call that dies mid-run (ZeroGPU's 'GPU task
+    aborted') is a toast, and the status line says how the run ended instead of its last progress;
+    an API client gets the error itself."""
+    import gradio as gr
+
+    monkeypatch.setenv("SAM3_MODEL", test_model_dir)
+    monkeypatch.setenv("SAM3_DEVICE", "cpu")
+    import app
+    from sam3_video.web import gpu
+
+    real = gpu.run_step
+
+    def dies(request):
+        for k, update in enumerate(real(request)):
+            if k == 3:
+                raise RuntimeError("GPU task aborted")
+            yield update
+
+    monkeypatch.setattr(gpu, "run_step", dies)
+    page = gr.Request(headers={"x-gradio-user": "app"}, session_hash="page")
+    app.service.open_video("page", carphone)
+    app.service.detect("page", 0, "person", None)
+    items = list(app.propagate("forward", 30, page, lambda *a, **k: None))
+    assert items[:-2] and not any(item[1].startswith("failed") for item in items[:-2])  # its progress went on ...
+    status = items[-2][1]
+    assert status.startswith("failed: ") and "ended abnormally (GPU task aborted)" in status  # ... then how it ended
+    assert items[-1] == gr.skip()  # with the toast: every output stays as it is
+    client = gr.Request(headers={"x-gradio-user": "api"}, session_hash="client")
+    app.service.open_video("client", carphone)
+    app.service.detect("client", 0, "person", None)
+    with pytest.raises(gr.Error, match="Propagate failed unexpectedly"):
+        list(app.propagate("forward", 30, client, lambda *a, **k: None))

@@ -283,3 +283,59 @@ def test_propagate_fix_propagate_and_propagate_again(browser, served, carphone):
     limit.fill("3")
     page.locator("#propagate").click()
     page.locator("#status").get_by_text("complete: 5 frames (0-4)").wait_for(timeout=300_000)
+
+
+def _frames_done(page) -> int:
+    """The frames done so far, from the status line's 'forward K/N'."""
+    import re
+
+    found = re.search(r"forward (\d+)/\d+", page.locator("#status").inner_text())
+    return int(found.group(1)) if found else -1
+
+
+@pytest.mark.parametrize("served", ["plain", "zerogpu"], indirect=True)
+def test_a_reload_mid_run_comes_back_to_the_run(browser, served, carphone):
+    """The tab's video, phrases, detection and run come back after a reload; the run went on
+    meanwhile, is followed to where it is, and Stop still reaches it."""
+    page = browser.open(served)
+    upload(page, carphone)
+    detect(page, "person, window")
+    rows = page.locator("#objects tbody tr").count()
+    page.get_by_label("forward", exact=True).check()  # all 120 frames: the run outlasts the reload
+    page.locator("#propagate").click()
+    page.wait_for_function("() => /forward [1-9]\\d*\\/120/.test(document.querySelector('#status').innerText)",
+                           timeout=300_000)
+    before = _frames_done(page)
+    page.reload(wait_until="load")
+    page.locator("#video-facts").get_by_text("120 frames").wait_for(timeout=60_000)
+    assert page.locator("#prompts textarea").input_value() == "person, window"
+    assert page.locator("#objects tbody tr").count() == rows
+    page.wait_for_function(f"() => {{ const m = /forward (\\d+)\\/120/.exec(document.querySelector('#status').innerText);"
+                           f" return m && +m[1] > {before}; }}", timeout=300_000)  # followed again, further on
+    assert page.locator("#video-in video").count() == 1  # the video is back in its player
+    page.locator("#stop").click()
+    page.locator("#status").get_by_text("stopped by you:").wait_for(timeout=300_000)
+    assert page.locator("#annotations a[href]").count() == 1
+    stopped_at = int(page.locator("#status").inner_text().split("stopped by you: ")[1].split(" of ")[0])
+    assert before < stopped_at < 120
+
+
+@pytest.fixture(scope="module")
+def nomodel_url(tmp_path_factory):
+    """The app when its model cannot load (the real hub id, offline)."""
+    from tests.conftest import launch_app
+
+    url, proc, _ = launch_app(tmp_path_factory.mktemp("nomodel"), {"SAM3_MODEL": "facebook/sam3", "HF_HUB_OFFLINE": "1"})
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_without_a_model_the_page_says_so_and_detect_is_off(browser, nomodel_url, carphone):
+    page = browser.open(nomodel_url)
+    banner = page.locator("#model-banner")
+    banner.get_by_text("The model is not available.").wait_for(timeout=60_000)
+    assert "facebook/sam3" in banner.inner_text() and in_view(page, "#model-banner")
+    assert page.locator("#detect").is_disabled()
+    upload(page, carphone)  # the video still opens: its frames need no model
+    assert page.locator("#detect").is_disabled()

@@ -88,6 +88,51 @@ def test_a_closed_run_finishes_on_its_own_and_keeps_its_frames(service, carphone
     assert probe(out.overlay).num_frames == out.summary["frames"]
 
 
+def test_a_tab_that_reloads_mid_run_comes_back_to_its_run(service, carphone):
+    """A page's run goes on when the page goes away (Gradio closes its generator, then the tab's
+    unload); the same tab, back with its token under a new session, gets its video, detection and
+    phrases, and follows the run to its end."""
+    token = service.restore("page-1", "").token
+    service.open_video("page-1", carphone)
+    shown = service.detect("page-1", 5, "person, window", 0.2)
+    updates = service.propagate("page-1", "forward", 30, stop_on_close=False)
+    next(u for u in updates if isinstance(u, RunProgress) and u.done >= 3)
+    updates.close()  # the page reloads: its event is closed ...
+    service.leave("page-1")  # ... and its session unloaded
+    assert service.restore("someone-else", "not the token", wait_s=0).back is False
+    back = service.restore("page-2", token, wait_s=0)
+    assert back.back and back.token == token and back.running
+    assert (back.video, back.frame, back.phrases, back.threshold) == (service.workspaces.get("page-2").video, 5,
+                                                                       ("person", "window"), 0.2)
+    assert back.info.num_frames == 120 and back.preview.objects == shown.objects and back.outputs is None
+    assert service.reopened("page-2", back.video) and not service.reopened("page-2", back.video)  # once
+    followed = list(service.follow("page-2"))
+    assert isinstance(followed[-1], Outputs) and all(isinstance(u, RunProgress) for u in followed[:-1])
+    assert followed[-1].summary["status"] == "complete" and followed[-1].summary["frames"] == 30
+    assert service.workspaces.peek("page-1") is None and list(service.follow("page-2")) == []
+    again = service.restore("page-3", token, wait_s=0)  # a tab open: no reclaim (a duplicated tab's token)
+    assert not again.back and again.token != token
+    service.leave("page-2")
+    later = service.restore("page-4", token, wait_s=0)  # after the run: its outputs come back
+    assert later.back and not later.running and later.outputs == service.results("page-4")
+
+
+def test_a_tab_that_does_not_come_back_is_closed_and_its_run_stopped(service, carphone):
+    token = service.restore("gone", "").token
+    service.open_video("gone", carphone)
+    service.detect("gone", 0, "person", None)
+    updates = service.propagate("gone", "forward", None, stop_on_close=False)
+    next(u for u in updates if isinstance(u, RunProgress) and u.done >= 3)
+    updates.close()
+    ws = service.workspaces.get("gone")
+    service.leave("gone")
+    assert ws.left is not None and os.path.isdir(ws.dir) and not ws.live.ended  # waiting for the tab
+    service.workspaces._not_back("gone", ws, ws.left)  # what the grace timer does when it ends
+    assert ws.live.wait(300)
+    assert service.workspaces.count() == 0 and not os.path.exists(ws.dir)
+    assert not service.restore("back-too-late", token, wait_s=0).back
+
+
 def test_a_run_longer_than_one_gpu_call_goes_on_in_the_next(test_model_dir, backend, carphone, tmp_path):
     """With 3 s of GPU per call, "both" from frame 30 takes several calls (forward, then backward,
     each continuing the folder of the last) and covers exactly the frames of one run."""

@@ -12,5 +12,6 @@ or on the CPU:
     previews.py    frames drawn for the page, object rows, preview pixels -> video pixels
     clicks.py      a click on the frame -> an `Edit`, and what the model made of it, in words
     runs.py        a run folder as the record: stop requests, outputs, the plan of GPU calls
+    live.py        a run going on in a thread of its own, followed by the page (again after a reload)
     service.py     the visitor's steps, from these parts
 """

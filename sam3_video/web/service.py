@@ -8,16 +8,16 @@ in another process (Hugging Face ZeroGPU). A run's folder is the record of the r
 the slider after it, Fix this frame and /results read the files (`runs.py`).
 
 A run is one generator from the visitor's point of view, however many GPU calls it takes: it
-yields `RunProgress` at least every second, then the run's `Outputs`. Closed early (a client
-cancels), it asks the run to stop and lets it finish in a thread of its own, so that the server
-is not held up and the folder stays in use (never swept) until its files are final.
+yields `RunProgress` at least every second, then the run's `Outputs`. The run itself goes on in a
+thread of its own (`live.py`), so that the folder stays in use (never swept) until its files are
+final whoever watches: closed early by an API client (a cancel), it asks the run to stop; a page
+that goes away (a reload) leaves it going on, and the same tab, back (`restore`), follows it again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
@@ -33,6 +33,7 @@ from ..session import check_direction, check_frame, check_threshold
 from ..types import Edit, FrameResult, RunOptions, VideoInfo, frame_order, parse_prompts
 from ..video import VideoReader
 from . import clicks, gpu, runs
+from .live import LiveRun
 from .model import AppModel
 from .previews import Preview, draw, object_rows, to_video_pixels
 from .runs import Outputs, Plan, RunUpdate
@@ -41,6 +42,25 @@ from .workspaces import Workspace, Workspaces
 
 log = logging.getLogger(__name__)
 FINISH_WAIT_S = 60  # how long a new run waits for a stopped one of the same visitor to close its files
+
+
+@dataclass
+class Restored:
+    """What a tab starts with: the token its page keeps (sessionStorage) to come back after a
+    reload, and, when it did come back (`back`), what its workspace holds: the video, the
+    detected (or fixed) frame drawn with its objects, the phrases, and the run (going on, or its
+    outputs)."""
+
+    token: str
+    back: bool = False
+    video: str | None = None
+    info: VideoInfo | None = None
+    frame: int = 0
+    phrases: tuple[str, ...] = ()
+    threshold: float | None = None
+    preview: Preview | None = None
+    running: bool = False
+    outputs: Outputs | None = None
 
 
 @dataclass
@@ -73,6 +93,38 @@ class Service:
         """None when the model is ready, else the sentence that says why not and what to do."""
         return self.model.problem
 
+    # -- the tab ---------------------------------------------------------------------------------
+    def restore(self, key: str, token: str, wait_s: float = 5.0) -> Restored:
+        """A tab opens: the workspace it left on a reload when it shows that workspace's `token`
+        (its run going on), else a new one; either way the token to keep. `wait_s`: how long to
+        wait for the old session to be seen gone (Workspaces.reclaim)."""
+        ws = self.workspaces.reclaim(key, token, wait_s)
+        if ws is None:
+            return Restored(self.workspaces.get(key).token)
+        if ws.video is None or ws.info is None:
+            return Restored(ws.token, back=True)
+        ws.reopen = _file_id(ws.video)
+        running = ws.live is not None and not ws.live.ended
+        if ws.preview is not None:
+            shown = self._shown(ws, ws.said)
+        else:
+            shown = Preview(self.frame_image(key, ws.frame), [], "")
+        outputs = runs.outputs(ws.run_dir) if ws.run_dir and not running and read_record(ws.run_dir) else None
+        return Restored(ws.token, True, ws.video, ws.info, ws.frame, ws.phrases, ws.threshold, shown, running, outputs)
+
+    def reopened(self, key: str, path: str) -> bool:
+        """Whether `path` is the tab's own video given back to its page by `restore` (the page
+        then opens it again: nothing is to start over)."""
+        ws = self.workspaces.peek(key)
+        if ws is None or ws.reopen is None or ws.reopen != _file_id(path):
+            return False
+        ws.reopen = None
+        return True
+
+    def leave(self, key: str) -> None:
+        """The tab went away: a reload, or closed (see Workspaces.leave)."""
+        self.workspaces.leave(key)
+
     # -- the video -------------------------------------------------------------------------------
     def open_video(self, key: str, path: str) -> tuple[VideoInfo, np.ndarray]:
         """Check the upload against the limits; return its facts and its first frame (drawn)."""
@@ -83,7 +135,7 @@ class Service:
         with self.workspaces.in_use(ws):
             ws.video, ws.info = keep_upload(ws.dir, path), info
             ws.phrases, ws.frame, ws.threshold, ws.removed, ws.edits = (), 0, None, set(), []
-            ws.corner, ws.preview, ws.earlier, ws.said = None, None, None, ""
+            ws.corner, ws.preview, ws.earlier, ws.said, ws.reopen = None, None, None, "", None
             self.workspaces.set_run(ws, None)
         return info, self.frame_image(key, 0)
 
@@ -223,16 +275,18 @@ class Service:
         return self._shown(ws, said), earlier.direction
 
     # -- runs ---------------------------------------------------------------------------------------
-    def propagate(self, key: str, direction: str, max_frames: int | None) -> Iterator[RunProgress | Outputs]:
+    def propagate(self, key: str, direction: str, max_frames: int | None,
+                  stop_on_close: bool = True) -> Iterator[RunProgress | Outputs]:
         """Propagate from the detected frame (or continue from a fixed one): `RunProgress` at least
-        every second, then the run's `Outputs`."""
+        every second, then the run's `Outputs`. Closing this stops the run when `stop_on_close`
+        (else it goes on: the page's run survives a reload)."""
         ws = self.workspaces.get(key)
         ws.need_video()
         if not ws.phrases:
             raise BadRequestError("Press Detect first, so that you can check what will be tracked.")
         options = RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
                              tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier)
-        yield from self._run(ws, options)
+        yield from self._run(ws, options, stop_on_close)
 
     def segment_video(self, key: str, path: str, prompts: str, start_frame: int = 0, direction: str = "forward",
                       max_frames: int | None = None, threshold: float | None = None
@@ -245,22 +299,32 @@ class Service:
             raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
         ws.phrases, ws.frame, ws.threshold = phrases, check_frame(ws.info, int(start_frame or 0)), check_threshold(threshold)
         options = RunOptions(phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold)
-        yield from self._run(ws, options)
+        yield from self._run(ws, options, stop_on_close=True)
 
-    def _run(self, ws: Workspace, options: RunOptions) -> Iterator[RunProgress | Outputs]:
-        """The run's updates, from `_legs`; closed early, the run is asked to stop and finishes in a
-        thread of its own (the caller, Gradio's event loop, is not held up)."""
+    def _run(self, ws: Workspace, options: RunOptions, stop_on_close: bool) -> Iterator[RunProgress | Outputs]:
+        """Start the run in a thread of its own (`LiveRun`) and follow it. Closed early, the
+        follower asks the run to stop when `stop_on_close` (an API client's cancel); a page that
+        goes away (a reload) leaves it going on, to be followed again (`follow`)."""
         check_direction(options.direction, options.max_frames)
         if ws.running and not ws.idle.wait(FINISH_WAIT_S if runs.stop_requested(ws.run_dir or "") else 0):
             raise BadRequestError("A run is already going on in this tab. Press Stop or wait for it.")
-        legs = self._legs(ws, options)
+        ws.live = LiveRun.start(self._legs(ws, options), is_last=lambda item: isinstance(item, Outputs))
+        yield from self._watch(ws, ws.live, stop_on_close)
+
+    def _watch(self, ws: Workspace, live: LiveRun, stop_on_close: bool) -> Iterator[RunProgress | Outputs]:
         try:
-            for item in legs:
-                yield item
+            yield from live.follow()
         except GeneratorExit:
-            self.workspaces.stop_run(ws)
-            threading.Thread(target=_finish, args=(legs,), name="sam3-finish", daemon=True).start()
+            if stop_on_close:
+                self.workspaces.stop_run(ws)
             raise
+
+    def follow(self, key: str) -> Iterator[RunProgress | Outputs]:
+        """The visitor's run that is going on (a page back after a reload follows it again): its
+        progress, then its outputs; nothing when none is going on. Closing this leaves it going."""
+        ws = self.workspaces.peek(key)
+        if ws is not None and ws.live is not None and not ws.live.ended:
+            yield from self._watch(ws, ws.live, stop_on_close=False)
 
     def _legs(self, ws: Workspace, options: RunOptions) -> Iterator[RunProgress | Outputs]:
         """The run as one or more GPU calls (`runs.Plan`), holding the workspace in use."""
@@ -330,6 +394,17 @@ class Service:
         if ws is not None:
             self.workspaces.stop_run(ws)
 
+    def running(self, key: str) -> bool:
+        ws = self.workspaces.peek(key)
+        return ws is not None and ws.running
+
+    def last_summary(self, key: str) -> dict | None:
+        """The summary of the visitor's latest run as its folder says now (None: no run)."""
+        ws = self.workspaces.peek(key)
+        if ws is None or not ws.run_dir or read_record(ws.run_dir) is None:
+            return None
+        return runs.summary_of(ws.run_dir)
+
     def results(self, key: str, wait_s: float = 300) -> Outputs:
         """The files of the visitor's latest run, once they are final."""
         ws = self.workspaces.get(key)
@@ -348,6 +423,14 @@ class Service:
 
     def also_sweep(self, clean) -> None:
         self.workspaces.also_sweep(clean)
+
+
+def _file_id(path: str) -> tuple[str, int] | None:
+    """A video file as the page hands it back (Gradio copies it, keeping its name)."""
+    try:
+        return os.path.basename(path), os.path.getsize(path)
+    except OSError:
+        return None
 
 
 def _read_frame(ws: Workspace, index: int) -> np.ndarray:
@@ -380,13 +463,3 @@ def eta_stable(new_done: int, new_total: int) -> bool:
     """Whether the pace after `new_done` of `new_total` new frames is worth a time left: at least
     10 frames and a quarter of the run past the held-back ones."""
     return new_done >= max(10, new_total // 4) and new_done < new_total
-
-
-def _finish(updates: Iterator) -> None:
-    """Run a closed visitor's run to its end (its stop is requested): its files become final and
-    its workspace is released."""
-    try:
-        for _ in updates:
-            pass
-    except Exception:
-        log.warning("finishing a cancelled run failed", exc_info=True)

@@ -3,15 +3,19 @@ far, kept in the main process. A ZeroGPU worker never sees a workspace: it gets 
 and writes only into the run folder it is given.
 
 A workspace's folder has a random name of ours (never a name the client chose) under the root.
-It is deleted when its tab closes or after `session_ttl_s` without activity (a sweeper thread
-runs every `sweep_every_s`: API clients never close a tab), but never while a call uses it:
-closing a busy workspace asks its run to stop, and the folder goes when the call ends.
+It is deleted after `session_ttl_s` without activity (a sweeper thread runs every
+`sweep_every_s`: API clients never close a tab) and when its tab goes away, but never while a
+call uses it: closing a busy workspace asks its run to stop, and the folder goes when the call
+ends. A tab that goes away may be reloading: its workspace (its run still going on) waits
+`reload_grace_s` for the same tab to come back with the workspace's `token` (`reclaim`), kept by
+the page in the tab's sessionStorage, before it is closed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -24,6 +28,7 @@ from ..config import AppLimits
 from ..errors import BadRequestError
 from ..continuation import RunFrames
 from ..types import Edit, FrameResult, VideoInfo
+from .live import LiveRun
 from .runs import request_stop
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,10 @@ class Workspace:
     running: bool = False  # one of them is a run
     closing: bool = False  # closed while busy: deleted when the last call ends
     idle: threading.Event = field(default_factory=threading.Event, repr=False)
+    live: LiveRun | None = field(default=None, repr=False)  # the latest run, followed (live.py)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)  # the tab's proof, to reclaim
+    reopen: tuple[str, int] | None = None  # the video given back to the page after a reload (name, size)
+    left: float | None = None  # when its tab went away (None: its tab is there), see Workspaces.leave
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -79,7 +88,8 @@ class Workspaces:
         self.root = root or tempfile.mkdtemp(prefix="sam3-video-app-")
         os.makedirs(self.root, exist_ok=True)
         self.limits = limits
-        self.lock = threading.Lock()  # the dict, and each workspace's busy/closing/run_dir
+        self.lock = threading.Lock()  # the dict, and each workspace's busy/closing/run_dir/left
+        self._left = threading.Condition(self.lock)  # a workspace's tab went away
         self._spaces: dict[str, Workspace] = {}
         self._sweeper: threading.Thread | None = None
         self._also_sweep: list[Callable[[], object]] = []
@@ -167,6 +177,64 @@ class Workspaces:
             log.info("workspace %s closed during a call: stopping its run, deleting it after", ws.name)
         else:
             self._delete(ws)
+
+    def leave(self, key: str) -> None:
+        """The tab went away (closed, or reloading): its workspace waits `reload_grace_s` for the
+        same tab to come back (`reclaim`), its run going on, then it is closed (`close`)."""
+        grace = self.limits.reload_grace_s
+        with self.lock:
+            ws = self._spaces.get(key)
+            if ws is not None and grace > 0:
+                ws.left = when = time.monotonic()
+                self._left.notify_all()
+        if ws is None:
+            return
+        if grace <= 0:
+            self.close(key)
+            return
+        timer = threading.Timer(grace, self._not_back, args=(key, ws, when))
+        timer.daemon = True
+        timer.start()
+
+    def _not_back(self, key: str, ws: Workspace, left: float) -> None:
+        with self.lock:
+            gone = self._spaces.get(key) is ws and ws.left == left  # not reclaimed (nor left again) since
+        if gone:
+            log.info("workspace %s: its tab did not come back", ws.name)
+            self.close(key)
+
+    def reclaim(self, key: str, token: str, wait_s: float = 5.0) -> Workspace | None:
+        """The workspace whose tab presents `token`, now under `key` (the tab's new session after
+        a reload), or None: no such workspace (expired, or never), or its old tab is still there
+        after `wait_s` (a duplicated tab carries the same token: it gets a workspace of its own).
+        The old session's going away is seen a moment after the new one's first call, hence the
+        wait."""
+        if not token:
+            return None
+        deadline = time.monotonic() + wait_s
+        with self.lock:
+            while True:
+                old = next((k for k, ws in self._spaces.items()
+                            if k != key and secrets.compare_digest(ws.token, token)), None)
+                if old is None:
+                    return None
+                ws = self._spaces[old]
+                if ws.left is not None and not ws.closing:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._left.wait(left):
+                    return None
+            del self._spaces[old]
+            spare = self._spaces.get(key)  # the new tab's own, made before (empty: only a page load)
+            self._spaces[key] = ws
+            ws.left, ws.touched = None, time.monotonic()
+            if spare is not None:
+                spare.closing = True
+            delete = spare is not None and not spare.busy
+        if delete:
+            self._delete(spare)
+        log.info("workspace %s: its tab is back", ws.name)
+        return ws
 
     @staticmethod
     def _delete(ws: Workspace) -> None:
