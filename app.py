@@ -3,7 +3,8 @@
     python app.py [--host 127.0.0.1] [--port 7860] [--model facebook/sam3 | LOCAL_DIR]
 
 Environment: SAM3_MODEL (or --model), SAM3_DEVICE, the limits in sam3_video/config.py
-(SAM3_MAX_UPLOAD_MB, SAM3_MAX_VIDEO_SECONDS, SAM3_MAX_GPU_SECONDS, ...). The handlers here run in
+(SAM3_MAX_UPLOAD_MB, SAM3_MAX_VIDEO_SECONDS, SAM3_MAX_GPU_SECONDS, ...), SAM3_MCP=0 (no MCP server
+at /gradio_api/mcp/; see README, "Use it from an agent"). The handlers here run in
 the main process and own nothing but wiring; on Hugging Face ZeroGPU the model runs only in the
 GPU steps of sam3_video/web/gpu.py, each in a worker process (see README, "Deploy on Hugging Face
 Spaces").
@@ -23,9 +24,9 @@ except ImportError:  # pragma: no cover
     pass
 import gradio as gr
 
-from sam3_video.config import LIMITS
+from sam3_video.config import LIMITS, MCP_SERVER
 from sam3_video.errors import Sam3VideoError
-from sam3_video.gradio_glue import from_page, sweep_cache, user_errors
+from sam3_video.gradio_glue import from_page, mcp_tools, one_call_key, sweep_cache, user_errors
 from sam3_video.types import DIRECTIONS, Edit
 from sam3_video.web.previews import TABLE_HEADERS, object_table
 from sam3_video.web.runs import Outputs, summary_line
@@ -35,6 +36,10 @@ ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 #: What a click on the frame adds, by the click mode chosen on the page (see sam3_video/web/clicks.py).
 CLICK_MODES = {"positive point": Edit("refine", labels=(1,)), "negative point": Edit("refine", labels=(0,)),
                "new object (box)": Edit("add_object"), "more like this (box)": Edit("exemplar")}
+#: The endpoints that Gradio's MCP server offers agents as tools: the one-shot call only. The page's
+#: steps keep a video and choices per session, and that server calls the app through one session
+#: for every agent, so they would share (and see) each other's work.
+MCP_TOOLS = ("segment_video",)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -239,7 +244,25 @@ def follow_run(request: gr.Request, progress=gr.Progress()):
 @user_errors
 def segment_video(video, prompts, start_frame, direction, max_frames, threshold, request: gr.Request,
                   progress=gr.Progress()):
-    updates = service.segment_video(request.session_hash, video, prompts, int(start_frame or 0), direction,
+    """Find every object that the phrases describe in a video and track each one through it with SAM3,
+    in one call (detection on one frame, then propagation); the results come as files to download.
+    The video goes in as an http(s) URL that the server downloads (Gradio refuses localhost and
+    private-network addresses) or as the file itself in a data URI, "data:video/mp4;base64,...".
+
+    Args:
+        video: the video: a public http(s) URL, or a data URI "data:video/mp4;base64,...".
+        prompts: what to find: comma-separated phrases, e.g. "car, person".
+        start_frame: the frame (from 0) where objects are detected and tracking starts; default 0.
+        direction: which way to track from start_frame: forward, backward or both.
+        max_frames: at most this many frames in each direction; 0 for the whole video.
+        threshold: detection score threshold from 0 to 1, as text; empty for the model's own.
+
+    Returns:
+        the URL of the overlay video (MP4, H.264: each object's mask drawn, tagged with label, id and score)
+        the URL of annotations.zip (COCO, YouTube-VIS, MOT, MOTS, labelme, DAVIS, CVAT, a manifest)
+        a summary (status, frames, frame_range, objects_per_label, seconds)
+    """
+    updates = service.segment_video(one_call_key(request), video, prompts, int(start_frame or 0), direction,
                                     max_frames, _threshold(threshold))
     for _, _, out in _follow(updates, progress):
         if out is None:
@@ -337,7 +360,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             formats = gr.File(label="Each format", file_count="multiple", elem_id="formats")
             with gr.Accordion("Summary as JSON (what API clients get)", open=False):
                 summary = gr.JSON(label="Summary")
-    one_shot, start_frame = gr.Button(visible=False), gr.Number(visible=False, precision=0)  # API-only inputs
+    one_shot, start_frame = gr.Button(visible=False), gr.Number(0, visible=False, precision=0)  # API-only inputs
     tab = gr.Textbox(visible=False)  # the tab's token (open_tab)
 
     run_outputs = [preview, status, overlay, annotations, formats, summary]
@@ -385,4 +408,5 @@ if __name__ == "__main__":
     # and serves only that copy; allowing service.root would serve every visitor's workspace to
     # anyone who knows (or learns) an on-disk path (tests/test_security.py).
     demo.queue(max_size=LIMITS.queue_size, default_concurrency_limit=LIMITS.gpu_concurrency).launch(
-        server_name=args.host, server_port=args.port, max_file_size=f"{LIMITS.max_upload_mb}mb", css=CSS)
+        server_name=args.host, server_port=args.port, max_file_size=f"{LIMITS.max_upload_mb}mb", css=CSS,
+        mcp_server=MCP_SERVER, app_kwargs=mcp_tools(demo, MCP_TOOLS))

@@ -68,6 +68,9 @@ class AppLimits:
 
 LIMITS = AppLimits()
 
+#: The web app is also an MCP server (Gradio's, at /gradio_api/mcp/) unless SAM3_MCP=0.
+MCP_SERVER = _env("SAM3_MCP", "1").lower() not in ("0", "false", "no", "off")
+
 #: Hugging Face ZeroGPU: the platform sets SPACES_ZERO_GPU, and a GPU is attached only inside
 #: `spaces.GPU` calls, each in a forked worker process, for the duration the call asks for.
 ON_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "true")

@@ -7,16 +7,20 @@ the server keeps serving. On the page the sentence is a toast and the page stays
 inputs); an API client gets it as the call's error. It works for plain and generator handlers.
 `gpu(duration)` is `spaces.GPU(duration=...)` on Hugging Face ZeroGPU (where a GPU is attached only
 inside such calls; `duration` may be a callable sized per call) and does nothing elsewhere.
+`one_call_key` and `mcp_tools` fit the app to Gradio's MCP server (see README, "Use it from an agent").
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import inspect
 import logging
 import os
 import time
+import uuid
+from typing import Collection
 
 import gradio as gr
 
@@ -63,19 +67,53 @@ def _user_error(err: Exception, action: str) -> gr.Error:
     return gr.Error(as_text(sentence(err, action)))
 
 
-def from_page(request: gr.Request | None) -> bool:
-    """Whether a call comes from the app's own page in a browser, not from an API client.
-
-    Gradio's page says so in every queue request ("x-gradio-user: app", seen with Gradio 6.31 and
-    Chromium); gradio_client says "api" and Gradio's MCP server "mcp". A caller that says nothing
-    (curl) counts as an API client: it gets the error, not a toast it cannot see."""
+def _gradio_user(request: gr.Request | None) -> str | None:
+    """Who the caller says it is: Gradio's page "app" in every queue request (seen with Gradio 6.31
+    and Chromium), gradio_client "api", Gradio's MCP server "mcp" (it calls the app through its own
+    gradio_client, whose "x-gradio-user: mcp" header wins over the one a call adds; gradio/mcp.py
+    and gradio_client/client.py, 6.31); None when the caller says nothing (curl)."""
     if request is None:
-        return False
+        return None
     try:
         headers = {str(k).lower(): v for k, v in dict(request.headers).items()}
     except (AttributeError, TypeError):
-        return False
-    return headers.get("x-gradio-user") == "app"
+        return None
+    return headers.get("x-gradio-user")
+
+
+def from_page(request: gr.Request | None) -> bool:
+    """Whether a call comes from the app's own page in a browser, not from an API client (or an
+    agent through the MCP server). A caller that says nothing (curl) counts as an API client: it
+    gets the error, not a toast it cannot see."""
+    return _gradio_user(request) == "app"
+
+
+def one_call_key(request: gr.Request) -> str:
+    """The workspace key for a one-shot call: the caller's session (Gradio's session hash), except
+    for a call from Gradio's MCP server, which sends every agent's calls through one gradio_client,
+    so one session hash. Such a call gets a workspace of its own (swept after the session TTL like
+    any API client's): agents neither see each other's files nor wait for each other's run."""
+    if _gradio_user(request) == "mcp":
+        return f"mcp-{uuid.uuid4().hex}"
+    return request.session_hash
+
+
+def mcp_tools(demo: gr.Blocks, endpoints: Collection[str]) -> dict:
+    """`launch(app_kwargs=...)` under which Gradio's MCP server offers only `endpoints` (api names)
+    as tools: its tool list and its calls, both read from `tool_to_endpoint`, which the server builds
+    at launch from every public endpoint (Gradio 6.31 has no per-endpoint MCP switch; making an
+    endpoint "undocumented" would also drop it from the API page). Set in the app's lifespan, so
+    before the first request; the API page and gradio_client keep every endpoint."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        server = demo.mcp_server_obj
+        if server is not None:
+            server.tool_to_endpoint = {tool: endpoint for tool, endpoint in server.tool_to_endpoint.items()
+                                       if endpoint.lstrip("/") in endpoints}
+        yield
+
+    return {"lifespan": lifespan}
 
 
 def _request_of(args, kwargs) -> gr.Request | None:
