@@ -1,0 +1,61 @@
+"""The page's screenshots in docs/, taken the way a visitor sees it: headless Chromium at 1280x900
+and at 390x844 (a phone), on a running app, after Detect and during a run.
+
+    python app.py --port 7860 &          # SAM3_MODEL=... (the small random SAM3 will do: its masks are noise)
+    python docs/screenshots.py [--url http://127.0.0.1:7860/] [--chromium /usr/bin/chromium]
+
+Writes docs/page-1280x900.png and docs/page-390x844.png (the viewport, what is in view when
+Propagate has been pressed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+
+from playwright.sync_api import sync_playwright
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIP = os.path.join(HERE, "..", "assets", "bikes.mp4")
+SIZES = {"1280x900": {"width": 1280, "height": 900}, "390x844": {"width": 390, "height": 844}}
+
+
+def shoot(browser, url: str, name: str, viewport: dict) -> str:
+    page = browser.new_page(viewport=viewport)
+    page.goto(url, wait_until="load")
+    page.locator("#video-in input[type=file]").set_input_files(CLIP)
+    page.locator("#video-facts").get_by_text("frames").wait_for(timeout=120_000)
+    page.locator("#prompts textarea").fill("car, light")
+    page.locator("#detect").click()
+    page.locator("#to-remove label").first.wait_for(timeout=300_000)
+    page.get_by_label("Frame limit per direction (0: all)").fill("40")
+    page.get_by_label("forward", exact=True).check()
+    page.locator("#propagate").click()
+    page.wait_for_function("() => /forward [1-9]\\d*\\//.test(document.querySelector('#status').innerText)",
+                           timeout=300_000)
+    page.wait_for_function("() => { const i = document.querySelector('#preview img');"
+                           " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+    path = os.path.join(HERE, f"page-{name}.png")
+    page.screenshot(path=path)
+    page.locator("#stop").click()
+    page.locator("#status").get_by_text("stopped by you").wait_for(timeout=300_000)
+    page.close()
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:7860/")
+    parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    args = parser.parse_args()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=args.chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        for name, viewport in SIZES.items():
+            print(shoot(browser, args.url, name, viewport))
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
