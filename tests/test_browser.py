@@ -339,3 +339,12 @@ def test_without_a_model_the_page_says_so_and_detect_is_off(browser, nomodel_url
     assert page.locator("#detect").is_disabled()
     upload(page, carphone)  # the video still opens: its frames need no model
     assert page.locator("#detect").is_disabled()
+
+
+def test_each_example_fills_the_video_and_its_phrases(browser, app_url):
+    page = browser.open(app_url)
+    for k, (facts, phrases) in enumerate((("250 frames", "car, light"), ("120 frames", "person, phone"),
+                                          ("132 frames", "rabbit, tree"))):
+        page.locator("#examples tbody tr").nth(k).click()
+        page.locator("#video-facts").get_by_text(facts).wait_for(timeout=60_000)
+        assert page.locator("#prompts textarea").input_value() == phrases
