@@ -331,7 +331,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             threshold = gr.Textbox(label="Detection threshold 0-1 (empty: the model's own)", value="")
             detect_btn = gr.Button("Detect", variant="primary", elem_id="detect")
         with gr.Column(elem_id="view"):
-            preview = gr.Image(label="Frame", interactive=False, elem_id="preview")
+            preview = gr.Image(label="Frame", show_label=False, interactive=False, elem_id="preview")  # no chip over the tags
             status = gr.Markdown(elem_id="status")
         with gr.Column(elem_id="after-detect"):
             gr.Markdown("### 3. Check the objects")
