@@ -254,7 +254,16 @@ def test_progress_is_in_view_when_propagate_is_pressed(browser, app_url, carphon
     page.locator("#propagate").click()  # Playwright scrolls it into view first, as a person would
     page.locator("#status").get_by_text("warming up").or_(page.locator("#status").get_by_text("forward")).first.wait_for(
         timeout=120_000)
-    assert in_view(page, "#status") and in_view(page, "#preview img") and in_view(page, "#stop")
+    # in view once the page settles (an image being swapped for the next frame has no height for a moment)
+    shown = "() => ['#status', '#preview img', '#stop'].every(s => { const e = document.querySelector(s);" \
+            " const r = e && e.getBoundingClientRect(); return r && r.height > 0 && r.top >= 0 && r.bottom <= innerHeight; })"
+    try:
+        page.wait_for_function(shown, timeout=10_000)
+    except Exception:
+        rects = page.evaluate("() => ['#status', '#preview img', '#stop'].map(s => { const e = document.querySelector(s);"
+                              " const r = e && e.getBoundingClientRect(); return [s, r && [r.top, r.bottom]]; })"
+                              " .concat([['viewport', innerHeight], ['scrollY', scrollY]])")
+        raise AssertionError(f"progress, frame and Stop are not all in view: {rects}") from None
     overlay = page.locator("#view .eta-bar, #view .progress-text, #view .loading").filter(visible=True)
     assert overlay.count() == 0, [overlay.nth(k).evaluate("e => e.outerHTML.slice(0, 300) + ' IN ' + e.closest('[id]').id") for k in range(overlay.count())]
     page.locator("#status").get_by_text("complete:").wait_for(timeout=300_000)
