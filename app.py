@@ -59,7 +59,7 @@ service = Service(model=args.model or os.environ.get("SAM3_MODEL") or None)
 
 
 # -- handlers: each passes the visitor's key (Gradio's session hash) to the service ------------
-#: The tab's token lives in its sessionStorage: it survives a reload (and a reopened tab), not a new tab.
+#: The tab's token lives in its sessionStorage: it survives a reload, and a new tab has none.
 TAB_TOKEN_JS = "() => [window.sessionStorage.getItem('sam3-video-tab') || '']"
 KEEP_TAB_TOKEN_JS = "(token) => { window.sessionStorage.setItem('sam3-video-tab', token); return []; }"
 
