@@ -132,6 +132,23 @@ def fail_at_frame(monkeypatch):
     return arm
 
 
+@pytest.fixture()
+def gpu_call_dies(monkeypatch):
+    """The app's GPU run step raises "GPU task aborted" after its third update, as spaces does when
+    a ZeroGPU worker dies mid-call."""
+    from sam3_video.web import gpu
+
+    real = gpu.run_step
+
+    def dies(request):
+        for k, update in enumerate(real(request)):
+            if k == 3:
+                raise RuntimeError("GPU task aborted")
+            yield update
+
+    monkeypatch.setattr(gpu, "run_step", dies)
+
+
 def cpu_allocation_failure() -> None:
     """A real allocator failure (2**60 bytes), as one inside a layer would be."""
     import torch

@@ -153,7 +153,7 @@ def test_fix_a_frame_of_the_run_and_continue_through_the_api(app_url, carphone):
     assert manifest["continued_from"]["frame"] == 5 and manifest["edits"][0]["obj_id"] == ids[0]
 
 
-def test_a_run_that_breaks_leaves_the_page_saying_how_it_ended(test_model_dir, carphone, monkeypatch):
+def test_a_run_that_breaks_leaves_the_page_saying_how_it_ended(test_model_dir, carphone, monkeypatch, gpu_call_dies):
     """The page's Propagate handler, in-process: a GPU call that dies mid-run (ZeroGPU's 'GPU task
     aborted') is a toast, and the status line says how the run ended instead of its last progress;
     an API client gets the error itself."""
@@ -162,17 +162,7 @@ def test_a_run_that_breaks_leaves_the_page_saying_how_it_ended(test_model_dir, c
     monkeypatch.setenv("SAM3_MODEL", test_model_dir)
     monkeypatch.setenv("SAM3_DEVICE", "cpu")
     import app
-    from sam3_video.web import gpu
 
-    real = gpu.run_step
-
-    def dies(request):
-        for k, update in enumerate(real(request)):
-            if k == 3:
-                raise RuntimeError("GPU task aborted")
-            yield update
-
-    monkeypatch.setattr(gpu, "run_step", dies)
     page = gr.Request(headers={"x-gradio-user": "app"}, session_hash="page")
     app.service.open_video("page", carphone)
     app.service.detect("page", 0, "person", None)
