@@ -74,9 +74,8 @@ def model_banner() -> str:
 def open_tab(token, request: gr.Request):
     """The page opens: the model's state (Detect is off without a model), and after a reload the
     tab's workspace as it was."""
-    problem = model_banner()
-    banner = gr.Markdown(problem.replace("The model is not available.", "**The model is not available.**", 1),
-                         visible=bool(problem))
+    problem = service.model_status()
+    banner = gr.Markdown(f"**The model is not available.** {problem}" if problem else "", visible=bool(problem))
     detect_button = gr.Button(interactive=not problem)
     back = service.restore(request.session_hash, token or "")
     if not back.back or back.video is None:
