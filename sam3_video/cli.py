@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     mk = sub.add_parser("make-test-model", help="build a small random SAM3 in the real model's format")
     mk.add_argument("dir", help="folder to write the model into")
     mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--full-depth", action="store_true",
+                    help="the real model's layer counts at the small widths (for counting ops per frame on a CPU)")
     return parser
 
 
@@ -198,7 +200,7 @@ def _ids(text: str) -> tuple[int, ...]:
 def _make_test_model(args) -> int:
     from .testmodel import make_test_model
 
-    path = make_test_model(args.dir, seed=args.seed)
+    path = make_test_model(args.dir, seed=args.seed, full_depth=args.full_depth)
     print(f"small random SAM3 written to {path}; use it with --model {path}")
     return 0
 

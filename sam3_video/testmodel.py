@@ -51,16 +51,28 @@ def build_clip_tokenizer(bpe_path: str | None = None, max_length: int = 32):
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
 
 
-def test_model_config():
+# The real SAM3's layer counts (facebook/sam3's config), for `full_depth`: a model that dispatches
+# the same ops per frame as the real one at the small model's widths and input size.
+FULL_DEPTH = dict(vit_layers=32, global_attn=[7, 15, 23, 31], detr_encoder_layers=6, detr_decoder_layers=6,
+                  queries=200, geometry_layers=3, memory_attention_layers=4, memory_fuser_layers=2, text_layers=24,
+                  max_num_objects=64)
+SMALL_DEPTH = dict(vit_layers=2, global_attn=[1], detr_encoder_layers=1, detr_decoder_layers=1, queries=20,
+                   geometry_layers=1, memory_attention_layers=1, memory_fuser_layers=1, text_layers=2,
+                   max_num_objects=THRESHOLDS["max_num_objects"])
+
+
+def test_model_config(full_depth: bool = False):
+    """The small model's config; `full_depth` gives it the real model's layer counts (same widths)."""
     from transformers import Sam3VideoConfig
 
+    depth = FULL_DEPTH if full_depth else SMALL_DEPTH
     grid = IMAGE_SIZE // PATCH
     vision = dict(
         model_type="sam3_vision_model",
         backbone_config=dict(
-            model_type="sam3_vit_model", hidden_size=96, intermediate_size=192, num_hidden_layers=2,
+            model_type="sam3_vit_model", hidden_size=96, intermediate_size=192, num_hidden_layers=depth["vit_layers"],
             num_attention_heads=2, image_size=IMAGE_SIZE, patch_size=PATCH, window_size=4,
-            global_attn_indexes=[1], pretrain_image_size=IMAGE_SIZE,
+            global_attn_indexes=depth["global_attn"], pretrain_image_size=IMAGE_SIZE,
         ),
         fpn_hidden_size=HIDDEN,
         backbone_feature_sizes=[[4 * grid, 4 * grid], [2 * grid, 2 * grid], [grid, grid]],
@@ -70,11 +82,13 @@ def test_model_config():
         model_type="sam3",
         vision_config=vision,
         text_config=dict(model_type="clip_text_model", hidden_size=64, intermediate_size=128,
-                         projection_dim=HIDDEN, num_hidden_layers=2, num_attention_heads=2),
-        geometry_encoder_config=dict(model_type="sam3_geometry_encoder", num_layers=1, intermediate_size=2 * HIDDEN, **small),
-        detr_encoder_config=dict(model_type="sam3_detr_encoder", num_layers=1, intermediate_size=2 * HIDDEN, **small),
-        detr_decoder_config=dict(model_type="sam3_detr_decoder", num_layers=1, num_queries=20,
+                         projection_dim=HIDDEN, num_hidden_layers=depth["text_layers"], num_attention_heads=2),
+        geometry_encoder_config=dict(model_type="sam3_geometry_encoder", num_layers=depth["geometry_layers"],
+                                     intermediate_size=2 * HIDDEN, **small),
+        detr_encoder_config=dict(model_type="sam3_detr_encoder", num_layers=depth["detr_encoder_layers"],
                                  intermediate_size=2 * HIDDEN, **small),
+        detr_decoder_config=dict(model_type="sam3_detr_decoder", num_layers=depth["detr_decoder_layers"],
+                                 num_queries=depth["queries"], intermediate_size=2 * HIDDEN, **small),
         mask_decoder_config=dict(model_type="sam3_mask_decoder", **small),
     )
     tracker = dict(
@@ -86,7 +100,7 @@ def test_model_config():
         mask_decoder_config=dict(model_type="sam3_tracker_video_mask_decoder", mlp_dim=2 * HIDDEN,
                                  iou_head_hidden_dim=HIDDEN, **small),
         memory_attention_hidden_size=HIDDEN,
-        memory_attention_num_layers=1,
+        memory_attention_num_layers=depth["memory_attention_layers"],
         memory_attention_feed_forward_hidden_size=2 * HIDDEN,
         memory_attention_rope_feat_sizes=[grid, grid],
         memory_encoder_hidden_size=HIDDEN,
@@ -94,9 +108,10 @@ def test_model_config():
         mask_downsampler_embed_dim=HIDDEN,
         memory_fuser_embed_dim=HIDDEN,
         memory_fuser_intermediate_dim=2 * HIDDEN,
-        memory_fuser_num_layers=1,
+        memory_fuser_num_layers=depth["memory_fuser_layers"],
     )
-    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * grid, **THRESHOLDS)
+    thresholds = dict(THRESHOLDS, max_num_objects=depth["max_num_objects"])
+    config = Sam3VideoConfig(detector_config=detector, tracker_config=tracker, low_res_mask_size=4 * grid, **thresholds)
     config.architectures = ["Sam3VideoModel"]
     return config
 
@@ -122,11 +137,16 @@ def _processor(image_size: int):
     )
 
 
-def make_test_model(out_dir: str | os.PathLike, seed: int = 0, full_size: bool = False, device: str = "cpu") -> str:
+def make_test_model(out_dir: str | os.PathLike, seed: int = 0, full_size: bool = False, device: str = "cpu",
+                    full_depth: bool = False, score_spread: bool = True) -> str:
     """Build, save and return the path of a random SAM3 (deterministic for a seed).
 
     `full_size=True` builds the real architecture (848M parameters, 1008 px, 3.4 GB on disk) with
     random weights, for speed and memory measurements on a GPU; thresholds are the model's own.
+    `full_depth=True` keeps the small widths and 112 px input but takes the real layer counts
+    (ViT 32 layers, DETR 6+6 with 200 queries, memory attention 4, ...; `FULL_DEPTH`): it
+    dispatches the real model's ops per frame, for counting them on a CPU. `score_spread=False`
+    leaves the random detection scores as initialised (few or no detections at the thresholds).
     """
     import torch
     from transformers import Sam3VideoConfig, Sam3VideoModel
@@ -138,10 +158,10 @@ def make_test_model(out_dir: str | os.PathLike, seed: int = 0, full_size: bool =
         config = Sam3VideoConfig()
         config.architectures = ["Sam3VideoModel"]
     else:
-        config = test_model_config()
+        config = test_model_config(full_depth=full_depth)
     with torch.device(device):
         model = Sam3VideoModel(config).eval()
-    if not full_size:
+    if not full_size and score_spread:
         with torch.no_grad():
             scoring = model.detector_model.dot_product_scoring
             for name, param in scoring.named_parameters():
