@@ -174,6 +174,9 @@ class RunOptions:
     # processed) is the starting point instead of a new detection, `remove_ids` and `edits` correct
     # it, and its frames behind `start_frame` are kept (see sam3_video/continuation.py)
     continue_from: str | None = None
+    # every `stride`-th frame from `start_frame` (1: every frame): a long video in less GPU time;
+    # results keep the video's own frame indices, the overlay plays at fps / stride
+    stride: int = 1
 
 
 #: SAM3 reads a phrase of a few words (its text encoder keeps 32 tokens); each phrase costs a pass.
@@ -204,14 +207,17 @@ def parse_prompts(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def frame_order(num_frames: int, start: int, direction: Direction, max_frames: int | None) -> list[int]:
-    """Frame indices in processing order: the start frame first, then away from it.
+def frame_order(num_frames: int, start: int, direction: Direction, max_frames: int | None,
+                stride: int = 1) -> list[int]:
+    """Frame indices in processing order: the start frame first, then away from it, every
+    `stride`-th frame (1: every frame). `max_frames` counts the frames done per direction.
 
     forward: start, start+1, ...; backward: start, start-1, ...; both: forward then start-1, ....
     """
+    stride = max(1, int(stride))
     limit = num_frames if max_frames is None else max(1, int(max_frames))
-    forward = list(range(start, min(num_frames, start + limit)))
-    backward = list(range(start - 1, max(-1, start - limit), -1))
+    forward = list(range(start, num_frames, stride))[:limit]
+    backward = list(range(start - stride, -1, -stride))[: limit - 1]
     if direction == "forward":
         return forward
     if direction == "backward":
