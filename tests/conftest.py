@@ -135,14 +135,17 @@ def fail_at_frame(monkeypatch):
 @pytest.fixture()
 def gpu_call_dies(monkeypatch):
     """The app's GPU run step raises "GPU task aborted" after its third update, as spaces does when
-    a ZeroGPU worker dies mid-call."""
+    a ZeroGPU worker dies mid-call (here the step is closed first, so its frames are on disk when
+    the error arrives, as they are when a worker's exception ends it)."""
     from sam3_video.web import gpu
 
     real = gpu.run_step
 
     def dies(request):
-        for k, update in enumerate(real(request)):
+        steps = real(request)
+        for k, update in enumerate(steps):
             if k == 3:
+                steps.close()
                 raise RuntimeError("GPU task aborted")
             yield update
 
