@@ -4,8 +4,8 @@
 
 INPUT is a folder (videos found recursively), a glob, or a manifest (.csv or .jsonl) whose rows
 name a `video` (relative to the manifest's folder) and may set `prompt`, `start_frame`,
-`direction`, `max_frames`, `threshold`, and `stride` or `target_fps`, for that video. Each video gets its own folder under
-OUT_DIR with the same files as the single-video CLI.
+`direction`, `max_frames`, `threshold`, and `stride` or `target_fps`, for that video. Each video
+gets its own folder under OUT_DIR with the same files as the single-video CLI.
 
 Work is spread over Ray actors, each holding one GPU (or CPUs when there is no GPU) and loading
 the model once; videos go to whichever actor is free (`cluster.py`: code shipped to the nodes,

@@ -184,8 +184,8 @@ def _batch(args) -> int:
     from .batch import collect_jobs, run_batch, summary_table
 
     jobs = collect_jobs(args.input, args.prompt, args.out, start_frame=args.start_frame, direction=args.direction,
-                        max_frames=args.max_frames, threshold=args.threshold, stride=1 if args.stride is None else args.stride,
-                        target_fps=args.target_fps)
+                        max_frames=args.max_frames, threshold=args.threshold,
+                        stride=1 if args.stride is None else args.stride, target_fps=args.target_fps)
     bar = None if args.quiet else tqdm(total=len(jobs), unit="video", desc="batch", dynamic_ncols=True)
 
     def on_progress(state) -> None:  # a cluster.ClusterProgress

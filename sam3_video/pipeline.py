@@ -87,7 +87,8 @@ def run(
                                   "folder while it writes.")
         if options.stride not in (1, earlier.stride):
             raise BadRequestError(f"The run in '{earlier.folder}' did every {ordinal(earlier.stride)} frame; a "
-                                  f"continuation keeps its stride, so leave the stride at 1 or give {earlier.stride}.")
+                                  "continuation keeps its stride, so leave the stride at 1 or give "
+                                  f"{earlier.stride}.")
         options = replace(options, prompts=options.prompts or earlier.prompts,  # unless given: the earlier's
                           threshold=earlier.threshold if options.threshold is None else options.threshold,
                           direction=earlier.direction,  # as given, else the way the earlier run went

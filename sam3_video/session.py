@@ -171,7 +171,8 @@ class VideoSession:
     def detect(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None = None) -> FrameResult:
         """Find every instance of the phrases on one frame (starts the session over)."""
         phrases = self._start_over(frame_index, prompts, threshold)
-        return self._video_result(self._session.detect(self._model_index(self.detect_frame), phrases, self.threshold))
+        result = self._session.detect(self._model_index(self.detect_frame), phrases, self.threshold)
+        return self._video_result(result)
 
     def resume(self, earlier: EarlierRun, prompts: str | Sequence[str] | None = None,
                threshold: float | None = None) -> FrameResult:
@@ -187,7 +188,8 @@ class VideoSession:
         at = self._model_index(earlier.frame)
         seed = replace(earlier.seed, frame_index=at) if self.stride > 1 else earlier.seed
         first_seen = {obj_id: self._model_index(f) for obj_id, f in earlier.first_seen.items()}
-        return self._video_result(self._session.resume(at, phrases, self.threshold, seed, first_seen, earlier.last_id))
+        result = self._session.resume(at, phrases, self.threshold, seed, first_seen, earlier.last_id)
+        return self._video_result(result)
 
     def remove_object(self, obj_id: int) -> None:
         """Drop an object (a false positive, say) from this and every later result."""

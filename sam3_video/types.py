@@ -250,7 +250,10 @@ def frame_order(num_frames: int, start: int, direction: Direction, max_frames: i
 
 def check_stride(stride, info: VideoInfo) -> int:
     """`stride` as an int if it is a whole number from 1 to info.num_frames - 1 (1 for a one-frame
-    video), else a sentence: what was wrong and what to give instead."""
+    video; None or "" for 1, a field left empty), else a sentence: what was wrong and what to give
+    instead."""
+    if stride is None or stride == "":
+        return 1
     try:
         value = float(stride)
     except (TypeError, ValueError):
@@ -261,11 +264,11 @@ def check_stride(stride, info: VideoInfo) -> int:
                               "5th frame (1 does every frame).")
     n, value = info.num_frames, int(value)
     if value < 1:
-        raise BadRequestError(f"A stride of {value} does not move through the video; use 1 to do every frame, 2 "
-                              "for every other frame, and so on.")
+        raise BadRequestError(f"A stride of {value} does not move through the video; give a whole number of at "
+                              "least 1 (1 does every frame, 2 every other frame, and so on).")
     if value > 1 and value >= n:
-        raise BadRequestError(f"A stride of {value} is longer than this video, which has {n} frames, so only one "
-                              f"frame would be done; use a stride from 1 to {max(1, n - 1)}.")
+        raise BadRequestError(f"A stride of {value} is longer than this video allows: it has {n} frames, so only "
+                              f"one frame would be done; use a stride from 1 to {max(1, n - 1)}.")
     return value
 
 

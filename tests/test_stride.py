@@ -31,13 +31,13 @@ def info(carphone):
 
 
 @pytest.mark.parametrize("stride, message", [
-    (0, "A stride of 0 does not move through the video; use 1 to do every frame"),
+    (0, "A stride of 0 does not move through the video; give a whole number of at least 1"),
     (-3, "A stride of -3 does not move"),
     (2.5, "The stride 2.5 is not a whole number of frames"),
     ("five", "The stride 'five' is not a number"),
     (True, "not a whole number"),
-    (120, "A stride of 120 is longer than this video, which has 120 frames, so only one frame would be done; use a "
-          "stride from 1 to 119."),
+    (120, "A stride of 120 is longer than this video allows: it has 120 frames, so only one frame would be done; "
+          "use a stride from 1 to 119."),
 ])
 def test_a_bad_stride_gets_a_sentence(info, stride, message):
     with pytest.raises(BadRequestError, match=message.replace(".", r"\.").replace("'", ".")):
@@ -45,7 +45,7 @@ def test_a_bad_stride_gets_a_sentence(info, stride, message):
 
 
 def test_good_strides_pass(info):
-    assert [check_stride(s, info) for s in (1, 5, 5.0, "7", 119)] == [1, 5, 5, 7, 119]
+    assert [check_stride(s, info) for s in (1, 5, 5.0, "7", 119, None, "")] == [1, 5, 5, 7, 119, 1, 1]
 
 
 def test_a_target_frame_rate_gives_the_nearest_stride(info):
@@ -200,7 +200,7 @@ def test_cli_stride_flags(carphone, test_model_dir, tmp_path):
     assert [r.frame_index for r in read_results(out)] == [0, 3, 6]
     line = _assert_one_clear_line(cli("segment", carphone, "-p", "person", "-o", str(tmp_path / "z"), "--model",
                                       test_model_dir, "--device", "cpu", "--stride", "0"))
-    assert "A stride of 0 does not move through the video" in line
+    assert "A stride of 0 does not move through the video; give a whole number of at least 1" in line
     both = cli("segment", carphone, "-p", "person", "-o", str(tmp_path / "b"), "--stride", "2", "--target-fps", "5")
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
     for command in ("segment", "batch"):
@@ -217,3 +217,39 @@ def test_batch_passes_the_stride_or_the_target_rate(carphone, tmp_path):
     manifest.write_text(f"video,prompt,stride,target_fps\n{carphone},car,3,10\n")
     with pytest.raises(BadRequestError, match="Row 1 sets both a stride and a target frame rate"):
         batch.collect_jobs(str(manifest), None, str(tmp_path / "out"))
+
+
+def test_the_official_backend_is_given_the_sampled_frames(carphone, info):
+    """Meta's predictor reads a folder of frames (backends/official.py): with a stride it gets the
+    frames done, numbered 0, 1, ... as the session's backend indices."""
+    import os
+    import shutil
+    import threading
+    from contextlib import nullcontext
+
+    import cv2
+
+    from sam3_video.backends.official import OfficialSession
+
+    class FakePredictor:
+        lock = threading.RLock()
+
+        def request(self, **req):
+            return {"session_id": "s1"}
+
+        def autocast(self):
+            return nullcontext()
+
+    view = info.sampled(7, 3)
+    session = OfficialSession(FakePredictor(), carphone, view)
+    try:
+        folder = os.path.join(session.workdir, "frames")
+        assert view.num_frames == 17  # 3, 10, ..., 115
+        assert sorted(os.listdir(folder)) == sorted(f"{k}.jpg" for k in range(view.num_frames))
+        with VideoReader(carphone, info) as reader:
+            for k in (0, 1, 16):
+                jpeg = cv2.cvtColor(cv2.imread(os.path.join(folder, f"{k}.jpg")), cv2.COLOR_BGR2RGB).astype(int)
+                errors = [np.abs(jpeg - reader[3 + 7 * k + d]).mean() for d in (-1, 0, 1) if 3 + 7 * k + d < 120]
+                assert int(np.argmin(errors)) == 1 and errors[1] < 3, (k, errors)
+    finally:
+        shutil.rmtree(session.workdir, ignore_errors=True)
