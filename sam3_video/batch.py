@@ -4,8 +4,8 @@
 
 INPUT is a folder (videos found recursively), a glob, or a manifest (.csv or .jsonl) whose rows
 name a `video` (relative to the manifest's folder) and may set `prompt`, `start_frame`,
-`direction`, `max_frames`, `threshold` for that video. Each video gets its own folder under
-OUT_DIR with the same files as the single-video CLI.
+`direction`, `max_frames`, `threshold`, and `stride` or `target_fps`, for that video. Each video
+gets its own folder under OUT_DIR with the same files as the single-video CLI.
 
 Work is spread over Ray actors, each holding one GPU (or CPUs when there is no GPU) and loading
 the model once; videos go to whichever actor is free (`cluster.py`: code shipped to the nodes,
@@ -24,8 +24,8 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from . import runfolder
-from .errors import BadRequestError
-from .types import RunOptions, parse_prompts
+from .errors import BadRequestError, Sam3VideoError
+from .types import RunOptions, parse_prompts, stride_for_fps
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 SUMMARY = "batch_summary.json"
@@ -42,10 +42,18 @@ class VideoJob:
     direction: str = "forward"
     max_frames: int | None = None
     threshold: float | None = None
+    stride: int = 1  # every Nth frame
+    target_fps: float | None = None  # or: the stride that brings this video's frame rate nearest to it
 
     def options(self) -> RunOptions:
+        """The run's options (a `target_fps` is turned into this video's stride: the video is probed)."""
+        stride = self.stride
+        if self.target_fps is not None:
+            from .video import probe
+
+            stride = stride_for_fps(probe(self.video), self.target_fps)
         return RunOptions(self.prompts, self.start_frame, self.direction, self.max_frames,  # type: ignore[arg-type]
-                          self.threshold)
+                          self.threshold, stride=stride)
 
 
 @dataclass
@@ -83,7 +91,7 @@ def collect_jobs(source: str, prompt: str | None, out_root: str, **defaults) -> 
                               "or a .csv/.jsonl manifest with a 'video' column.")
     base = os.path.commonpath([os.path.dirname(os.path.abspath(r["video"])) for r in rows])
     jobs, seen = [], set()
-    for row in rows:
+    for k, row in enumerate(rows, 1):
         phrases = parse_prompts(row.get("prompt") or prompt or "")
         if not phrases:
             raise BadRequestError(f"No prompt for '{row['video']}': pass --prompt or give the manifest a 'prompt' column.")
@@ -103,8 +111,19 @@ def collect_jobs(source: str, prompt: str | None, out_root: str, **defaults) -> 
             direction=str(row.get("direction") or defaults.get("direction") or "forward"),
             max_frames=_maybe(int, row.get("max_frames"), defaults.get("max_frames")),
             threshold=_maybe(float, row.get("threshold"), defaults.get("threshold")),
+            **_sampling(row, defaults, k),
         ))
     return jobs
+
+
+def _sampling(row: dict, defaults: dict, k: int) -> dict:
+    """A row's `stride` or `target_fps` (either replaces both defaults), else the defaults."""
+    if _maybe(str, row.get("stride"), None) is None and _maybe(str, row.get("target_fps"), None) is None:
+        row = defaults
+    stride, target = _maybe(float, row.get("stride"), 1), _maybe(float, row.get("target_fps"), None)
+    if stride != 1 and target is not None:
+        raise BadRequestError(f"Row {k} sets both a stride and a target frame rate; give one of them.")
+    return {"stride": int(stride) if float(stride).is_integer() else stride, "target_fps": target}
 
 
 def _maybe(kind, value, default):
@@ -132,10 +151,14 @@ def is_complete(job: VideoJob, outputs: list[str]) -> bool:
     """Whether `job.out_dir` holds a finished run of exactly this job (checked, not assumed)."""
     from .pipeline import check_outputs
 
-    asked = job.options()
+    try:
+        asked = job.options()
+    except Sam3VideoError:  # a video that cannot be probed is not done; its run says why
+        return False
     return runfolder.is_complete(job.out_dir, {"prompts": list(asked.prompts), "start_frame": asked.start_frame,
                                                "direction": asked.direction, "max_frames": asked.max_frames,
-                                               "threshold": asked.threshold}, check_outputs(outputs))
+                                               "threshold": asked.threshold, "stride": asked.stride},
+                                 check_outputs(outputs))
 
 
 # -- the batch -----------------------------------------------------------------------------------

@@ -69,6 +69,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--direction", default=None, choices=DIRECTIONS,
                    help="default forward; with --continue-from, the way that run went through the start frame")
     p.add_argument("--max-frames", type=int, default=None, help="frames per direction, start frame included")
+    sampling = p.add_mutually_exclusive_group()
+    sampling.add_argument("--stride", type=int, default=None, metavar="N",
+                          help="do every Nth frame from the start frame (default 1: every frame): a long video in "
+                               "less time; results keep the video's own frame numbers, the overlay plays at fps/N")
+    sampling.add_argument("--target-fps", type=float, default=None, metavar="F",
+                          help="instead of --stride: the stride that brings the video's frame rate nearest to F "
+                               "frames a second (round(fps / F), at least 1)")
     p.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
     p.add_argument("--outputs", default="all",
                    help="comma-separated: overlay, coco, ytvis, mot, mots, labelme, davis, cvat, or all (default); "
@@ -113,8 +120,15 @@ def _segment(args) -> int:
                                  "give the output folder of an earlier run.")
     elif not args.prompt:
         raise Sam3VideoError("Say what to find with --prompt, e.g. --prompt 'car, person'.")
+    stride = 1 if args.stride is None else args.stride  # checked against the video by the run
+    if args.target_fps is not None:
+        from .types import stride_for_fps
+        from .video import probe
+
+        stride = stride_for_fps(probe(args.video), args.target_fps)
     options = RunOptions(
         prompts=(args.prompt,) if args.prompt else (),
+        stride=stride,
         start_frame=start or 0,
         continue_from=args.continue_from,
         direction=args.direction,  # None: forward, or the way the continued run went (pipeline.run)
@@ -170,7 +184,8 @@ def _batch(args) -> int:
     from .batch import collect_jobs, run_batch, summary_table
 
     jobs = collect_jobs(args.input, args.prompt, args.out, start_frame=args.start_frame, direction=args.direction,
-                        max_frames=args.max_frames, threshold=args.threshold)
+                        max_frames=args.max_frames, threshold=args.threshold,
+                        stride=1 if args.stride is None else args.stride, target_fps=args.target_fps)
     bar = None if args.quiet else tqdm(total=len(jobs), unit="video", desc="batch", dynamic_ncols=True)
 
     def on_progress(state) -> None:  # a cluster.ClusterProgress

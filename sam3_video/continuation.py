@@ -10,6 +10,9 @@ possibly in another process). The new session starts from the earlier result on 
 object, under its id, becomes the tracker's mask input there, which is how SAM3 itself starts
 tracking a new detection. Frames from there on are real model output; the tracker's memory starts
 at that frame.
+
+A run made with a stride (every Nth frame) is continued with the same stride on the same frames:
+the frame to continue from is one it did, and its kept frames are its frames behind that one.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Iterator
 from .errors import BadRequestError
 from .results import frame_from_json
 from .runfolder import RECORD, RESULTS, RunRecord, read_record
-from .types import Direction, FrameResult, VideoInfo
+from .types import Direction, FrameResult, VideoInfo, grid_position
 
 
 class RunFrames:
@@ -85,6 +88,7 @@ class EarlierRun:
     threshold: float | None
     frames: RunFrames = field(repr=False)
     direction: Direction = "forward"  # the way the new run goes from `frame`
+    stride: int = 1  # the earlier run's (every frame: 1), which the new run keeps
 
     def kept_results(self, height: int, width: int) -> Iterator[FrameResult]:
         """The kept frames' results, ascending, read one at a time (memory stays flat)."""
@@ -98,7 +102,8 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
     caller has read them already.
 
     Kept: the earlier frames next to `frame` on the side the new run does not go (forward: the
-    ones before it, backward: the ones after it; none for "both"), as far as they reach without a gap.
+    ones before it, backward: the ones after it; none for "both"), as far as they reach without a gap
+    (with the earlier run's stride N: frame - N, frame - 2N, ... going forward).
     """
     folder = os.fspath(folder)
     if not (os.path.isfile(os.path.join(folder, RECORD)) and os.path.isfile(os.path.join(folder, RESULTS))):
@@ -114,12 +119,18 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
         raise BadRequestError(
             f"The run in '{folder}' was made on another video ({size[0]}x{size[1]}, {size[2]} frames; this one "
             f"is {info.width}x{info.height}, {info.num_frames} frames). Continue it on the same video.")
+    try:
+        stride = max(1, int(getattr(record, "stride", 1) or 1))
+    except (TypeError, ValueError):
+        stride = 1
+    if stride > 1:  # a frame the earlier run's stride skips gets the sentence that says which it did
+        grid_position(frame, stride, int(record.start_frame or 0), info.num_frames)
     frames = RunFrames(folder) if frames is None else frames
     if frame not in frames:
         raise BadRequestError(f"Frame {frame} was not processed by the run in '{folder}' (it covers "
                               f"{frames.covered()}); continue from a frame it processed.")
     direction = direction or heading(record, frame)
-    step = {"forward": -1, "backward": 1}.get(direction)
+    step = {"forward": -stride, "backward": stride}.get(direction)
     kept: list[int] = []
     if step is not None:
         index = frame + step
@@ -134,7 +145,7 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
         first_seen[obj_id] = max(seen) if direction == "backward" else min(seen)
     threshold = record.threshold
     return EarlierRun(folder, frame, seed, kept, first_seen, frames.last_id, tuple(record.prompts or ()),
-                      None if threshold is None else float(threshold), frames, direction)
+                      None if threshold is None else float(threshold), frames, direction, stride)
 
 
 def heading(record: RunRecord, frame: int) -> Direction:

@@ -6,6 +6,9 @@ arrives; results of the downward part wait on disk (RLE, not pixels) and are dra
 order when the run ends, as a second segment placed before the first. The segments are then
 joined without re-encoding and the source's audio for the covered time is added. Memory stays
 flat in video length, and a stopped run gives a playable video of exactly the frames done.
+
+With a stride N (every Nth frame done) the overlay holds the frames done, at fps / N: it lasts as
+long as the stretch of video it covers, so the source's audio still fits it.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from .video_out import H264Writer, mux_video
 class OverlayWriter:
     name = OVERLAY
 
-    def __init__(self, out_dir: str, info: VideoInfo, start_frame: int, frame_source: Callable[[int], np.ndarray]):
+    def __init__(self, out_dir: str, info: VideoInfo, start_frame: int, frame_source: Callable[[int], np.ndarray],
+                 stride: int = 1):
         self.path = os.path.join(out_dir, self.name)
         self.info = info
         self.start = int(start_frame)
+        self.stride = int(stride)  # frames start, start + stride, ... arrive (and below the start, likewise)
         self.frame_source = frame_source
         self._up_path = os.path.join(out_dir, ".overlay-up.mp4")
         self._down_path = os.path.join(out_dir, ".overlay-down.mp4")
@@ -41,7 +46,8 @@ class OverlayWriter:
             os.remove(self.path)
 
     def _writer(self, path: str) -> H264Writer:
-        return H264Writer(path, self.info.width, self.info.height, self.info.fps, faststart=False)  # mux adds it
+        return H264Writer(path, self.info.width, self.info.height, self.info.fps / self.stride,
+                          faststart=False)  # mux adds it
 
     def write(self, frame: EncodedFrame) -> None:
         index = frame.frame_index
@@ -51,7 +57,7 @@ class OverlayWriter:
             if self._up is None:
                 self._up = self._writer(self._up_path)
             self._up.write(render(frame.image, frame.result))
-            self._next_up += 1
+            self._next_up += self.stride
         else:
             self._down.add(index, frame_to_json(frame))
 
@@ -75,7 +81,7 @@ class OverlayWriter:
                 parts.append(self._up_path)
             if parts:
                 first = down[0] if down else self.start
-                end = self._next_up if self._up is not None else self.start  # one past the last frame
+                end = self._next_up if self._up is not None else self.start  # the last frame's end
                 audio = self.info.path if self.info.has_audio else None
                 mux_video(parts, self.path, audio_source=audio, audio_start=self._time(first),
                           audio_duration=self._time(end) - self._time(first))

@@ -30,7 +30,8 @@ from .overlay import OverlayWriter
 from .results import EncodedFrame, ResultsWriter
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
-from .types import FrameResult, RunOptions, parse_prompts
+from .types import FrameResult, RunOptions, ordinal, parse_prompts
+from .video import probe
 
 OUTPUTS: tuple[str, ...] = ("overlay", *FORMATS)  # what `outputs=` may name; results.jsonl is always written
 
@@ -77,20 +78,26 @@ def run(
     wanted = check_outputs(outputs)
     backend = backend or load_backend()
     started = time.perf_counter()
-    with VideoSession(video, backend) as session:
+    info = probe(video)
+    earlier = None
+    if options.continue_from:
+        earlier = continuation.load(options.continue_from, options.start_frame, options.direction, info)
+        if os.path.abspath(earlier.folder) == os.path.abspath(out_dir):
+            raise BadRequestError("Write the continued run to a new folder: it reads the earlier run's "
+                                  "folder while it writes.")
+        if options.stride not in (1, earlier.stride):
+            raise BadRequestError(f"The run in '{earlier.folder}' did every {ordinal(earlier.stride)} frame; a "
+                                  "continuation keeps its stride, so leave the stride at 1 or give "
+                                  f"{earlier.stride}.")
+        options = replace(options, prompts=options.prompts or earlier.prompts,  # unless given: the earlier's
+                          threshold=earlier.threshold if options.threshold is None else options.threshold,
+                          direction=earlier.direction,  # as given, else the way the earlier run went
+                          stride=earlier.stride)  # and on the earlier run's frames
+    elif options.direction is None:
+        options = replace(options, direction="forward")
+    with VideoSession(video, backend, info, stride=options.stride, anchor=options.start_frame) as session:
         if on_session:
             on_session(session)
-        earlier = None
-        if options.continue_from:
-            earlier = continuation.load(options.continue_from, options.start_frame, options.direction, session.info)
-            if os.path.abspath(earlier.folder) == os.path.abspath(out_dir):
-                raise BadRequestError("Write the continued run to a new folder: it reads the earlier run's "
-                                      "folder while it writes.")
-            options = replace(options, prompts=options.prompts or earlier.prompts,  # unless given: the earlier's
-                              threshold=earlier.threshold if options.threshold is None else options.threshold,
-                              direction=earlier.direction)  # as given, else the way the earlier run went
-        elif options.direction is None:
-            options = replace(options, direction="forward")
         prompts = parse_prompts(options.prompts)
         replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
         order = session.frames(options.direction, options.start_frame, options.max_frames)
@@ -101,11 +108,12 @@ def run(
         write_record(out_dir, record)
         all_sinks: list[Sink] = [ResultsWriter(out_dir)]
         if "overlay" in wanted:  # kept frames come first and in order: the overlay starts with them
-            all_sinks.append(OverlayWriter(out_dir, session.info, (kept or order)[0], session.frame))
+            all_sinks.append(OverlayWriter(out_dir, session.info, (kept or order)[0], session.frame, session.stride))
         formats = [name for name in wanted if name in FORMATS]
         annotations = None
         if formats:
-            annotations = Annotations(out_dir, formats, ExportContext(session.info, Categories(prompts)))
+            context = ExportContext(session.info, Categories(prompts), session.stride, session.model_info.offset)
+            annotations = Annotations(out_dir, formats, context)
         all_sinks += [*sinks, *([annotations] if annotations else [])]
         ids_per_label: dict[str, set[int]] = {}
         status, error, done, handed = "complete", None, 0, []
@@ -275,13 +283,15 @@ def _record(out_dir: str, session: VideoSession, options: RunOptions, prompts, b
             earlier: continuation.EarlierRun | None) -> RunRecord:
     """The new run's record: its settings, nothing done yet."""
     info = asdict(session.info)
-    info.pop("timestamps")
+    for name in ("timestamps", "step", "offset"):  # the video's own facts only (the stride is the run's)
+        info.pop(name)
     thresholds = effective_thresholds(backend.default_thresholds, options.threshold)
     continued = None
     if earlier is not None:
         continued = {"folder": os.path.abspath(earlier.folder), "frame": earlier.frame, "frames_kept": len(earlier.kept)}
     return RunRecord(video=info, prompts=list(prompts), start_frame=options.start_frame, direction=options.direction,
-                     max_frames=options.max_frames, threshold=options.threshold, removed_ids=list(options.remove_ids),
+                     max_frames=options.max_frames, stride=session.stride, threshold=options.threshold,
+                     removed_ids=list(options.remove_ids),
                      edits=[asdict(edit) for edit in options.edits], thresholds=thresholds, model=backend.model_id,
                      backend=backend.name, device=str(backend.device), frames_expected=expected,
                      postprocessing=backend.postprocessing,

@@ -48,9 +48,10 @@ class RunRecord:
     results: str = RESULTS
     postprocessing: str | None = None  # what ran SAM3's mask NMS and hole filling (backends.postprocess)
     continued_from: dict | None = None  # folder, frame, frames_kept
+    stride: int = 1  # every `stride`-th frame of the video was done, from start_frame's (1: every frame)
     status: str = "running"
     frames_done: int = 0
-    frame_range: list[int] | None = None  # [first, last] frame in the outputs, a range without gaps
+    frame_range: list[int] | None = None  # [first, last] frame in the outputs: every `stride`-th frame between
     error: str | None = None
     objects_per_label: dict = field(default_factory=dict)
     elapsed_s: float = 0.0

@@ -3,6 +3,12 @@
 `VideoSession` is what every door uses (CLI, app, batch). It validates what the user asked for,
 turns a direction into frame indices, and runs "both" as forward then backward through one
 generator, so every frame in range is yielded exactly once.
+
+With a stride N, the session does every Nth frame of the video, those of frame `anchor`
+(anchor % N, anchor % N + N, ...). SAM3 must see consecutive frames (its tracker remembers the
+last few frames by index, its warm-up counts frames), so its backend session is opened on the
+sampled video (`VideoInfo.sampled`), where those frames are 0, 1, 2, ...; this class is the one
+place that translates: every public method takes and returns the video's own frame indices.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from dataclasses import replace
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -17,7 +24,18 @@ import numpy as np
 from .backends import Backend, BackendSession, load_backend
 from .continuation import EarlierRun
 from .errors import BackendUnavailableError, BadRequestError
-from .types import DIRECTIONS, MAX_PHRASE_CHARS, Direction, FrameResult, VideoInfo, frame_order, parse_prompts
+from .types import (  # noqa: F401  (check_stride, stride_for_fps: checks of this module's kind, kept in types)
+    DIRECTIONS,
+    MAX_PHRASE_CHARS,
+    Direction,
+    FrameResult,
+    VideoInfo,
+    check_stride,
+    frame_order,
+    grid_position,
+    parse_prompts,
+    stride_for_fps,
+)
 from .video import VideoReader, probe
 
 
@@ -69,12 +87,19 @@ class VideoSession:
     ...     preview = s.detect(40, "car, person")
     ...     for result in s.propagate("both"):
     ...         ...
+
+    `stride` N > 1: only frames anchor % N + k * N are done (detect, edit and propagate on those;
+    any other frame is a sentence); results carry the video's own frame indices.
     """
 
-    def __init__(self, video: str | os.PathLike, backend: Backend | None = None, info: VideoInfo | None = None):
-        self.info = info or probe(video)
+    def __init__(self, video: str | os.PathLike, backend: Backend | None = None, info: VideoInfo | None = None,
+                 stride: int = 1, anchor: int = 0):
+        self.info = info or probe(video)  # the whole video, always
+        self.stride = check_stride(stride, self.info)
+        self.anchor = int(anchor)
+        self.model_info = self.info.sampled(self.stride, self.anchor % self.stride)  # what the backend sees
         self.backend = backend or load_backend()
-        self._session: BackendSession = self.backend.open(os.fspath(video), self.info)
+        self._session: BackendSession = self.backend.open(os.fspath(video), self.model_info)
         self._stop = threading.Event()
         self.phrases: tuple[str, ...] = ()
         self.detect_frame: int | None = None
@@ -85,6 +110,22 @@ class VideoSession:
     # -- validation --------------------------------------------------------------------------
     def _check_frame(self, frame_index: int) -> int:
         return check_frame(self.info, frame_index)
+
+    def _model_index(self, frame_index: int) -> int:
+        """The backend's index of video frame `frame_index` (a sentence for a frame the stride skips)."""
+        if self.stride == 1:
+            return frame_index
+        return grid_position(frame_index, self.stride, self.anchor, self.info.num_frames)
+
+    def _video_result(self, result: FrameResult) -> FrameResult:
+        """A backend result with the video's own frame index."""
+        if self.stride == 1:
+            return result
+        return replace(result, frame_index=self.model_info.file_index(result.frame_index))
+
+    def on_grid(self, frame_index: int) -> bool:
+        """Whether frame `frame_index` is one this session does (every frame without a stride)."""
+        return 0 <= frame_index < self.info.num_frames and (frame_index - self.anchor) % self.stride == 0
 
     def _check_edit(self, frame_index: int) -> int:
         if self.detect_frame is None:
@@ -139,16 +180,17 @@ class VideoSession:
         phrases = parse_prompts(prompts)
         if not phrases:
             raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
-        self.phrases = phrases
-        self.threshold = check_threshold(threshold)
-        self.detect_frame = self._check_frame(frame_index)
+        threshold = check_threshold(threshold)
+        self._model_index(self._check_frame(frame_index))  # a frame the stride does
+        self.phrases, self.threshold, self.detect_frame = phrases, threshold, frame_index
         self._propagated = False
         return phrases
 
     def detect(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None = None) -> FrameResult:
         """Find every instance of the phrases on one frame (starts the session over)."""
         phrases = self._start_over(frame_index, prompts, threshold)
-        return self._session.detect(self.detect_frame, phrases, self.threshold)
+        result = self._session.detect(self._model_index(self.detect_frame), phrases, self.threshold)
+        return self._video_result(result)
 
     def resume(self, earlier: EarlierRun, prompts: str | Sequence[str] | None = None,
                threshold: float | None = None) -> FrameResult:
@@ -161,8 +203,11 @@ class VideoSession:
                 f"The {self.backend.name} backend cannot continue a run from a corrected frame; use the "
                 "transformers backend for that, or start a new run.")
         phrases = self._start_over(earlier.frame, earlier.prompts if prompts is None else prompts, threshold)
-        return self._session.resume(earlier.frame, phrases, self.threshold, earlier.seed, earlier.first_seen,
-                                    earlier.last_id)
+        at = self._model_index(earlier.frame)
+        seed = replace(earlier.seed, frame_index=at) if self.stride > 1 else earlier.seed
+        first_seen = {obj_id: self._model_index(f) for obj_id, f in earlier.first_seen.items()}
+        result = self._session.resume(at, phrases, self.threshold, seed, first_seen, earlier.last_id)
+        return self._video_result(result)
 
     def remove_object(self, obj_id: int) -> None:
         """Drop an object (a false positive, say) from this and every later result."""
@@ -184,7 +229,7 @@ class VideoSession:
             obj_id = int(obj_id)
         except (TypeError, ValueError):
             raise BadRequestError(f"The object id {obj_id!r} is not a number; use an id shown on the frame.") from None
-        return self._session.refine(frame_index, obj_id, points, labels)
+        return self._video_result(self._session.refine(self._model_index(frame_index), obj_id, points, labels))
 
     def add_object(self, frame_index: int, label: str, box: Sequence[float] | None = None,
                    points: Sequence[tuple[float, float]] | None = None,
@@ -201,22 +246,26 @@ class VideoSession:
         if box is None and not points:
             raise BadRequestError("Draw a box or click on the new object to add it.")
         box = None if box is None else self._check_box(box)
-        return self._session.add_object(frame_index, label, box, points or None, labels or None)
+        obj_id, result = self._session.add_object(self._model_index(frame_index), label, box, points or None,
+                                                  labels or None)
+        return obj_id, self._video_result(result)
 
     def exemplar(self, frame_index: int, box: Sequence[float], positive: bool = True) -> FrameResult:
         """Search the detect frame again with a box as an example of the phrases ("more like this";
         `positive=False`: "not like this"). What it finds that no object covers becomes new objects;
         a negative example also drops detected objects it rules out. Returns the frame's result."""
         frame_index = self._check_edit(frame_index)
-        return self._session.exemplar(frame_index, self._check_box(box), bool(positive))
+        return self._video_result(self._session.exemplar(self._model_index(frame_index), self._check_box(box),
+                                                         bool(positive)))
 
     def frames(self, direction: Direction = "forward", start_frame: int | None = None, max_frames: int | None = None) -> list[int]:
-        """The frame indices `propagate` will yield, in order."""
+        """The frame indices `propagate` will yield, in order (every `stride`-th frame from the start)."""
         check_direction(direction, max_frames)
         start = self.detect_frame if start_frame is None else self._check_frame(start_frame)
         if start is None:
             raise BadRequestError("Run detect on a frame before propagating.")
-        return frame_order(self.info.num_frames, start, direction, max_frames)
+        self._model_index(start)
+        return frame_order(self.info.num_frames, start, direction, max_frames, self.stride)
 
     def propagate(
         self, direction: Direction = "forward", start_frame: int | None = None, max_frames: int | None = None
@@ -236,17 +285,21 @@ class VideoSession:
         backward = order if direction == "backward" else [i for i in order if i < start]
         for indices, reverse in ((forward, False), (backward, True)):
             if indices and not self._stop.is_set():
-                yield from self._session.propagate(indices, reverse, self._stop.is_set)
+                model_indices = [(i - self.model_info.offset) // self.stride for i in indices]  # on the grid
+                for result in self._session.propagate(model_indices, reverse, self._stop.is_set):
+                    yield self._video_result(result)
 
     def frame(self, index: int) -> np.ndarray:
         """Frame `index` as RGB uint8 (H, W, 3), read-only: from the backend's own decoder when it
-        has one (the frames it just used are still cached), else from a reader of our own."""
+        has one and does that frame (the frames it just used are still cached), else from a
+        reader of our own (any frame of the video, the ones a stride skips too)."""
+        index = self._check_frame(index)
         reader = getattr(self._session, "reader", None)
-        if reader is None:
-            if self._reader is None:
-                self._reader = VideoReader(self.info.path, self.info)
-            reader = self._reader
-        return reader[self._check_frame(index)]
+        if reader is not None and self.on_grid(index):
+            return reader[(index - self.model_info.offset) // self.stride]
+        if self._reader is None:
+            self._reader = VideoReader(self.info.path, self.info)
+        return self._reader[index]
 
     def stop(self) -> None:
         """Ask a running `propagate` to finish after the current frame (thread-safe)."""
@@ -277,9 +330,11 @@ def segment(
     max_frames: int | None = None,
     threshold: float | None = None,
     on_session: Callable[[VideoSession], None] | None = None,
+    stride: int = 1,
 ) -> Iterator[FrameResult]:
-    """Detect on `start_frame` and propagate: the whole engine in one generator."""
-    with VideoSession(video, backend) as session:
+    """Detect on `start_frame` and propagate (every `stride`-th frame from it): the whole engine in
+    one generator."""
+    with VideoSession(video, backend, stride=stride, anchor=start_frame) as session:
         if on_session:
             on_session(session)
         session.detect(start_frame, prompts, threshold)

@@ -6,7 +6,8 @@ backend knows which backend produced a `FrameResult`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+import math
 from typing import Literal, Sequence
 
 import numpy as np
@@ -32,11 +33,33 @@ class VideoInfo:
     has_audio: bool = False
     variable_frame_rate: bool = False
     timestamps: tuple[float, ...] = field(default=(), repr=False)  # seconds, one per frame
+    # a sampled view (see `sampled`): frame i of this info is frame offset + i * step of the file
+    step: int = 1
+    offset: int = 0
 
     @property
     def size(self) -> tuple[int, int]:
         """(height, width), the shape of every mask of this video."""
         return (self.height, self.width)
+
+    def sampled(self, step: int, offset: int = 0) -> "VideoInfo":
+        """The video as every `step`-th frame from frame `offset` (0 <= offset < step): frames
+        offset, offset + step, ... of the file become frames 0, 1, ... of the returned info, at
+        fps / step. `video.VideoReader` decodes such an info's frames going forward through the
+        file, skipping the others."""
+        if self.step != 1:
+            raise ValueError("sample a video's own info, not a sampled one")
+        if not (step >= 1 and 0 <= offset < max(step, 1)):
+            raise ValueError(f"a step of at least 1 and an offset in 0..step-1, got {step} and {offset}")
+        if step == 1:
+            return self
+        kept = range(offset, self.num_frames, step)
+        return replace(self, num_frames=len(kept), fps=self.fps / step, step=step, offset=offset,
+                       timestamps=tuple(self.timestamps[i] for i in kept) if self.timestamps else ())
+
+    def file_index(self, index: int) -> int:
+        """The file's own index of this info's frame `index` (the same unless sampled)."""
+        return self.offset + index * self.step
 
 
 @dataclass
@@ -223,3 +246,65 @@ def frame_order(num_frames: int, start: int, direction: Direction, max_frames: i
     if direction == "backward":
         return [start] + backward
     return forward + backward
+
+
+def check_stride(stride, info: VideoInfo) -> int:
+    """`stride` as an int if it is a whole number from 1 to info.num_frames - 1 (1 for a one-frame
+    video; None or "" for 1, a field left empty), else a sentence: what was wrong and what to give
+    instead."""
+    if stride is None or stride == "":
+        return 1
+    try:
+        value = float(stride)
+    except (TypeError, ValueError):
+        raise BadRequestError(f"The stride '{stride}' is not a number; give a whole number of frames, e.g. 5 to "
+                              "do every 5th frame (1 does every frame).") from None
+    if isinstance(stride, bool) or not math.isfinite(value) or not value.is_integer():
+        raise BadRequestError(f"The stride {stride} is not a whole number of frames; give e.g. 5 to do every "
+                              "5th frame (1 does every frame).")
+    n, value = info.num_frames, int(value)
+    if value < 1:
+        raise BadRequestError(f"A stride of {value} does not move through the video; give a whole number of at "
+                              "least 1 (1 does every frame, 2 every other frame, and so on).")
+    if value > 1 and value >= n:
+        raise BadRequestError(f"A stride of {value} is longer than this video allows: it has {n} frames, so only "
+                              f"one frame would be done; use a stride from 1 to {max(1, n - 1)}.")
+    return value
+
+
+def stride_for_fps(info: VideoInfo, target_fps) -> int:
+    """The stride that brings the video's frame rate nearest to `target_fps` frames a second:
+    round(fps / target_fps), at least 1 (a target at or above the video's rate does every
+    frame); a target that is not a positive number, or too low for the video, gets a sentence."""
+    try:
+        target = float(target_fps)
+    except (TypeError, ValueError):
+        target = float("nan")
+    if not (math.isfinite(target) and target > 0):
+        raise BadRequestError(f"The target frame rate '{target_fps}' is not a positive number of frames a second; "
+                              f"give e.g. 5 (this video has {info.fps:.3g}).")
+    stride = max(1, round(info.fps / target))
+    if stride > 1 and stride >= info.num_frames:
+        raise BadRequestError(
+            f"A target of {target:g} frames a second leaves less than two frames of this {info.duration:.3g}-second "
+            f"video; ask for at least {info.fps / max(1, info.num_frames - 1):.3g} frames a second.")
+    return stride
+
+
+def grid_position(frame_index: int, stride: int, anchor: int, num_frames: int) -> int:
+    """k where `frame_index` = anchor % stride + k * stride, the frames a run with this stride
+    from frame `anchor` does; for any other frame a sentence naming the frames it could be."""
+    offset = anchor % stride
+    k, off = divmod(frame_index - offset, stride)
+    if off:
+        near = [f for f in (frame_index - off, frame_index - off + stride) if 0 <= f < num_frames]
+        listed = ", ".join(str(offset + i * stride) for i in range(3) if offset + i * stride < num_frames)
+        raise BadRequestError(f"With a stride of {stride} from frame {anchor}, frames {listed}, ... are done; frame "
+                              f"{frame_index} is not one of them. Choose frame {' or '.join(map(str, near))}.")
+    return k
+
+
+def ordinal(n: int) -> str:
+    """1 -> '1st', 2 -> '2nd', 5 -> '5th', 12 -> '12th', 22 -> '22nd' (as in "every 5th frame")."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"

@@ -200,6 +200,10 @@ class VideoReader:
     `reader[i]` returns frame i as RGB uint8 (H, W, 3). Going forward decodes sequentially; going
     backward decodes `BACKWARD_CHUNK` frames from the nearest keyframe at a time. At most
     `cache_bytes` of decoded frames are kept.
+
+    With a sampled info (`VideoInfo.sampled`), `reader[i]` is the file's frame
+    `info.file_index(i)`: going forward decodes on through the file and converts only the sampled
+    frames (no seek per frame), backward decodes `BACKWARD_CHUNK` sampled frames at a time.
     """
 
     def __init__(self, path: str | os.PathLike, info: VideoInfo | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES):
@@ -215,6 +219,7 @@ class VideoReader:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._frame_bytes = self.info.width * self.info.height * 3
+        self._step, self._offset = self.info.step, self.info.offset  # sampled frames (1, 0: all)
         self._decoder: Iterator | None = None
         self._next_index = 0  # index the sequential decoder yields next
         self._lock = threading.RLock()  # a prefetching thread and the pipeline read frames
@@ -254,11 +259,13 @@ class VideoReader:
         n = len(self)
         if not 0 <= index < n:
             raise IndexError(f"frame {index} is outside 0..{n - 1}")
+        index = self.info.file_index(index)  # from here on, the file's own frame indices
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        if not (self._next_index <= index < self._next_index + BACKWARD_CHUNK):
-            self._seek(max(0, index - BACKWARD_CHUNK + 1))
+        chunk = BACKWARD_CHUNK * self._step  # a chunk holds BACKWARD_CHUNK frames of this info
+        if not (self._next_index <= index < self._next_index + chunk):
+            self._seek(max(0, index - chunk + self._step))
         for attempt in range(2):
             while True:
                 got, rgb = self._decode_next()
@@ -266,7 +273,7 @@ class VideoReader:
                     break
                 if got == index:
                     return rgb
-            self._restart(max(0, index - BACKWARD_CHUNK + 1))  # decode from the very start instead
+            self._restart(max(0, index - chunk + self._step))  # decode from the very start instead
         raise VideoReadError(
             f"Frame {index} of '{os.path.basename(self.path)}' could not be decoded; the file is damaged "
             "there. Re-export the video, or choose a frame range that avoids the damaged part."
@@ -305,8 +312,8 @@ class VideoReader:
                 else:
                     idx = self._fallback_index(frame)
                 self._next_index = idx + 1
-                if idx < self._seek_target:
-                    continue
+                if idx < self._seek_target or (idx - self._offset) % self._step:
+                    continue  # before the frame sought, or not a sampled frame: never converted
                 rgb = _rotate(frame.to_ndarray(format="rgb24"), self.info.rotation)
                 self._remember(idx, rgb)
                 return idx, rgb

@@ -184,6 +184,26 @@ def cvat_video_tracks(path) -> dict[int, dict]:
     return tracks
 
 
+def cvat_task_frame(frame: int, start: int, step: int, size: int) -> int:
+    """The task frame CVAT's import puts a shape of (video) frame `frame` on, for a task made from
+    the video from `start` with frame step `step` and `size` frames (bindings.py `rel_frame_id`);
+    any frame off that grid or past it is refused, as the import refuses it."""
+    d, m = divmod(frame - start, step)
+    if m or d not in range(size):
+        raise ValueError(f"Unknown frame {frame}")
+    return d
+
+
+def cvat_task_meta(path) -> dict:
+    """start_frame, stop_frame, size (ints) and frame_filter of a CVAT XML's <meta><task>."""
+    from xml.etree import ElementTree
+
+    task = ElementTree.parse(path).getroot().find("meta/task")
+    meta = {k: int(task.findtext(k)) for k in ("start_frame", "stop_frame", "size")}
+    meta["frame_filter"] = task.findtext("frame_filter") or ""
+    return meta
+
+
 def cvat_shown(track: dict, frame: int):
     """The polygon a CVAT track shows on `frame`, or None (before it starts, or outside)."""
     before = [f for f in track["keyframes"] if f <= frame]

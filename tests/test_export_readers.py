@@ -1,6 +1,7 @@
 """A real run's annotations read the way the evaluators and annotation tools read them: the small
 SAM3 on bikes, both ways from frame 100 at threshold 0 (many ragged objects, some appearing after
-the first frame), every format."""
+the first frame), every format; once on every frame, once on every 4th (a stride: gaps between
+the frames done, which every format names by the video's own frame index)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from sam3_video.pipeline import run
+from sam3_video.results import read_results
 from sam3_video.types import RunOptions
 from tests.readers import (
     DavisAbort,
     cvat_coco_tracks,
     cvat_mot_tracks,
     cvat_shown,
+    cvat_task_frame,
+    cvat_task_meta,
     cvat_video_tracks,
     davis_ground_truth,
     davis_j,
@@ -25,14 +29,20 @@ from tests.readers import (
 )
 
 
-@pytest.fixture(scope="module")
-def bikes_run(media, backend, tmp_path_factory):
+STRIDE = 4
+
+
+@pytest.fixture(scope="module", params=[1, STRIDE], ids=["every-frame", f"stride-{STRIDE}"])
+def bikes_run(request, media, backend, tmp_path_factory):
     import os
 
     out = tmp_path_factory.mktemp("bikes")
-    summary = run(os.path.join(media, "bikes.mp4"), RunOptions(("bike, person",), 100, "both", 8, 0.0), out,
+    summary = run(os.path.join(media, "bikes.mp4"), RunOptions(("bike, person",), 100, "both", 8, 0.0,
+                                                               stride=request.param), out,
                   backend=backend, outputs=["all"])
-    assert summary.complete
+    assert summary.complete and summary.stride == request.param
+    assert [r.frame_index for r in read_results(out)] == list(range(100 - 7 * request.param, 100 + 8 * request.param,
+                                                                     request.param))
     return out / "annotations"
 
 
@@ -193,9 +203,15 @@ def test_cvat_video_xml_imports_as_one_track_per_object_faithful_to_the_masks(bi
     frames = sorted({i["frame_index"] for i in coco["images"]})
     tracks = cvat_video_tracks(bikes_run / "cvat_video.xml")
     assert set(tracks) == {t for _, t in masks}
+    step = frames[1] - frames[0]
+    meta = cvat_task_meta(bikes_run / "cvat_video.xml")  # a task made as the meta says: the frames the stride does
+    assert (meta["start_frame"], meta["frame_filter"]) == (frames[0] % step, f"step={step}" if step > 1 else "")
     ious = []
     for track_id, track in tracks.items():
-        for frame in range(frames[0], 272):  # bikes.mp4 has 250 frames; past the run nothing shows
+        for frame in track["keyframes"]:  # each imports into that task, and into one of the whole video (step 1)
+            cvat_task_frame(frame, meta["start_frame"], step, meta["size"])
+            cvat_task_frame(frame, 0, 1, 250)
+        for frame in range(frames[0], 272, step):  # bikes.mp4 has 250 frames; past the run nothing shows
             points = cvat_shown(track, frame)
             if (frame, track_id) not in masks:
                 assert points is None, (track_id, frame)

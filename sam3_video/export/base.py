@@ -53,8 +53,10 @@ class Categories:
 class ExportContext:
     """Facts every writer needs about the run."""
 
-    info: VideoInfo
+    info: VideoInfo  # the whole video: frames are named by its own indices, whatever the stride
     categories: Categories = field(default_factory=Categories)
+    stride: int = 1  # the run did every `stride`-th frame: offset, offset + stride, ... (0 <= offset < stride)
+    offset: int = 0
 
     @property
     def video_name(self) -> str:

@@ -8,7 +8,13 @@ annotations > "CVAT 1.1", on a task made from the source video).
     <polygon frame keyframe="1" outside="0" occluded="0" points="x,y;x,y;..." z_order="0"/>, and an
     outside="1" copy on the first frame after each run of visible frames (where CVAT's own export
     puts one), so the track does not carry on past them </track></annotations>
-Frame = the video's frame index (a task made from the whole video). CVAT keeps mask shapes in
+Frame = the video's frame index (a task made from the whole video). A run with a stride N put
+its keyframes on the frames it did (offset, offset + N, ...) and the outside copy on the next of
+those, never between: CVAT's import turns each frame into a task frame by (frame - start_frame) /
+frame step and refuses one off that grid, so the file imports both into a task of the whole video
+(CVAT interpolates the polygons between the frames done) and into one made with the meta's start
+frame and frame step (`<frame_filter>step=N</frame_filter>`: the task's frames are the ones done
+and the ones the stride would do). CVAT keeps mask shapes in
 tracks only on their first frame (its importer turns a mask track into one shape), so tracks carry
 polygons; a track holds one polygon a frame, so an object's parts are joined into one outline by
 zero-width slits, as its holes are. CVAT's coordinates are pixel edges (pixel x covers x..x+1) and
@@ -61,13 +67,15 @@ class CvatWriter:
                 self._spill.add(int(r.obj_ids[k]), [r.frame_index, r.labels[k], points])
 
     def close(self) -> None:
-        info, out = self.context.info, AtomicText(self.path)
-        last = max(0, info.num_frames - 1)
+        info, out, step = self.context.info, AtomicText(self.path), self.context.stride
+        grid = range(self.context.offset, max(1, info.num_frames), step)  # the frames a task with this step has
+        last, frame_filter = grid[-1], f"step={step}" if step > 1 else ""
         out.write('<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n  <meta>\n'
                   f"    <task>\n      <name>{_text(self.context.video_name)}</name>\n"
-                  f"      <size>{info.num_frames}</size>\n      <mode>interpolation</mode>\n"
-                  f"      <overlap>0</overlap>\n      <start_frame>0</start_frame>\n"
-                  f"      <stop_frame>{last}</stop_frame>\n      <frame_filter></frame_filter>\n      <labels>\n")
+                  f"      <size>{len(grid)}</size>\n      <mode>interpolation</mode>\n"
+                  f"      <overlap>0</overlap>\n      <start_frame>{grid[0]}</start_frame>\n"
+                  f"      <stop_frame>{last}</stop_frame>\n      <frame_filter>{frame_filter}</frame_filter>\n"
+                  "      <labels>\n")
         for c in self.context.categories.as_list():
             out.write(f"        <label>\n          <name>{_text(c['name'])}</name>\n"
                       f"          <color>{hex_color(color_for(c['id']))}</color>\n          <type>polygon</type>\n"
@@ -79,7 +87,7 @@ class CvatWriter:
             out.write(f"  <track id=\"{track_id}\" label={quoteattr(shapes[0][1])} source=\"auto\">\n")
             for k, (frame, _, points) in enumerate(shapes):
                 out.write(_polygon(frame, points, outside=False))
-                after = frame + 1
+                after = frame + step  # the next frame done (or that would have been)
                 if after <= last and (k + 1 == len(shapes) or shapes[k + 1][0] != after):
                     out.write(_polygon(after, points, outside=True))  # hidden from here (or the run ended)
             out.write("  </track>\n")
