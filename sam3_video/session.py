@@ -62,24 +62,6 @@ def check_direction(direction: str, max_frames: int | None = None) -> None:
         raise BadRequestError("The frame limit must be at least 1 (or empty for the whole video).")
 
 
-def check_stride(stride, info: VideoInfo) -> int:
-    """Every `stride`-th frame: a whole number from 1 to the video's length, else a sentence."""
-    if stride is None or stride == "":
-        return 1
-    try:
-        value = float(stride)
-    except (TypeError, ValueError):
-        raise BadRequestError(f"The frame step '{stride}' is not a number; use 1 for every frame, 2 for every "
-                              "other frame, and so on.") from None
-    if value != int(value) or value < 1:
-        raise BadRequestError(f"The frame step {stride:g} is not a whole number of at least 1; use 1 for every "
-                              "frame, 2 for every other frame, and so on.")
-    if value > info.num_frames:
-        raise BadRequestError(f"A frame step of {int(value)} is longer than this video ({info.num_frames} frames); "
-                              f"use at most {info.num_frames}.")
-    return int(value)
-
-
 class VideoSession:
     """Detect and track text-described objects in one video.
 
