@@ -86,12 +86,31 @@ def test_a_queue_failure_keeps_the_frames_done(zero_platform, carphone):
     assert_kept_and_offered(client, summary, zip_path)
 
 
+def test_a_call_killed_mid_run_keeps_every_frame_it_wrote(zero_platform, carphone):
+    """The platform kills the worker of a call (at its duration; here once 30 frames are reported,
+    a moment the test chooses): spaces says "GPU task aborted", the call's folder is cut off, and the
+    app writes its results again: every frame written is kept and offered, and the summary says
+    what ended the run."""
+    from tests.conftest import wait_for_frames
+
+    app = zero_platform(env=FIGURES)
+    client = detected(app, carphone)
+    job = client.submit("forward", None, api_name="/propagate")
+    wait_for_frames(job, 30)
+    assert app.api.kill_running()
+    _, status, _, zip_path, _, summary = job.result(timeout=600)
+    assert summary["status"] == "stopped" and summary["stopped_by"] == "the end of the GPU call", summary
+    assert summary["frames"] >= 30 - 4, summary  # the files lag the progress by at most the writers' queue
+    assert status.startswith("stopped by the end of the GPU call") and "continue" in status
+    assert_kept_and_offered(client, summary, zip_path)
+
+
 def test_two_visitors_gpu_calls_run_side_by_side(zero_platform, carphone):
     """On ZeroGPU each visitor's call gets a GPU of its own: a second visitor's run does not wait
     for the first one's (their calls overlap in the device API's record)."""
-    app = zero_platform(env=FIGURES)
+    app = zero_platform()  # the app's own figures, the pace learned
     first, second = detected(app, carphone), detected(app, carphone)
-    jobs = [client.submit("forward", 40, api_name="/propagate") for client in (first, second)]
+    jobs = [client.submit("forward", 12, api_name="/propagate") for client in (first, second)]
     for job in jobs:
         assert job.result(timeout=600)[-1]["status"] == "complete"
     allowed = {c["params"]["allowToken"]: c["t"] for c in app.api.calls if c["path"] == "/allow"}

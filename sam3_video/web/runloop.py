@@ -55,8 +55,13 @@ class Sizer:
                        per_frame_s=round(1.25 * frame_s, 3) if frame_s else self.budget.per_frame_s,
                        start_s=round(1.25 * start_s + 1, 1) if start_s else self.budget.start_s)
 
-    def run(self, frames: int, kept: int = 0, edits: int = 0) -> int:
-        return self.figures().run(frames, kept, edits)
+    def run(self, frames: int, kept: int = 0, edits: int = 0, boost: float = 1.0) -> int:
+        """A call for `frames` new frames after `kept` copied ones and `edits` clicks; `boost`
+        times the figures (a call whose time was up before its first frame asks more)."""
+        figures = self.figures()
+        if boost != 1.0:
+            figures = replace(figures, start_s=figures.start_s * boost, per_frame_s=figures.per_frame_s * boost)
+        return figures.run(frames, kept, edits)
 
     def step(self, edits: int) -> int:
         return self.figures().step(edits)
@@ -74,6 +79,14 @@ class Sizer:
         else:
             seconds = asked // 2
         return seconds if self.smallest(kept, edits) <= seconds < asked else None
+
+    def shorter_step(self, asked: int, refused: Refusal | None) -> int | None:
+        """A detection refused for want of quota: the seconds left (at the platform's factor), when
+        the platform said and they are at least half of what was asked; else None."""
+        if refused is None or refused.kind != "quota" or refused.left_s is None:
+            return None
+        seconds = math.floor(refused.left_s / duration_factor()) - 1
+        return seconds if asked / 2 <= seconds < asked else None
 
     def estimate(self, info: VideoInfo, options: RunOptions, kept: int = 0) -> tuple[int, int]:
         """(GPU seconds, calls) a run of `options` needs, roughly, start-ups included."""
@@ -114,11 +127,11 @@ class RunLoop:
         video, info = ws.need_video()
         before = previous = ws.run_dir  # what the visitor keeps if the first call does nothing
         self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {ws.run_dir, ws.earlier}))
-        started, calls, seen, ended = time.monotonic(), 0, None, None
+        started, calls, seen, ended, boost = time.monotonic(), 0, None, None, 1.0
         while True:
             new = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
                                   options.max_frames, options.stride))
-            seconds = self.sizer.run(new, len(kept), len(options.edits))
+            seconds = self.sizer.run(new, len(kept), len(options.edits), boost)
             request = gpu.RunRequest(model, video, info, options, ws.run_dir, seconds, self.sizer.budget.enforced,
                                      self.outputs)
             last, err = RunUpdate(), None
@@ -149,26 +162,37 @@ class RunLoop:
                 self.workspaces.set_run(ws, previous)
                 raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
             done = record.frame_range
+            stopped = runs.stop_requested(ws.run_dir)
+            if last.stopped_for == "time" and not stopped and (done is None or done == seen):
+                # its time was up before one more frame (a start-up slower than budgeted): the same
+                # leg again in a new folder, asking twice as long, while the cap allows
+                if boost < 8 and self.sizer.run(new, len(kept), len(options.edits), 2 * boost) > request.seconds:
+                    boost *= 2
+                    self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {previous, ws.earlier}))
+                    continue
+                ended = {"stopped_by": "the GPU time limit",
+                         "error": f"A GPU call of {request.seconds} s ended before one more frame was done; "
+                                  "raise SAM3_MAX_GPU_SECONDS or SAM3_GPU_START_S."}
+                if done is None:  # this call's empty folder is no run: keep the one before
+                    self.workspaces.set_run(ws, previous)
+                break
             going_on = last.stopped_for == "time" or record.complete
-            leg = plan.next_leg(done, options.stride) if going_on and not runs.stop_requested(ws.run_dir) else None
+            leg = plan.next_leg(done, options.stride) if going_on and not stopped else None
             if leg is None:
                 ended = ({"stopped_by": "you"} if runs.stop_requested(ws.run_dir) else
                          {"stopped_by": "the GPU time limit"} if record.status == "stopped" else {})
                 if last.error:  # the step's sentence for the visitor (run.json keeps the exception's own words)
                     ended["error"] = last.error
                 break
-            if done == seen:  # a whole call without one more frame: it would never end
-                ended = {"error": f"A GPU call of {request.seconds} s ended before one more frame was done; "
-                                  "raise SAM3_MAX_GPU_SECONDS."}
-                break
-            seen, previous = done, ws.run_dir  # the frames done so far: what the visitor keeps if the next call fails
+            seen, previous, boost = done, ws.run_dir, 1.0  # the frames done so far: what the visitor keeps if the next call fails
             kept = continuation.load(previous, leg.frame, leg.direction, info).kept
             options = replace(options, start_frame=leg.frame, direction=leg.direction, max_frames=leg.max_frames,
                               remove_ids=(), edits=(), continue_from=previous)
             self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {previous, ws.earlier}))
         self.workspaces.prune_runs(ws, {ws.run_dir, ws.earlier})
         if ws.run_dir is None or ws.run_dir == before:  # not one frame of this run: the earlier run stays as it was
-            raise BadRequestError(f"Nothing of this run was done: {(ended or {}).get('advice', 'run it again')}."
+            why = (ended or {}).get("advice") or (ended or {}).get("error") or "run it again"
+            raise BadRequestError(f"Nothing of this run was done: {why.rstrip('.')}."
                                   + (" Your earlier run and its files are kept." if before else ""))
         summary = runs.summary_of(ws.run_dir)
         ended = {k: v for k, v in (ended or {}).items() if k != "advice"}

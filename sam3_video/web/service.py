@@ -36,7 +36,7 @@ from . import clicks, gpu, runloop, runs
 from .live import LiveRun
 from .model import AppModel
 from .previews import Preview, draw, object_rows, to_video_pixels
-from .gpucalls import Pace, duration_factor
+from .gpucalls import Pace, duration_factor, refusal
 from .runloop import RunLoop, Sizer
 from .runs import Outputs, Plan, RunUpdate
 from .uploads import check_video, keep_upload
@@ -193,7 +193,13 @@ class Service:
         request = gpu.DetectRequest(self.model.require(), video, info, frame, phrases, threshold,
                                     tuple(sorted(removed)), tuple(edits), earlier, self.sizer.step(len(edits)))
         with self.workspaces.in_use(ws):
-            answer = gpu.detect_step(request)
+            try:
+                answer = gpu.detect_step(request)
+            except Exception as err:  # refused for want of quota: once more, asking for what is left
+                shorter = self.sizer.shorter_step(request.seconds, refusal(err))
+                if shorter is None:
+                    raise
+                answer = gpu.detect_step(replace(request, seconds=shorter))
         if answer.error is not None:
             raise BadRequestError(answer.error)
         return answer.result

@@ -76,6 +76,19 @@ class DeviceApi:
             except ProcessLookupError:
                 pass
 
+    def kill_running(self) -> list[int]:
+        """SIGKILL the worker of every call holding a GPU now (as the platform ends a call at its
+        duration, at a moment a test chooses); return their pids."""
+        with self._lock:
+            live = [(token, call["pid"]) for token, call in self._live.items() if call.get("pid")]
+        for token, pid in live:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self._record("KILL", {"allowToken": token, "pid": pid})
+            except ProcessLookupError:
+                pass
+        return [pid for _, pid in live]
+
     def of(self, path: str) -> list[dict]:
         with self._lock:
             return [c for c in self.calls if c["path"] == path]
