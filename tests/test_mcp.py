@@ -17,7 +17,7 @@ import requests
 from sam3_video.video import probe
 
 FILE_URL = re.compile(r"https?://[^\s'\"]+/gradio_api/file=[^\s'\"]+")
-ARGUMENTS = ["video", "prompts", "start_frame", "direction", "max_frames", "threshold"]
+ARGUMENTS = ["video", "prompts", "start_frame", "direction", "max_frames", "threshold", "stride"]
 
 
 def with_agent(app_url: str, work):
@@ -88,7 +88,7 @@ def test_an_agent_segments_a_clip_and_downloads_the_files(app_url, carphone, tmp
 
     async def work(session):
         arguments = {"video": data_uri(carphone), "prompts": "person, window", "start_frame": 60,
-                     "direction": "both", "max_frames": 3, "threshold": ""}
+                     "direction": "both", "max_frames": 3, "threshold": "", "stride": 2}
         return await session.call_tool("segment_video", arguments, progress_callback=on_progress)
 
     result = with_agent(app_url, work)
@@ -103,7 +103,7 @@ def test_an_agent_segments_a_clip_and_downloads_the_files(app_url, carphone, tmp
     coco = json.loads(archive.read("annotations/coco_instances.json"))
     assert coco["annotations"] and {c["name"] for c in coco["categories"]} <= {"person", "window"}
     done = json.loads(archive.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
-    assert done == list(range(58, 63))
+    assert done == [56, 58, 60, 62, 64]  # every other frame, the video's own numbers
     assert json.loads(archive.read("annotations/manifest.json"))["prompts"] == ["person", "window"]
 
 

@@ -39,11 +39,6 @@ class Refusal:
     message: str  # the platform's words, as a visitor may read them (links made clickable)
     left_s: float | None = None  # quota seconds left, when the platform said
 
-    @property
-    def before_start(self) -> bool:
-        """The call never started: nothing it would have written exists."""
-        return self.kind in ("quota", "illegal", "queue")
-
 
 def refusal(err: BaseException) -> Refusal | None:
     """The platform's refusal behind `err` (a gr.Error from spaces), or None for anything else."""

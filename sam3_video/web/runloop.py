@@ -152,7 +152,7 @@ class RunLoop:
                         break
                     log.info("GPU call of %s s refused (%s); trying %s s", request.seconds, refused.message, shorter)
                     request = replace(request, seconds=shorter)
-            self._learn(last, request)
+            self._learn(last)
             if err is not None:
                 ended = self._keep_done(ws, previous, len(kept), err, info)
                 break
@@ -203,7 +203,8 @@ class RunLoop:
         runs.write_summary(ws.run_dir, summary)
         yield summary
 
-    def _learn(self, last: RunUpdate, request: gpu.RunRequest) -> None:
+    def _learn(self, last: RunUpdate) -> None:
+        """What the call's last update says it cost, for sizing the next calls."""
         if last.model_s and last.frames_run:
             self.sizer.pace.saw(last.frames_run, last.model_s, last.start_s)
 
