@@ -66,7 +66,7 @@ KEEP_TAB_TOKEN_JS = "(token) => { window.sessionStorage.setItem('sam3-video-tab'
 
 def model_banner() -> str:
     """API: '' when the model is ready, else what is wrong and what to do."""
-    problem = service.model_status()
+    problem = service.visitor_problem()
     return f"The model is not available. {problem}" if problem else ""
 
 
@@ -74,7 +74,7 @@ def model_banner() -> str:
 def open_tab(token, request: gr.Request):
     """The page opens: the model's state (Detect is off without a model), and after a reload the
     tab's workspace as it was."""
-    problem = service.model_status()
+    problem = service.visitor_problem()
     banner = gr.Markdown(f"**The model is not available.** {problem}" if problem else "", visible=bool(problem))
     detect_button = gr.Button(interactive=not problem)
     back = service.restore(request.session_hash, token or "")
@@ -229,11 +229,28 @@ def _run_outputs(updates, progress, request: gr.Request):
 
 
 @user_errors
-def propagate(direction, max_frames, request: gr.Request, progress=gr.Progress()):
+def propagate(direction, max_frames, stride, request: gr.Request, progress=gr.Progress()):
     # From the page, the run goes on when the page goes away (a reload follows it again); an API
     # client's cancel stops it.
-    updates = service.propagate(request.session_hash, direction, max_frames, stop_on_close=not from_page(request))
+    updates = service.propagate(request.session_hash, direction, max_frames, stride,
+                                stop_on_close=not from_page(request))
     yield from _run_outputs(updates, progress, request)
+
+
+@user_errors
+def continue_run(request: gr.Request, progress=gr.Progress()):
+    """Go on with the last run where it ended early (Stop, the GPU quota, a GPU call cut off), its
+    frames kept."""
+    updates = service.continue_run(request.session_hash, stop_on_close=not from_page(request))
+    yield from _run_outputs(updates, progress, request)
+
+
+def gpu_estimate(direction: str, max_frames: float, stride: float, request: gr.Request) -> str:
+    """API: roughly how much GPU time the run set up so far needs ("" before Detect)."""
+    try:
+        return service.estimate(request.session_hash, direction, max_frames, stride)
+    except Sam3VideoError as err:
+        return str(err)
 
 
 @user_errors
@@ -243,7 +260,7 @@ def follow_run(request: gr.Request, progress=gr.Progress()):
 
 
 @user_errors
-def segment_video(video, prompts, start_frame, direction, max_frames, threshold, request: gr.Request,
+def segment_video(video, prompts, start_frame, direction, max_frames, threshold, stride, request: gr.Request,
                   progress=gr.Progress()):
     """Find every object that the phrases describe in a video and track each one through it with SAM3,
     in one call (detection on one frame, then propagation); the results come as files to download.
@@ -257,6 +274,8 @@ def segment_video(video, prompts, start_frame, direction, max_frames, threshold,
         direction: which way to track from start_frame: forward, backward or both.
         max_frames: at most this many frames in each direction; 0 for the whole video.
         threshold: detection score threshold from 0 to 1, as text; empty for the model's own.
+        stride: track every stride-th frame from start_frame (1: every frame; 5: a fifth of the GPU time);
+            the annotations keep the video's own frame numbers, the overlay plays at fps / stride.
 
     Returns:
         the URL of the overlay video (MP4, H.264: each object's mask drawn, tagged with label, id and score)
@@ -264,7 +283,7 @@ def segment_video(video, prompts, start_frame, direction, max_frames, threshold,
         a summary (status, frames, frame_range, objects_per_label, seconds)
     """
     updates = service.segment_video(one_call_key(request), video, prompts, int(start_frame or 0), direction,
-                                    max_frames, _threshold(threshold))
+                                    max_frames, _threshold(threshold), stride)
     for _, _, out in _follow(updates, progress):
         if out is None:
             yield gr.skip(), gr.skip(), gr.skip()
@@ -349,9 +368,13 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             with gr.Row():
                 direction = gr.Radio(list(DIRECTIONS), value="both", label="Direction", elem_id="direction")
                 max_frames = gr.Number(label="Frame limit per direction (0: all)", value=0, precision=0, minimum=0)
+                stride = gr.Number(label="Every Nth frame (1: all; 5: a fifth of the GPU time)", value=1, precision=0,
+                                   minimum=1, elem_id="stride")
+            estimate = gr.Markdown(elem_id="gpu-estimate")
             with gr.Row():
                 propagate_btn = gr.Button("Propagate", variant="primary", elem_id="propagate")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
+                continue_btn = gr.Button("Continue the run", elem_id="continue")
             fix_btn = gr.Button("Fix this frame of the last run", elem_id="fix-frame")
             gr.Markdown("After a run (or a Stop), move the slider to a frame it did and press *Fix this frame*: "
                         "remove objects or click to correct them, then Propagate continues from that frame and "
@@ -363,6 +386,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             with gr.Accordion("Summary as JSON (what API clients get)", open=False):
                 summary = gr.JSON(label="Summary")
     one_shot, start_frame = gr.Button(visible=False), gr.Number(0, visible=False, precision=0)  # API-only inputs
+    every = gr.Number(1, visible=False, precision=0)  # the one-shot call's stride
     tab = gr.Textbox(visible=False)  # the tab's token (open_tab)
 
     run_outputs = [preview, status, overlay, annotations, formats, summary]
@@ -378,8 +402,13 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     video.change(open_video, video, [facts, frame, preview], api_name="open_video")
     frame.release(show_frame, frame, preview, api_name="show_frame")
     detect_btn.click(detect, [frame, prompts, threshold], [preview, objects, to_remove], api_name="detect",
-                     concurrency_id="gpu", concurrency_limit=LIMITS.gpu_concurrency
-                     ).then(click_said, None, clicked, api_visibility="private", queue=False)
+                     concurrency_id="gpu", concurrency_limit=LIMITS.gpu_concurrency or None
+                     ).then(click_said, None, clicked, api_visibility="private", queue=False
+                            ).then(gpu_estimate, [direction, max_frames, stride], estimate, api_visibility="private",
+                                   queue=False)
+    for setting in (direction, max_frames, stride):
+        setting.change(gpu_estimate, [direction, max_frames, stride], estimate, api_visibility="private", queue=False)
+    gr.api(gpu_estimate, api_name="gpu_estimate", queue=False)
     remove_btn.click(remove, to_remove, [preview, objects, to_remove], api_name="remove_objects")
     preview.select(click, [click_mode, fix_id, new_label], [preview, objects, to_remove, clicked], api_visibility="private",
                    concurrency_id="gpu")
@@ -393,11 +422,14 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     # One progress display: the status line under the frame. Gradio's own (over the live frame,
     # flickering, counting otherwise; over the status line even when "hidden", seen with 6.31) goes
     # to the JSON summary, folded away; API clients still get gr.Progress's units.
-    propagate_btn.click(propagate, [direction, max_frames], run_outputs, api_name="propagate", concurrency_id="gpu",
-                        show_progress="hidden", show_progress_on=summary
+    propagate_btn.click(propagate, [direction, max_frames, stride], run_outputs, api_name="propagate",
+                        concurrency_id="gpu", show_progress="hidden", show_progress_on=summary
                         ).then(after_run, frame, preview, api_visibility="private", queue=False)
+    continue_btn.click(continue_run, None, run_outputs, api_name="continue_run", concurrency_id="gpu",
+                       show_progress="hidden", show_progress_on=summary
+                       ).then(after_run, frame, preview, api_visibility="private", queue=False)
     stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
-    one_shot.click(segment_video, [video, prompts, start_frame, direction, max_frames, threshold],
+    one_shot.click(segment_video, [video, prompts, start_frame, direction, max_frames, threshold, every],
                    [overlay, annotations, summary], api_name="segment_video", concurrency_id="gpu")
     gr.Button(visible=False).click(results, None, [overlay, annotations, formats, summary], api_name="results",
                                    concurrency_limit=None)
@@ -409,6 +441,6 @@ if __name__ == "__main__":
     # No allowed_paths: Gradio copies each returned file into its own cache under a hashed folder
     # and serves only that copy; allowing service.root would serve every visitor's workspace to
     # anyone who knows (or learns) an on-disk path (tests/test_security.py).
-    demo.queue(max_size=LIMITS.queue_size, default_concurrency_limit=LIMITS.gpu_concurrency).launch(
+    demo.queue(max_size=LIMITS.queue_size, default_concurrency_limit=LIMITS.gpu_concurrency or None).launch(
         server_name=args.host, server_port=args.port, max_file_size=f"{LIMITS.max_upload_mb}mb", css=CSS,
         mcp_server=MCP_SERVER, app_kwargs=mcp_tools(demo, MCP_TOOLS))

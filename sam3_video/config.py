@@ -12,6 +12,14 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+#: Hugging Face ZeroGPU: the platform sets SPACES_ZERO_GPU, and a GPU is attached only inside
+#: `spaces.GPU` calls, each in a forked worker process, for the duration the call asks for.
+ON_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "true")
+#: A Hugging Face Space (any hardware): the platform sets SPACE_ID ("owner/name"). Its visitors are not
+#: its owner: what only the owner can fix is said in the log and the README, not on the page.
+ON_SPACE = bool(os.environ.get("SPACE_ID", "").strip())
+
+
 @dataclass(frozen=True)
 class Defaults:
     # The real model: gated on the hub (accept the licence, set HF_TOKEN) or a local copy.
@@ -52,8 +60,9 @@ class AppLimits:
     # A tab that goes away may be reloading: its workspace and run wait this long for it to come
     # back before they are closed (0: at once).
     reload_grace_s: float = float(_env("SAM3_RELOAD_GRACE_S", "120"))
-    # Model calls running at once (one GPU: 1); more visitors wait in Gradio's queue ...
-    gpu_concurrency: int = int(_env("SAM3_GPU_CONCURRENCY", "1"))
+    # Model calls running at once (one GPU: 1; 0: no limit); more visitors wait in Gradio's queue ...
+    # On ZeroGPU every visitor's call gets a GPU of its own: no limit.
+    gpu_concurrency: int = int(_env("SAM3_GPU_CONCURRENCY", "0" if ON_ZERO_GPU else "1"))
     # ... which turns visitors away with a message beyond this many waiting.
     queue_size: int = int(_env("SAM3_QUEUE_SIZE", "16"))
     # What a run writes besides results.jsonl: all, or some of overlay and the formats (a Space
@@ -71,9 +80,6 @@ LIMITS = AppLimits()
 #: The web app is also an MCP server (Gradio's, at /gradio_api/mcp/) unless SAM3_MCP=0.
 MCP_SERVER = _env("SAM3_MCP", "1").lower() not in ("0", "false", "no", "off")
 
-#: Hugging Face ZeroGPU: the platform sets SPACES_ZERO_GPU, and a GPU is attached only inside
-#: `spaces.GPU` calls, each in a forked worker process, for the duration the call asks for.
-ON_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "true")
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,14 @@ class GpuBudget:
     per_kept_frame_s: float = float(_env("SAM3_GPU_SECONDS_PER_KEPT_FRAME", "0.05"))
     # One click or box replayed on a fresh session.
     per_edit_s: float = float(_env("SAM3_GPU_SECONDS_PER_EDIT", "2"))
-    # The most one call may ask for; 0 means no cap. Default: 120 s on ZeroGPU, none elsewhere.
-    max_s: float = float(_env("SAM3_MAX_GPU_SECONDS", "120" if ON_ZERO_GPU else "0"))
+    # The most one call may ask for; 0 means no cap. Default: 60 s on ZeroGPU, none elsewhere. The
+    # platform multiplies what a call asks by 1.5 on today's hardware before it compares it with the
+    # visitor's quota (2 min a day unauthenticated, 5 min on a free account): a 60 s call needs 90 s
+    # left, so a visitor who is not logged in can start one, and a run goes on in calls of that size.
+    max_s: float = float(_env("SAM3_MAX_GPU_SECONDS", "60" if ON_ZERO_GPU else "0"))
+    # Ask from the pace of the calls so far (start-up and seconds per frame) once a call has shown
+    # it, instead of the figures above (web/runloop.py `Sizer`).
+    learn: bool = _env("SAM3_GPU_LEARN_PACE", "1").lower() not in ("0", "false", "no", "off")
 
     @property
     def enforced(self) -> bool:

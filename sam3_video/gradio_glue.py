@@ -61,6 +61,11 @@ def as_text(message: str) -> str:
 def _user_error(err: Exception, action: str) -> gr.Error:
     """The gr.Error to raise for `err`: a handler's own gr.Error keeps its sentence, anything else
     gets one (`sentence`); either way HTML-escaped (`as_text`)."""
+    from .web.gpucalls import refusal
+
+    refused = refusal(err)
+    if refused is not None:  # the platform's own words (no visitor's text in them), their links working
+        return gr.Error(refused.message, title="ZeroGPU")
     if isinstance(err, gr.Error):
         err.message = as_text(str(err.message))
         return err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import replace
 
 import pytest
 
@@ -135,18 +136,64 @@ def fail_at_frame(monkeypatch):
 @pytest.fixture()
 def gpu_call_dies(monkeypatch):
     """The app's GPU run step raises "GPU task aborted" after its third update, as spaces does when
-    a ZeroGPU worker dies mid-call."""
+    a ZeroGPU worker dies mid-call (here the step is closed first, so its frames are on disk when
+    the error arrives, as they are when a worker's exception ends it)."""
     from sam3_video.web import gpu
 
     real = gpu.run_step
 
     def dies(request):
-        for k, update in enumerate(real(request)):
+        steps = real(request)
+        for k, update in enumerate(steps):
             if k == 3:
+                steps.close()
                 raise RuntimeError("GPU task aborted")
             yield update
 
     monkeypatch.setattr(gpu, "run_step", dies)
+
+
+@pytest.fixture()
+def gpu_call_killed(monkeypatch):
+    """The app's GPU run step runs in a forked process, as on ZeroGPU, and the process is SIGKILLed
+    once `gpu_call_killed.after` frames are in its folder (as the platform kills a worker that runs
+    past its duration): its files are left as they were, cut off; the caller gets spaces' "GPU task
+    aborted". Only the first call of each run is killed (`calls` counts them)."""
+    import multiprocessing
+    import signal
+
+    from sam3_video.web import gpu
+
+    real = gpu.run_step
+    context = multiprocessing.get_context("fork")
+
+    class Killed:
+        after, calls = 5, 0
+
+    def relay(request, queue):
+        for update in real(request):
+            queue.put(replace(update, preview=None))
+        queue.put(None)
+
+    def killed(request):
+        Killed.calls += 1
+        queue = context.Queue()
+        child = context.Process(target=relay, args=(request, queue), daemon=True)
+        child.start()
+        try:
+            while True:
+                update = queue.get(timeout=120)
+                if update is None:
+                    return
+                yield update
+                if Killed.calls == 1 and update.done >= Killed.after:
+                    os.kill(child.pid, signal.SIGKILL)
+                    raise RuntimeError("GPU task aborted")
+        finally:
+            child.join(timeout=60)
+
+    monkeypatch.setattr(gpu, "run_step", killed)
+    return Killed
 
 
 def cpu_allocation_failure() -> None:
@@ -234,12 +281,12 @@ class ZeroApp:
     """`app.py` under spaces' ZeroGPU code (tests/zerogpu), with a stand-in device API that
     records every call; the app and its GPU worker processes are one process group."""
 
-    def __init__(self, log_dir, env: dict, idle: bool):
+    def __init__(self, log_dir, env: dict, idle: bool, **platform):
         import sys
 
         from tests.zerogpu.device_api import DeviceApi
 
-        self.api = DeviceApi(idle=idle, log_path=os.path.join(str(log_dir), "device-api.jsonl")).start()
+        self.api = DeviceApi(idle=idle, log_path=os.path.join(str(log_dir), "device-api.jsonl"), **platform).start()
         port = _free_port()
         zero_env = {"SPACES_ZERO_GPU": "true", "SPACES_ZERO_DEVICE_API_URL": self.api.url,
                     "ZEROGPU_OFFLOAD_DIR": os.path.join(str(log_dir), "offload"), **env}
@@ -261,7 +308,7 @@ class ZeroApp:
 #: same figures for the work they ask for. The fresh-worker app caps a call at 6 s, so that a run
 #: of the whole clip needs several calls.
 ZERO_BUDGET = {"SAM3_GPU_START_S": "10", "SAM3_GPU_SECONDS_PER_FRAME": "0.5", "SAM3_GPU_SECONDS_PER_EDIT": "2",
-               "SAM3_GPU_SECONDS_PER_KEPT_FRAME": "0.05"}
+               "SAM3_GPU_SECONDS_PER_KEPT_FRAME": "0.05", "SAM3_GPU_LEARN_PACE": "0"}
 
 
 def _zero_app(test_model_dir, tmp_path_factory, idle: bool, cap_s: int):
@@ -271,6 +318,27 @@ def _zero_app(test_model_dir, tmp_path_factory, idle: bool, cap_s: int):
                          "TMPDIR": str(base / "tmp"), **ZERO_BUDGET}, idle)
     app.tmp, app.cap_s, app.idle = str(base / "tmp"), cap_s, idle
     return app
+
+
+@pytest.fixture()
+def zero_platform(test_model_dir, tmp_path_factory):
+    """Start the app under ZeroGPU with today's hardware (x1.5) and the platform's refusals played
+    by the device API: `zero_platform(env={...}, quota=..., queue_fail={...}, kill_overrun=...)`.
+    The apps are closed after the test."""
+    started = []
+
+    def start(env: dict | None = None, idle: bool = False, **platform) -> ZeroApp:
+        base = tmp_path_factory.mktemp("zerogpu-platform")
+        (base / "tmp").mkdir()
+        app = ZeroApp(base, {"SAM3_MODEL": test_model_dir, "SAM3_DEVICE": "cpu", "TMPDIR": str(base / "tmp"),
+                             "ZG_HARDWARE": "blackwell", **(env or {})}, idle, **platform)
+        app.tmp = str(base / "tmp")
+        started.append(app)
+        return app
+
+    yield start
+    for app in started:
+        app.close()
 
 
 @pytest.fixture(scope="session")

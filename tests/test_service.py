@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from sam3_video.config import AppLimits, GpuBudget
-from sam3_video.errors import Sam3VideoError
+from sam3_video.errors import BadRequestError, Sam3VideoError
 from sam3_video.results import read_results
 from sam3_video.types import Edit
 from sam3_video.video import VideoReader, probe
 from sam3_video.web.runs import Outputs
 from sam3_video.web.service import RunProgress, Service
-from tests.conftest import cpu_allocation_failure
+from tests.conftest import cpu_allocation_failure, frames_in_zip
 
 
 @pytest.fixture()
@@ -151,15 +151,17 @@ def test_a_run_longer_than_one_gpu_call_goes_on_in_the_next(test_model_dir, back
     assert [n for n in os.listdir(service.workspaces.get("l").dir) if n.startswith("run-")] == [os.path.basename(folder)]
 
 
-def test_a_gpu_call_that_breaks_is_said_in_the_run_folder(service, carphone, gpu_call_dies):
-    """On ZeroGPU a worker can die mid-call (spaces then raises 'GPU task aborted'): the visitor
-    gets the error, and /results says the run failed instead of leaving it 'running'."""
+def test_a_gpu_call_that_breaks_keeps_its_frames(service, carphone, gpu_call_dies):
+    """On ZeroGPU a worker can die mid-call (spaces then raises 'GPU task aborted'): the run ends
+    with the frames done kept in every file, and its summary says what ended it and what to do."""
     service.open_video("g", carphone)
     service.detect("g", 0, "person", None)
-    with pytest.raises(RuntimeError, match="GPU task aborted"):
-        list(service.propagate("g", "forward", 30))
-    summary = service.results("g").summary
-    assert summary["status"] == "failed" and "ended abnormally (GPU task aborted)" in summary["error"]
+    out = run_to_end(service.propagate("g", "forward", 30))
+    assert out == service.results("g")
+    summary = out.summary
+    assert summary["status"] == "stopped" and summary["stopped_by"] == "the end of the GPU call", summary
+    assert 0 < summary["frames"] < 30 and f"after {summary['frames']} frames" in summary["error"]
+    assert "continue" in summary["error"] and out.overlay and out.annotations_zip
 
 
 def test_a_workspace_in_use_is_not_deleted_until_its_run_ends(service, carphone):
@@ -434,3 +436,64 @@ def test_the_visitor_keeps_the_video_after_gradio_deletes_its_upload(service, ca
         service.open_video("k", str(upload))
     service.close_workspace("k")
     assert os.listdir(service.root) == []
+
+
+def overlay_frames(path) -> int:
+    import av
+
+    with av.open(path) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_a_gpu_call_killed_mid_run_keeps_every_frame_it_wrote(service, carphone, gpu_call_killed):
+    """A worker SIGKILLed mid-call (ZeroGPU ends a call that runs past its duration) leaves its
+    folder cut off: the run's results are written again in the main process, every file holds the
+    same frames, the summary says what ended it, and Continue takes the run to its end."""
+    service.open_video("k", carphone)
+    service.detect("k", 0, "person", None)
+    out = run_to_end(service.propagate("k", "forward", 40))
+    summary = out.summary
+    assert summary["status"] == "stopped" and summary["stopped_by"] == "the end of the GPU call", summary
+    done = summary["frames"]
+    assert 0 < done < 40 and summary["frame_range"] == [0, done - 1]
+    assert frames_in_zip(out.annotations_zip) == list(range(done)) and overlay_frames(out.overlay) == done
+    assert len(list(read_results(service.workspaces.get("k").run_dir))) == done
+    assert f"the files for frames 0-{done - 1} are below" in summary["error"] and "continue" in summary["error"]
+    assert service.estimate("k", "forward", 40)  # the page still says what a run needs
+    out = run_to_end(service.continue_run("k"))
+    assert out.summary["status"] == "complete" and out.summary["frames"] == 40, out.summary
+    assert frames_in_zip(out.annotations_zip) == list(range(40)) and overlay_frames(out.overlay) == 40
+    with pytest.raises(BadRequestError, match="no unfinished run"):
+        list(service.continue_run("k"))
+
+
+def test_a_refused_run_never_hides_the_earlier_one(service, carphone, monkeypatch):
+    """A run whose first GPU call is refused (the quota, the queue) did nothing: the visitor is told
+    so, and the earlier run, its files and its summary, stays what /results gives."""
+    import gradio as gr
+
+    from sam3_video.web import gpu
+
+    service.open_video("e", carphone)
+    service.detect("e", 0, "person", None)
+    first = run_to_end(service.propagate("e", "forward", 6))
+    assert first.summary["status"] == "complete"
+
+    def refused(request):
+        raise gr.Error("You have exceeded your free ZeroGPU quota (90s requested vs. 3s left). Try again in 23:59:00.")
+        yield
+
+    monkeypatch.setattr(gpu, "run_step", refused)
+    with pytest.raises(BadRequestError, match="Nothing of this run was done.*quota.*earlier run and its files are kept"):
+        list(service.propagate("e", "forward", 20))
+    again = service.results("e")
+    assert again.summary == first.summary and frames_in_zip(again.annotations_zip) == list(range(6))
+
+
+def test_a_frame_step_that_makes_no_sense_is_a_sentence(service, carphone):
+    service.open_video("s", carphone)
+    service.detect("s", 0, "person", None)
+    for stride, words in ((0, "at least 1"), (-2, "at least 1"), (2.5, "whole number"), ("x", "not a number"),
+                          (121, "longer than this video")):
+        with pytest.raises(BadRequestError, match=words):
+            list(service.propagate("s", "forward", 5, stride))

@@ -128,6 +128,12 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
             stopped_for = "request" if stop_requested(request.out_dir) else "time"
         final = _update(job, None if job.preview is shown else job.preview)
         final.finished, final.stopped_for, final.error = True, stopped_for, job.error
+        p = job.progress
+        if p is not None and p.fps > 0:
+            kept = (job.summary.continued_from or {}).get("frames_kept", 0) if job.summary is not None else 0
+            final.frames_run = max(0, p.done - int(kept))
+            final.model_s = final.frames_run / p.fps
+            final.start_s = max(0.0, time.time() - started - final.model_s)
         yield final
     finally:
         if not job.done.is_set():  # closed at a yield: finish here, so that the call ends with the files final

@@ -49,6 +49,11 @@ class RunUpdate:
     finished: bool = False
     stopped_for: str | None = None  # "request" (Stop, a cancel, a closed tab) or "time" (its GPU time is up)
     error: str | None = None  # a sentence: why the run failed
+    # what the call cost, for sizing the next ones (runloop.Sizer): new frames run, seconds of model
+    # work on them, and the rest of the call's time so far (worker start, weights, video, detection)
+    frames_run: int = 0
+    model_s: float = 0.0
+    start_s: float | None = None
 
 
 @dataclass
@@ -127,28 +132,29 @@ class Leg:
 
 @dataclass(frozen=True)
 class Plan:
-    """The frames a run covers, `first` to `last`, whatever its direction and however many GPU
-    calls it takes; `total` of them (an earlier run's kept frames included). `kept` of them come
-    from an earlier run (they are written first), then the new ones in `parts`: (direction,
-    frames) in the order they are done, forward before backward."""
+    """The frames a run covers, `first` to `last` every `stride`-th frame, whatever its direction
+    and however many GPU calls it takes; `total` of them (an earlier run's kept frames included).
+    `kept` of them come from an earlier run (they are written first), then the new ones in
+    `parts`: (direction, frames) in the order they are done, forward before backward."""
 
     first: int
     last: int
     kept: int = 0
     parts: tuple[tuple[str, int], ...] = ()
+    stride: int = 1
 
     @property
     def total(self) -> int:
-        return self.last - self.first + 1
+        return (self.last - self.first) // self.stride + 1
 
     @classmethod
     def of(cls, num_frames: int, start: int, direction: str, max_frames: int | None,
-           kept: list[int] | tuple[int, ...] = ()) -> "Plan":
-        new = frame_order(num_frames, start, direction, max_frames)
+           kept: list[int] | tuple[int, ...] = (), stride: int = 1) -> "Plan":
+        new = frame_order(num_frames, start, direction, max_frames, stride)
         frames = new + list(kept)
         forward = sum(1 for f in new if f >= start) if direction == "both" else len(new)
         parts = ((direction if direction != "both" else "forward", forward), ("backward", len(new) - forward))
-        return cls(min(frames), max(frames), len(kept), tuple(p for p in parts if p[1] > 0))
+        return cls(min(frames), max(frames), len(kept), tuple(p for p in parts if p[1] > 0), stride)
 
     @property
     def new(self) -> int:
@@ -165,14 +171,16 @@ class Plan:
             new = max(0, new - n)
         return " · ".join(said)
 
-    def next_leg(self, done: tuple[int, int] | list[int] | None) -> Leg | None:
+    def next_leg(self, done: tuple[int, int] | list[int] | None, stride: int | None = None) -> Leg | None:
         """The call after one that stopped at the end of its time, given the frames its folder
-        holds (`done`: first and last, a range without gaps), or None when the run is complete."""
+        holds (`done`: first and last, every `stride`-th frame without a gap), or None when the
+        run is complete."""
         if not done:
             return None
+        step = self.stride if stride is None else max(1, int(stride))
         lo, hi = int(done[0]), int(done[1])
-        if hi < self.last:
-            return Leg(hi, "forward", self.last - hi + 1)
-        if lo > self.first:
-            return Leg(lo, "backward", lo - self.first + 1)
+        if hi + step <= self.last:
+            return Leg(hi, "forward", (self.last - hi) // step + 1)
+        if lo - step >= self.first:
+            return Leg(lo, "backward", (lo - self.first) // step + 1)
         return None

@@ -25,17 +25,19 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .. import continuation
-from ..config import LIMITS, AppLimits, GpuBudget
+from ..config import LIMITS, ON_SPACE, AppLimits, GpuBudget
 from ..errors import BadRequestError
 from ..pipeline import check_outputs
 from ..runfolder import read_record
-from ..session import check_direction, check_frame, check_threshold
+from ..session import check_direction, check_frame, check_stride, check_threshold
 from ..types import Edit, FrameResult, RunOptions, VideoInfo, frame_order, parse_prompts
 from ..video import VideoReader
-from . import clicks, gpu, runs
+from . import clicks, gpu, runloop, runs
 from .live import LiveRun
 from .model import AppModel
 from .previews import Preview, draw, object_rows, to_video_pixels
+from .gpucalls import Pace, duration_factor
+from .runloop import RunLoop, Sizer
 from .runs import Outputs, Plan, RunUpdate
 from .uploads import check_video, keep_upload
 from .workspaces import Workspace, Workspaces
@@ -83,15 +85,29 @@ class Service:
                  dtype: str | None = None, limits: AppLimits = LIMITS, root: str | None = None,
                  budget: GpuBudget | None = None):
         self.model = AppModel(model, backend, device, dtype)
+        if self.model.problem:  # for whoever runs the app (on a Space: its owner, in the logs)
+            log.error("The model is not available: %s", self.model.problem)
         self.limits = limits
         self.budget = budget or GpuBudget()
         self.workspaces = Workspaces(root, limits)
         self.outputs = tuple(check_outputs([limits.outputs]))  # checked now: a typo is one sentence at start
         self.root = self.workspaces.root
+        self.sizer = Sizer(self.budget, Pace(), learn=self.budget.learn)
+        self.loop = RunLoop(self.workspaces, self.sizer, self.outputs)
 
     def model_status(self) -> str | None:
         """None when the model is ready, else the sentence that says why not and what to do."""
         return self.model.problem
+
+    def visitor_problem(self) -> str | None:
+        """What the page says when the model is missing: the owner's sentence where the person at
+        the page runs the app; on a Hugging Face Space, words for its visitors (the owner's
+        instructions are in the log, and in the README)."""
+        if self.model.problem is None or not ON_SPACE:
+            return self.model.problem
+        return ("This Space cannot run SAM3 right now: it has no access to the model's weights. You can still "
+                "open a video; detecting and tracking need the model, so come back later, or run the app on "
+                "your own machine (see the Space's README).")
 
     # -- the tab ---------------------------------------------------------------------------------
     def restore(self, key: str, token: str, wait_s: float = 5.0) -> Restored:
@@ -175,7 +191,7 @@ class Service:
         apply `edits`, in a GPU step; the workspace is not changed (the caller keeps what worked)."""
         video, info = ws.need_video()
         request = gpu.DetectRequest(self.model.require(), video, info, frame, phrases, threshold,
-                                    tuple(sorted(removed)), tuple(edits), earlier, self.budget.step(len(edits)))
+                                    tuple(sorted(removed)), tuple(edits), earlier, self.sizer.step(len(edits)))
         with self.workspaces.in_use(ws):
             answer = gpu.detect_step(request)
         if answer.error is not None:
@@ -275,21 +291,55 @@ class Service:
         return self._shown(ws, said), earlier.direction
 
     # -- runs ---------------------------------------------------------------------------------------
-    def propagate(self, key: str, direction: str, max_frames: int | None,
+    def propagate(self, key: str, direction: str, max_frames: int | None, stride: int | None = 1,
                   stop_on_close: bool = True) -> Iterator[RunProgress | Outputs]:
-        """Propagate from the detected frame (or continue from a fixed one): `RunProgress` at least
-        every second, then the run's `Outputs`. Closing this stops the run when `stop_on_close`
-        (else it goes on: the page's run survives a reload)."""
+        """Propagate from the detected frame (or continue from a fixed one), every `stride`-th frame:
+        `RunProgress` at least every second, then the run's `Outputs`. Closing this stops the run
+        when `stop_on_close` (else it goes on: the page's run survives a reload)."""
         ws = self.workspaces.get(key)
-        ws.need_video()
+        yield from self._run(ws, self._options(ws, direction, max_frames, stride), stop_on_close)
+
+    def _options(self, ws: Workspace, direction: str, max_frames: int | None, stride: int | None) -> RunOptions:
+        """The run the visitor's workspace asks for, checked."""
+        _, info = ws.need_video()
         if not ws.phrases:
             raise BadRequestError("Press Detect first, so that you can check what will be tracked.")
-        options = RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
-                             tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier)
+        stride = check_stride(stride, info)
+        if ws.earlier:  # continuing a run: on its frames (its stride)
+            stride = int(runs.summary_of(ws.earlier).get("stride") or 1)
+        return RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
+                          tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier, stride)
+
+    def estimate(self, key: str, direction: str, max_frames: int | None, stride: int | None = 1) -> str:
+        """Roughly how much GPU time the run the visitor set up needs, in words ("" before Detect)."""
+        ws = self.workspaces.peek(key)
+        if ws is None or ws.info is None or not ws.phrases:
+            return ""
+        options = self._options(ws, direction, max_frames, stride)
+        seconds, calls = self.sizer.estimate(ws.info, options)
+        return gpu_time_words(seconds, calls)
+
+    def continue_run(self, key: str, stop_on_close: bool = True) -> Iterator[RunProgress | Outputs]:
+        """Go on with the latest run where it ended before covering what it set out to (stopped,
+        refused, cut off): from its last frame, the frames done kept."""
+        ws = self.workspaces.get(key)
+        _, info = ws.need_video()
+        if ws.running:
+            raise BadRequestError("The run is still going on.")
+        found = runloop.continue_leg(ws.run_dir, info) if ws.run_dir else None
+        if found is None:
+            raise BadRequestError("There is no unfinished run to continue: Propagate starts a new one.")
+        leg, _ = found
+        earlier = continuation.load(ws.run_dir, leg.frame, leg.direction, info)
+        stride = int(runs.summary_of(ws.run_dir).get("stride") or 1)
+        ws.preview, ws.frame, ws.removed, ws.edits, ws.corner, ws.earlier = None, leg.frame, set(), [], None, ws.run_dir
+        ws.phrases = ws.phrases or earlier.prompts
+        options = RunOptions(ws.phrases, leg.frame, leg.direction, leg.max_frames, earlier.threshold,
+                             continue_from=ws.run_dir, stride=stride)
         yield from self._run(ws, options, stop_on_close)
 
     def segment_video(self, key: str, path: str, prompts: str, start_frame: int = 0, direction: str = "forward",
-                      max_frames: int | None = None, threshold: float | None = None
+                      max_frames: int | None = None, threshold: float | None = None, stride: int | None = 1
                       ) -> Iterator[RunProgress | Outputs]:
         """The one-shot API: open, detect and propagate in one call."""
         self.open_video(key, path)
@@ -298,7 +348,8 @@ class Service:
         if not phrases:
             raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
         ws.phrases, ws.frame, ws.threshold = phrases, check_frame(ws.info, int(start_frame or 0)), check_threshold(threshold)
-        options = RunOptions(phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold)
+        options = RunOptions(phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
+                             stride=check_stride(stride, ws.info))
         yield from self._run(ws, options, stop_on_close=True)
 
     def _run(self, ws: Workspace, options: RunOptions, stop_on_close: bool) -> Iterator[RunProgress | Outputs]:
@@ -327,65 +378,25 @@ class Service:
             yield from self._watch(ws, ws.live, stop_on_close=False)
 
     def _legs(self, ws: Workspace, options: RunOptions) -> Iterator[RunProgress | Outputs]:
-        """The run as one or more GPU calls (`runs.Plan`), holding the workspace in use."""
-        video, info = ws.need_video()
+        """The run as one or more GPU calls (`runloop.RunLoop`), holding the workspace in use."""
+        _, info = ws.need_video()
         model = self.model.require()
         with self.workspaces.in_use(ws, run=True):
             kept = []
             if options.continue_from:
                 kept = continuation.load(options.continue_from, options.start_frame, options.direction, info).kept
-            plan = Plan.of(info.num_frames, options.start_frame, options.direction, options.max_frames, kept)
-            previous = ws.run_dir
-            self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {ws.run_dir, ws.earlier}))
-            started, calls, seen, shown = time.monotonic(), 0, None, len(kept)
-            yield RunProgress(shown, plan.total, 0.0, None, None, "starting on the GPU")
-            while True:
-                new = len(frame_order(info.num_frames, options.start_frame, options.direction, options.max_frames))
-                request = gpu.RunRequest(model, video, info, options, ws.run_dir,
-                                         self.budget.run(new, len(kept), len(options.edits)), self.budget.enforced,
-                                         self.outputs)
-                calls += 1
-                last = RunUpdate()
-                try:
-                    for update in gpu.run_step(request):
-                        last = update
-                        progress = _progress(update, plan, shown, calls, started)
-                        shown = progress.done
-                        yield progress
-                except Exception as err:  # the call itself broke (on ZeroGPU: its worker died): say so on disk too
-                    summary = runs.summary_of(ws.run_dir)
-                    summary.update(status="failed", error=f"The GPU call ended abnormally ({err}). The files hold the frames "
-                                   "done before it, some may be incomplete; run it again.")
-                    runs.write_summary(ws.run_dir, summary)
-                    raise
-                record = read_record(ws.run_dir)
-                if record is None:  # failed before it wrote anything (its sentence says why): back to the last record
-                    self.workspaces.prune_runs(ws, {previous, ws.earlier})
-                    self.workspaces.set_run(ws, previous)
-                    raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
-                done = record.frame_range
-                going_on = last.stopped_for == "time" or record.complete
-                leg = plan.next_leg(done) if going_on and not runs.stop_requested(ws.run_dir) else None
-                if leg is None:
+            plan = Plan.of(info.num_frames, options.start_frame, options.direction, options.max_frames, kept,
+                           options.stride)
+            started, shown = time.monotonic(), len(kept)
+            seconds, calls = self.sizer.estimate(info, options, len(kept))
+            yield RunProgress(shown, plan.total, 0.0, None, None, f"starting on the GPU ({gpu_time_words(seconds, calls)})")
+            for item in self.loop.legs(ws, model, options, plan, kept):
+                if isinstance(item, dict):  # the summary: the run has ended, its folder is final
                     break
-                if done == seen:  # a whole call without one more frame: it would never end
-                    last.error = (f"A GPU call of {request.seconds} s ended before one more frame was done; "
-                                  "raise SAM3_MAX_GPU_SECONDS.")
-                    break
-                seen, folder = done, ws.run_dir
-                previous = folder  # the frames done so far: what the visitor keeps if the next call fails
-                kept = continuation.load(folder, leg.frame, leg.direction, info).kept
-                options = replace(options, start_frame=leg.frame, direction=leg.direction, max_frames=leg.max_frames,
-                                  remove_ids=(), edits=(), continue_from=folder)
-                self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {folder, ws.earlier}))
-            self.workspaces.prune_runs(ws, {ws.run_dir, ws.earlier})
-            summary = runs.summary_of(ws.run_dir)
-            summary.update(seconds=round(time.monotonic() - started, 1), gpu_calls=calls)
-            if summary.get("status") == "stopped":  # by a Stop (a cancel, a closed tab), or at the frame limit of a call
-                summary["stopped_by"] = "you" if runs.stop_requested(ws.run_dir) else "the GPU time limit"
-            if last.error:  # the step's sentence for the visitor (run.json keeps the exception's own words)
-                summary["error"] = last.error
-            runs.write_summary(ws.run_dir, summary)
+                calls, update = item
+                progress = _progress(update, plan, shown, calls, started)
+                shown = progress.done
+                yield progress
             yield runs.outputs(ws.run_dir)
 
     def stop(self, key: str) -> None:
@@ -457,6 +468,16 @@ def _progress(update: RunUpdate, plan: Plan, shown: int, calls: int, started: fl
     else:
         text = f"{call}{plan.phases(done)} · {update.fps:.1f} frames/s" + (f" · about {eta:.0f} s left" if eta else "")
     return RunProgress(done, plan.total, update.fps, eta, update.preview, text)
+
+
+def gpu_time_words(seconds: int, calls: int) -> str:
+    """'needs about 45 s of GPU in 1 call' (and what that takes from a ZeroGPU quota, where the
+    platform counts each call's duration times its hardware's factor)."""
+    factor = duration_factor()
+    words = f"needs about {seconds} s of GPU" + (f" in {calls} calls" if calls > 1 else "")
+    if factor != 1:
+        words += f"; a call needs {factor:g}x what it asks in quota left"
+    return words
 
 
 def eta_stable(new_done: int, new_total: int) -> bool:

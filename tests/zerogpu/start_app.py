@@ -11,6 +11,10 @@ without a GPU) two steps of a worker's start-up are replaced, since both need CU
 initialises CUDA) only sets the variable, and `spaces.zero.torch.move` (the original copies the
 model's tensors, which the main process only holds as CUDA placeholders, onto the GPU) gives each
 placeholder its CPU tensor back. An app started with SAM3_DEVICE=cpu makes no placeholders at all.
+
+ZG_HARDWARE=blackwell gives spaces its own entry for the hardware ZeroGPU runs on today (half an
+RTX Pro 6000 Blackwell: every duration asked counts 1.5 times against the quota); without it spaces
+reads the GPU from the driver and, finding none, takes its default (H200, factor 1).
 """
 
 from __future__ import annotations
@@ -24,6 +28,16 @@ if os.environ.get("SPACES_ZERO_GPU", "").lower() != "true" or not os.environ.get
 
 import spaces  # noqa: E402,F401  (zero mode: patches torch now, in this thread)
 import spaces.zero.torch as zero_torch  # noqa: E402
+
+if os.environ.get("ZG_HARDWARE", "").lower() == "blackwell":
+    import json
+    from importlib.resources import files
+
+    import spaces.zero.config as zero_config
+
+    _entries = json.loads(files("spaces.zero").joinpath("configs.json").read_text())
+    _blackwell = next(c for c in _entries if "RTX PRO 6000" in c["model"])
+    zero_config.get_config = lambda: _blackwell
 
 
 def _init_on_cpu(nvidia_uuid: str) -> None:

@@ -1,0 +1,228 @@
+"""One run of the app as one or more GPU calls, and what the visitor keeps whatever ends them.
+
+A run that needs more than one call goes as several (`runs.Plan`): each continues the folder of the
+one before (sam3_video/continuation.py), so that the newest folder holds the whole run so far. Each
+call asks for about what its work needs (`Sizer`: the figures of `config.GpuBudget`, or the pace
+learned from earlier calls, capped), and a call the platform refuses for want of quota is tried
+again shorter with what is left, down to one that can still do a few frames.
+
+**Nothing done is lost.** Whatever ends a call (complete, Stop, refused before it starts, a queue
+failure, killed at its duration, a crash), the workspace ends up on a valid run folder with every
+frame done so far: the folder the call was writing, when it closed its files; a copy rewritten from
+its results (sam3_video/salvage.py) when it was cut off with more frames than it started from;
+else the folder before it (the earlier call's, or an earlier run's: a failure never hides a run).
+The visitor's summary says what happened, in words, and the run can be continued (`continue_leg`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+from .. import continuation
+from ..config import GpuBudget
+from ..errors import BadRequestError
+from ..runfolder import read_record
+from ..salvage import frames_in, rewrite
+from ..types import RunOptions, VideoInfo, frame_order
+from . import gpu, runs
+from .gpucalls import Pace, Refusal, duration_factor, refusal
+from .runs import Leg, Plan, RunUpdate
+from .workspaces import Workspace, Workspaces
+
+log = logging.getLogger(__name__)
+MIN_FRAMES_PER_CALL = 3  # a shorter call than start-up plus this many frames is not worth its start-up
+
+
+@dataclass
+class Sizer:
+    """How long each GPU call asks for: the configured figures, or the pace learned so far."""
+
+    budget: GpuBudget
+    pace: Pace
+    learn: bool = True
+
+    def figures(self) -> GpuBudget:
+        """The budget with the learned start-up and per-frame seconds (a quarter more, for safety)."""
+        if not self.learn:
+            return self.budget
+        frame_s, start_s = self.pace.frame_s, self.pace.start_s
+        return replace(self.budget,
+                       per_frame_s=round(1.25 * frame_s, 3) if frame_s else self.budget.per_frame_s,
+                       start_s=round(1.25 * start_s + 1, 1) if start_s else self.budget.start_s)
+
+    def run(self, frames: int, kept: int = 0, edits: int = 0) -> int:
+        return self.figures().run(frames, kept, edits)
+
+    def step(self, edits: int) -> int:
+        return self.figures().step(edits)
+
+    def smallest(self, kept: int = 0, edits: int = 0) -> int:
+        """The shortest call worth starting: start-up and MIN_FRAMES_PER_CALL frames."""
+        return self.figures().run(MIN_FRAMES_PER_CALL, kept, edits)
+
+    def shorter(self, asked: int, refused: Refusal, kept: int = 0, edits: int = 0) -> int | None:
+        """The duration to try after `asked` was refused for want of quota: what is left (the
+        platform's figure divided by its factor), else half of `asked`; None when that is too
+        short to do anything."""
+        if refused.left_s is not None:
+            seconds = math.floor(refused.left_s / duration_factor()) - 1
+        else:
+            seconds = asked // 2
+        return seconds if self.smallest(kept, edits) <= seconds < asked else None
+
+    def estimate(self, info: VideoInfo, options: RunOptions, kept: int = 0) -> tuple[int, int]:
+        """(GPU seconds, calls) a run of `options` needs, roughly, start-ups included."""
+        figures = self.figures()
+        frames = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
+                                 options.max_frames, options.stride))
+        needed = figures.start_s + figures.per_edit_s * len(options.edits) + figures.per_frame_s * frames \
+            + figures.per_kept_frame_s * kept
+        if figures.max_s <= 0 or needed <= figures.max_s:
+            return math.ceil(needed), 1
+        per_call = max(1.0, figures.max_s - figures.start_s - GpuBudget.margin_s(figures.max_s))
+        calls = math.ceil(figures.per_frame_s * frames / per_call)
+        return math.ceil(needed + (calls - 1) * figures.start_s), calls
+
+
+def ended_by(refused: Refusal | None, err: BaseException) -> tuple[str, str]:
+    """(stopped_by, what to do) for a call that ended with `err`."""
+    if refused is None:
+        return "a failure", (f"The GPU call failed ({type(err).__name__}). Run it again; if it fails again, "
+                             "report it with the server's log.")
+    if refused.kind in ("quota", "illegal"):
+        return "the GPU quota", (f"Continue when your quota renews, or log in for more ({refused.message})")
+    if refused.kind == "queue":
+        return "the GPU queue", f"No GPU was free in time; continue in a moment ({refused.message})"
+    return "the end of the GPU call", ("The GPU call ended before its time (the platform stopped it, or its "
+                                       "worker died); continue, and it goes on from the last frame kept")
+
+
+class RunLoop:
+    """Drives one run's GPU calls for a workspace (the caller holds it in use) and yields each
+    call's `RunUpdate` with the call's number, then the run's final summary (a dict)."""
+
+    def __init__(self, workspaces: Workspaces, sizer: Sizer, outputs: tuple[str, ...]):
+        self.workspaces, self.sizer, self.outputs = workspaces, sizer, outputs
+
+    def legs(self, ws: Workspace, model, options: RunOptions, plan: Plan, kept: list[int]
+             ) -> Iterator[tuple[int, RunUpdate] | dict]:
+        video, info = ws.need_video()
+        before = previous = ws.run_dir  # what the visitor keeps if the first call does nothing
+        self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {ws.run_dir, ws.earlier}))
+        started, calls, seen, ended = time.monotonic(), 0, None, None
+        while True:
+            new = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
+                                  options.max_frames, options.stride))
+            seconds = self.sizer.run(new, len(kept), len(options.edits))
+            request = gpu.RunRequest(model, video, info, options, ws.run_dir, seconds, self.sizer.budget.enforced,
+                                     self.outputs)
+            last, err = RunUpdate(), None
+            while True:  # the call, and shorter ones while the platform refuses it for want of quota
+                calls += 1
+                got = False
+                try:
+                    for update in gpu.run_step(request):
+                        got, last = True, update
+                        yield calls, update
+                    break
+                except Exception as caught:
+                    refused = refusal(caught)
+                    shorter = self.sizer.shorter(request.seconds, refused, len(kept), len(options.edits)) \
+                        if refused is not None and refused.kind == "quota" and not got else None
+                    if shorter is None:
+                        err = caught
+                        break
+                    log.info("GPU call of %s s refused (%s); trying %s s", request.seconds, refused.message, shorter)
+                    request = replace(request, seconds=shorter)
+            self._learn(last, request)
+            if err is not None:
+                ended = self._keep_done(ws, previous, len(kept), err, info)
+                break
+            record = read_record(ws.run_dir)
+            if record is None:  # failed before it wrote anything (its sentence says why): back to the last record
+                self.workspaces.prune_runs(ws, {previous, ws.earlier})
+                self.workspaces.set_run(ws, previous)
+                raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
+            done = record.frame_range
+            going_on = last.stopped_for == "time" or record.complete
+            leg = plan.next_leg(done, options.stride) if going_on and not runs.stop_requested(ws.run_dir) else None
+            if leg is None:
+                ended = ({"stopped_by": "you"} if runs.stop_requested(ws.run_dir) else
+                         {"stopped_by": "the GPU time limit"} if record.status == "stopped" else {})
+                if last.error:  # the step's sentence for the visitor (run.json keeps the exception's own words)
+                    ended["error"] = last.error
+                break
+            if done == seen:  # a whole call without one more frame: it would never end
+                ended = {"error": f"A GPU call of {request.seconds} s ended before one more frame was done; "
+                                  "raise SAM3_MAX_GPU_SECONDS."}
+                break
+            seen, previous = done, ws.run_dir  # the frames done so far: what the visitor keeps if the next call fails
+            kept = continuation.load(previous, leg.frame, leg.direction, info).kept
+            options = replace(options, start_frame=leg.frame, direction=leg.direction, max_frames=leg.max_frames,
+                              remove_ids=(), edits=(), continue_from=previous)
+            self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {previous, ws.earlier}))
+        self.workspaces.prune_runs(ws, {ws.run_dir, ws.earlier})
+        if ws.run_dir is None or ws.run_dir == before:  # not one frame of this run: the earlier run stays as it was
+            raise BadRequestError(f"Nothing of this run was done: {(ended or {}).get('advice', 'run it again')}."
+                                  + (" Your earlier run and its files are kept." if before else ""))
+        summary = runs.summary_of(ws.run_dir)
+        ended = {k: v for k, v in (ended or {}).items() if k != "advice"}
+        summary.update(seconds=round(time.monotonic() - started, 1), gpu_calls=calls, covers=[plan.first, plan.last],
+                       stride=options.stride, **ended)
+        if ended and "stopped_by" in ended and summary.get("status") in ("failed", "running"):
+            summary["status"] = "stopped"
+        runs.write_summary(ws.run_dir, summary)
+        yield summary
+
+    def _learn(self, last: RunUpdate, request: gpu.RunRequest) -> None:
+        if last.model_s and last.frames_run:
+            self.sizer.pace.saw(last.frames_run, last.model_s, last.start_s)
+
+    def _keep_done(self, ws: Workspace, previous: str | None, kept: int, err: BaseException,
+                   info: VideoInfo) -> dict:
+        """After a call that ended with `err`: the workspace on the folder with every frame done
+        (see the module's docstring); returns what the summary says about it."""
+        refused = refusal(err)
+        if refused is None:
+            log.error("a GPU call of a run failed", exc_info=err)
+        stopped_by, advice = ended_by(refused, err)
+        current = ws.run_dir
+        record = read_record(current) if current else None
+        closed = record is not None and record.status != "running"  # the step closed its files itself
+        if not closed and frames_in(current) > kept:  # cut off: write its frames again, here
+            folder = self.workspaces.new_run_dir(ws, {current, previous, ws.earlier})
+            try:
+                rewrite(current, folder, info, self.outputs, "stopped", advice)
+                current, closed = folder, True
+            except Exception as failed:  # keep the folder before it
+                log.error("rewriting a cut-off run failed", exc_info=failed)
+        if not closed or frames_in(current) == 0:
+            current = previous
+        self.workspaces.set_run(ws, current)
+        self.workspaces.prune_runs(ws, {current, ws.earlier})
+        record = read_record(current) if current else None
+        if record is None or not record.frame_range:
+            return {"stopped_by": stopped_by, "advice": advice}
+        span = "frames {}-{}".format(*record.frame_range)
+        return {"stopped_by": stopped_by, "advice": advice,
+                "error": f"Ended by {stopped_by} after {frames_in(current)} frames: the files for {span} are below. "
+                         f"{advice}."}
+
+
+def continue_leg(folder: str, info: VideoInfo) -> tuple[Leg, Plan] | None:
+    """Where the run in `folder` goes on, when it ended before it covered what it set out to
+    (its summary's `covers`), or None."""
+    summary = runs.summary_of(folder)
+    record = read_record(folder)
+    covers = summary.get("covers")
+    if record is None or not covers or not record.frame_range:
+        return None
+    stride = int(summary.get("stride") or 1)
+    plan = Plan(int(covers[0]), int(covers[1]))
+    leg = plan.next_leg(record.frame_range, stride)
+    return (leg, plan) if leg is not None and os.path.isdir(folder) else None
