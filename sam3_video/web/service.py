@@ -29,8 +29,8 @@ from ..config import LIMITS, ON_SPACE, AppLimits, GpuBudget
 from ..errors import BadRequestError
 from ..pipeline import check_outputs
 from ..runfolder import read_record
-from ..session import check_direction, check_frame, check_stride, check_threshold
-from ..types import Edit, FrameResult, RunOptions, VideoInfo, frame_order, parse_prompts
+from ..session import check_direction, check_frame, check_threshold
+from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, frame_order, parse_prompts
 from ..video import VideoReader
 from . import clicks, gpu, runloop, runs
 from .live import LiveRun

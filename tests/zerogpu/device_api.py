@@ -84,6 +84,7 @@ class DeviceApi:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # as the platform: spaces reads the queue's event stream over it
             def log_message(self, *args):  # the test reads `calls`, not stderr
                 pass
 
