@@ -49,18 +49,23 @@ def rewrite(folder: str, out_dir: str, info: VideoInfo, outputs: Sequence[str], 
     os.makedirs(out_dir, exist_ok=True)
     record = replace(earlier, status="running", frames_done=0, frame_range=None, error=None, out_dir=out_dir)
     write_record(out_dir, record)
-    with VideoReader(info.path, info) as reader:
+    stride = max(1, int(earlier.stride or 1))  # a run of every Nth frame: its frames, N apart
+    offset = int(earlier.start_frame or 0) % stride
+    with VideoReader(info.path, info.sampled(stride, offset)) as reader:
+        def frame(index: int):
+            return reader[(index - offset) // stride]
+
         sinks: list = [ResultsWriter(out_dir)]
         if "overlay" in wanted and indices:
-            sinks.append(OverlayWriter(out_dir, info, indices[0], reader.__getitem__))
+            sinks.append(OverlayWriter(out_dir, info, indices[0], frame, stride))
         formats = [name for name in wanted if name in FORMATS]
-        annotations = Annotations(out_dir, formats, ExportContext(info, Categories(tuple(earlier.prompts)))) \
-            if formats else None
+        context = ExportContext(info, Categories(tuple(earlier.prompts)), stride, offset)
+        annotations = Annotations(out_dir, formats, context) if formats else None
         ids_per_label: dict[str, set[int]] = {}
         try:
             for result in frames.read(indices, info.height, info.width):
                 write_all(sinks + ([annotations] if annotations else []),
-                          EncodedFrame(result, lambda i=result.frame_index: reader[i]))
+                          EncodedFrame(result, lambda i=result.frame_index: frame(i)))
                 for obj_id, label, mask in zip(result.obj_ids.tolist(), result.labels, result.masks):
                     if mask.any():
                         ids_per_label.setdefault(label, set()).add(obj_id)

@@ -253,3 +253,22 @@ def test_the_official_backend_is_given_the_sampled_frames(carphone, info):
                 assert int(np.argmin(errors)) == 1 and errors[1] < 3, (k, errors)
     finally:
         shutil.rmtree(session.workdir, ignore_errors=True)
+
+
+def test_a_strided_run_salvaged_keeps_its_frames_and_stride(strided, info, tmp_path):
+    """The app rewrites a cut-off GPU call's folder from its results (salvage.py): a strided run's
+    overlay and formats come back on its own frames."""
+    from sam3_video import salvage
+    from tests.readers import cvat_task_frame, cvat_task_meta, cvat_video_tracks
+
+    out, _ = strided
+    record = salvage.rewrite(str(out), str(tmp_path / "again"), info, ["overlay", "cvat", "mot"], "stopped", "cut off")
+    assert (record.stride, record.frames_done, record.frame_range, record.status) == (3, 6, [1, 16], "stopped")
+    overlay = probe(tmp_path / "again" / "overlay.mp4")
+    assert overlay.num_frames == 6 and overlay.fps == pytest.approx(info.fps / 3, rel=1e-3)
+    xml = tmp_path / "again" / "annotations" / "cvat_video.xml"
+    meta = cvat_task_meta(xml)
+    assert (meta["start_frame"], meta["frame_filter"], meta["size"]) == (1, "step=3", 40)
+    for track in cvat_video_tracks(xml).values():
+        for frame in track["keyframes"]:
+            cvat_task_frame(frame, 1, 3, 40)
