@@ -368,7 +368,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             with gr.Row():
                 direction = gr.Radio(list(DIRECTIONS), value="both", label="Direction", elem_id="direction")
                 max_frames = gr.Number(label="Frame limit per direction (0: all)", value=0, precision=0, minimum=0)
-                stride = gr.Number(label="Every Nth frame (1: all; 5: a fifth of the GPU time)", value=1, precision=0,
+                stride = gr.Number(label="Stride: every Nth frame (1: all; 5: a fifth of the GPU time)", value=1, precision=0,
                                    elem_id="stride")
             estimate = gr.Markdown(elem_id="gpu-estimate")
             with gr.Row():
