@@ -399,16 +399,17 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
                             ).then(after_run, frame, preview, api_visibility="private", queue=False)
     demo.unload(leave_tab)
     gr.api(model_banner, api_name="model_banner", queue=False)
+    gr.api(gpu_estimate, api_name="gpu_estimate", queue=False)  # before the page's own events take its name
     video.change(open_video, video, [facts, frame, preview], api_name="open_video")
     frame.release(show_frame, frame, preview, api_name="show_frame")
     detect_btn.click(detect, [frame, prompts, threshold], [preview, objects, to_remove], api_name="detect",
                      concurrency_id="gpu", concurrency_limit=LIMITS.gpu_concurrency or None
                      ).then(click_said, None, clicked, api_visibility="private", queue=False
                             ).then(gpu_estimate, [direction, max_frames, stride], estimate, api_visibility="private",
-                                   queue=False)
+                                   queue=False, api_name="gpu_estimate_after_detect")
     for setting in (direction, max_frames, stride):
-        setting.change(gpu_estimate, [direction, max_frames, stride], estimate, api_visibility="private", queue=False)
-    gr.api(gpu_estimate, api_name="gpu_estimate", queue=False)
+        setting.change(gpu_estimate, [direction, max_frames, stride], estimate, api_visibility="private", queue=False,
+                       api_name=f"gpu_estimate_{setting.elem_id or 'limit'}")
     remove_btn.click(remove, to_remove, [preview, objects, to_remove], api_name="remove_objects")
     preview.select(click, [click_mode, fix_id, new_label], [preview, objects, to_remove, clicked], api_visibility="private",
                    concurrency_id="gpu")
