@@ -20,12 +20,82 @@ Coordinates in and out are video pixels. Every function expects the backend lock
 from __future__ import annotations
 
 import copy
+import functools
+from collections import OrderedDict, defaultdict
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..errors import BadRequestError
+from ..types import FrameResult
+
 BOX_LABELS = (2, 3)  # SAM: top-left and bottom-right corner of a box prompt
+
+
+def _copied(value):
+    """`value` with its dicts, lists and sets copied all the way down (same types, defaultdicts keep
+    their factory); anything else (tensors, frames, caches, outputs) shared."""
+    if type(value) in (dict, OrderedDict, defaultdict):
+        fresh = copy.copy(value)
+        for key, item in value.items():
+            fresh[key] = _copied(item)
+        return fresh
+    if type(value) is list:
+        return [_copied(item) for item in value]
+    if type(value) is set:
+        return set(value)
+    return value
+
+
+def all_or_nothing(edit):
+    """Decorate a transformers session's edit method: when it raises (a refused edit, or a failure
+    midway), the session and its inference state are put back exactly as they were before the call,
+    so the session still propagates as if the edit had never been tried. Edits change only the
+    bookkeeping (dicts, lists, sets of tensors that are replaced, never written into), and the
+    detect output, which is copied."""
+
+    @functools.wraps(edit)
+    def guarded(session, *args, **kwargs):
+        saved = {key: _copied(value) for key, value in vars(session).items()}
+        saved["_pending"] = [copy.copy(out) for out in session._pending]  # results are made from them in place
+        state = session.state
+        saved_state = None if state is None else {key: _copied(value) for key, value in vars(state).items()}
+        try:
+            return edit(session, *args, **kwargs)
+        except BaseException:
+            vars(session).update(saved)
+            if state is not None:
+                vars(state).clear()
+                vars(state).update(saved_state)
+            raise
+
+    return guarded
+
+
+def require_mask(result: FrameResult, obj_id: int, sentence: str) -> FrameResult:
+    """`result` when object `obj_id` (ours) has a non-empty mask in it, else BadRequestError(`sentence`)."""
+    hit = np.flatnonzero(result.obj_ids == obj_id)
+    if not len(hit) or not result.masks[hit[0]].any():
+        raise BadRequestError(sentence)
+    return result
+
+
+def require_change(result: FrameResult, added: Sequence[int], dropped: Sequence[int], positive: bool,
+                   full: bool) -> FrameResult:
+    """`result` of an exemplar search when it added an object that shows (ids `added`, ours) or
+    ruled one out (`dropped`), else BadRequestError; `full`: finds were left out at the object cap."""
+    shown = {int(i) for i, mask in zip(result.obj_ids.tolist(), result.masks) if mask.any()}
+    if shown.intersection(added) or dropped:
+        return result
+    if full:
+        raise BadRequestError("The example found more objects, but the session already tracks the most the model "
+                              "tracks at once; remove some objects, then search again.")
+    if positive:
+        raise BadRequestError("The model found nothing new like the object in that box; draw the box tightly "
+                              "around one object the phrases describe, or add the object itself.")
+    raise BadRequestError("The counter-example rules out none of the objects found and finds nothing new; draw "
+                          "the box around something the phrases wrongly matched.")
 
 
 def ensure_tracker_features(model, state, frame: int) -> None:
@@ -102,6 +172,8 @@ def register_object(model, state, frame: int, prompt_id: int, obj_id: int | None
     """Register raw object `obj_id` (default: a new one, `max_obj_id + 1`) as
     `_tracker_add_new_objects` does. `first_frame` is where it was first seen (SAM3's warm-up
     rules treat objects seen long ago as settled); default `frame`."""
+    if not hasattr(state, "obj_with_new_inputs"):  # made by the detector's first new object only
+        state.obj_with_new_inputs = []  # and read by every tracker step: a detection that found nothing
     new_id = state.max_obj_id + 1 if obj_id is None else int(obj_id)
     state.max_obj_id = max(state.max_obj_id, new_id)  # the detector numbers its next objects from here
     state.obj_id_to_idx(new_id)  # creates the per-object stores, appends to state.obj_ids
