@@ -527,10 +527,10 @@ class TransformersSession:
             self.backend.set_threshold(self._threshold)
             det, prompt_of = user_edits.exemplar_detections(model, state, frame_index, self._exemplars)
         fresh, matched = user_edits.match_detections(model, det, out.obj_id_to_mask)
-        dropped = [] if positive else [  # detected objects the examples now rule out
-            r for r in out.obj_id_to_mask if r not in matched | self._protected | self._removed]
-        for raw in dropped:
-            self.remove_object(raw + 1)
+        before = self._to_result(out)
+        if not positive:  # detected objects the examples now rule out
+            for raw in [r for r in out.obj_id_to_mask if r not in matched | self._protected | self._removed]:
+                self.remove_object(raw + 1)
         found, fresh = fresh, fresh[: max(0, model.max_num_objects - len(state.obj_ids))]
         with self.backend.lock:
             new = user_edits.add_detected_objects(model, state, frame_index, det["mask"][fresh],
@@ -539,8 +539,7 @@ class TransformersSession:
                 self._pending[-1] = user_edits.with_user_mask(state, self._pending[-1], frame_index, raw,
                                                          det["mask"][i][None], float(det["scores"][i]))
             self._protected.update(new)
-        return user_edits.require_change(self._to_result(self._pending[-1]), [raw + 1 for raw in new], dropped,
-                                         positive, full=len(found) > len(fresh))
+        return user_edits.require_change(before, self._to_result(self._pending[-1]), positive, len(found) > len(fresh))
 
     def close(self) -> None:
         if self.state is not None:

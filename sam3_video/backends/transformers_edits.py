@@ -20,6 +20,7 @@ Coordinates in and out are video pixels. Every function expects the backend lock
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections import OrderedDict, defaultdict
 from typing import Sequence
@@ -33,19 +34,38 @@ from ..types import FrameResult
 BOX_LABELS = (2, 3)  # SAM: top-left and bottom-right corner of a box prompt
 
 
-def _copied(value):
+def _copied(value, memo: dict):
     """`value` with its dicts, lists and sets copied all the way down (same types, defaultdicts keep
-    their factory); anything else (tensors, frames, caches, outputs) shared."""
+    their factory; one copy per original, through `memo`, so what was shared stays shared); anything
+    else (tensors, frames, caches) is shared."""
+    if id(value) in memo:
+        return memo[id(value)]
     if type(value) in (dict, OrderedDict, defaultdict):
-        fresh = copy.copy(value)
+        fresh = memo[id(value)] = copy.copy(value)
         for key, item in value.items():
-            fresh[key] = _copied(item)
-        return fresh
-    if type(value) is list:
-        return [_copied(item) for item in value]
-    if type(value) is set:
-        return set(value)
-    return value
+            fresh[key] = _copied(item, memo)
+    elif type(value) is list:
+        fresh = memo[id(value)] = [_copied(item, memo) for item in value]
+    elif type(value) is set:
+        fresh = memo[id(value)] = set(value)
+    else:
+        return value
+    return fresh
+
+
+def _snapshot(session) -> tuple[dict, dict | None]:
+    """Copies of a transformers session's attributes and of its inference state's, to put back."""
+    memo: dict = {}
+    state = None if session.state is None else {key: _copied(value, memo) for key, value in vars(session.state).items()}
+    saved = {key: _copied(value, memo) for key, value in vars(session).items()}
+    pending = []  # the detect output: results are made from it in place, and it shares the state's score dicts
+    for out in session._pending:
+        fresh = copy.copy(out)
+        for field in dataclasses.fields(out):
+            setattr(fresh, field.name, _copied(getattr(out, field.name), memo))
+        pending.append(fresh)
+    saved["_pending"] = pending
+    return saved, state
 
 
 def all_or_nothing(edit):
@@ -53,14 +73,12 @@ def all_or_nothing(edit):
     midway), the session and its inference state are put back exactly as they were before the call,
     so the session still propagates as if the edit had never been tried. Edits change only the
     bookkeeping (dicts, lists, sets of tensors that are replaced, never written into), and the
-    detect output, which is copied."""
+    detect output, which are copied."""
 
     @functools.wraps(edit)
     def guarded(session, *args, **kwargs):
-        saved = {key: _copied(value) for key, value in vars(session).items()}
-        saved["_pending"] = [copy.copy(out) for out in session._pending]  # results are made from them in place
         state = session.state
-        saved_state = None if state is None else {key: _copied(value) for key, value in vars(state).items()}
+        saved, saved_state = _snapshot(session)
         try:
             return edit(session, *args, **kwargs)
         except BaseException:
@@ -81,13 +99,15 @@ def require_mask(result: FrameResult, obj_id: int, sentence: str) -> FrameResult
     return result
 
 
-def require_change(result: FrameResult, added: Sequence[int], dropped: Sequence[int], positive: bool,
-                   full: bool) -> FrameResult:
-    """`result` of an exemplar search when it added an object that shows (ids `added`, ours) or
-    ruled one out (`dropped`), else BadRequestError; `full`: finds were left out at the object cap."""
-    shown = {int(i) for i, mask in zip(result.obj_ids.tolist(), result.masks) if mask.any()}
-    if shown.intersection(added) or dropped:
-        return result
+def require_change(before: FrameResult, after: FrameResult, positive: bool, full: bool) -> FrameResult:
+    """`after`, the result of an example box (`positive`: "more like this"), when it shows an object
+    `before` did not show or no longer shows one it did, else BadRequestError; `full`: finds were
+    left out at the object cap."""
+    def shown(result: FrameResult) -> set[int]:
+        return {int(i) for i, mask in zip(result.obj_ids.tolist(), result.masks) if mask.any()}
+
+    if shown(before) != shown(after):
+        return after
     if full:
         raise BadRequestError("The example found more objects, but the session already tracks the most the model "
                               "tracks at once; remove some objects, then search again.")
