@@ -457,12 +457,14 @@ class TransformersSession:
         self._protected.add(obj_id)
         return self._to_result(fresh)
 
+    @user_edits.all_or_nothing
     def refine(self, frame_index: int, obj_id: int, points: Sequence[tuple[float, float]],
                labels: Sequence[int]) -> FrameResult:
         """Correct one object with clicks (every click so far for it on this frame; 1 adds, 0 removes).
 
         The clicks correct the object's mask as detected (or the box it was added with), so the
-        result depends only on the clicks given, not on earlier refine calls.
+        result depends only on the clicks given, not on earlier refine calls. Clicks that leave
+        the object no mask are refused (BadRequestError) and change nothing.
         """
         self._editable(frame_index)
         raw = int(obj_id) - 1
@@ -475,14 +477,18 @@ class TransformersSession:
                 self._base[raw] = (None, user_edits.object_logits(self.state, frame_index, raw))
             box, prev = self._base[raw]
             logits = user_edits.prompt_object(model, self.state, frame_index, raw, points, labels, box, prev)
-            return self._show(frame_index, raw, logits)
+            return user_edits.require_mask(self._show(frame_index, raw, logits), obj_id, (
+                f"Those clicks leave object #{obj_id} with an empty mask (the model sees nothing of it there); "
+                "click inside the object, or remove it instead."))
 
+    @user_edits.all_or_nothing
     def add_object(self, frame_index: int, label: str, box: tuple[float, float, float, float] | None = None,
                    points: Sequence[tuple[float, float]] | None = None,
                    labels: Sequence[int] | None = None) -> tuple[int, FrameResult]:
         """Start tracking something the text missed, from a box and/or clicks; returns its new id
         (above every id so far) and the frame's result. A label equal to a phrase joins that
-        phrase's objects (masks of one phrase do not overlap); any other label is its own group."""
+        phrase's objects (masks of one phrase do not overlap); any other label is its own group.
+        An object the model finds nothing of is refused (BadRequestError) and changes nothing."""
         self._editable(frame_index)
         model, state = self.backend.model, self.state
         if len(state.obj_ids) >= model.max_num_objects:
@@ -492,7 +498,10 @@ class TransformersSession:
             raw = user_edits.register_object(model, state, frame_index, self._prompt_id(label))
             self._base[raw] = (None if box is None else tuple(map(float, box)), None)
             logits = user_edits.prompt_object(model, state, frame_index, raw, points, labels, box, None)
-            return raw + 1, self._show(frame_index, raw, logits)
+            where = "in that box; draw it larger or click inside the object" if box is not None else \
+                "at those clicks; click inside the object, or draw a box around it"
+            return raw + 1, user_edits.require_mask(self._show(frame_index, raw, logits), raw + 1,
+                                                    f"The model found nothing {where}.")
 
     def _prompt_id(self, label: str) -> int:
         """The prompt group of an added object's label (a hidden one for a label that is no phrase)."""
@@ -503,11 +512,13 @@ class TransformersSession:
         self._user_prompts[pid] = self.state.prompts[pid] = label
         return pid
 
+    @user_edits.all_or_nothing
     def exemplar(self, frame_index: int, box: tuple[float, float, float, float], positive: bool = True) -> FrameResult:
         """Detect again on this frame with every phrase plus the example boxes so far ("more like
         this", or with `positive=False` "not like this"). What it finds that no object covers (removed
         ones included) becomes new objects; with a negative example, detected objects it no longer
-        finds are removed. Objects the user clicked or added are kept."""
+        finds are removed. Objects the user clicked or added are kept. An example that changes
+        nothing is refused (BadRequestError) and is not kept for the next ones."""
         self._editable(frame_index)
         self._exemplars.append((tuple(float(v) for v in box), bool(positive)))
         model, state = self.backend.model, self.state
@@ -516,10 +527,11 @@ class TransformersSession:
             self.backend.set_threshold(self._threshold)
             det, prompt_of = user_edits.exemplar_detections(model, state, frame_index, self._exemplars)
         fresh, matched = user_edits.match_detections(model, det, out.obj_id_to_mask)
+        before = self._to_result(out)
         if not positive:  # detected objects the examples now rule out
             for raw in [r for r in out.obj_id_to_mask if r not in matched | self._protected | self._removed]:
                 self.remove_object(raw + 1)
-        fresh = fresh[: max(0, model.max_num_objects - len(state.obj_ids))]
+        found, fresh = fresh, fresh[: max(0, model.max_num_objects - len(state.obj_ids))]
         with self.backend.lock:
             new = user_edits.add_detected_objects(model, state, frame_index, det["mask"][fresh],
                                              [prompt_of[i] for i in fresh])
@@ -527,7 +539,7 @@ class TransformersSession:
                 self._pending[-1] = user_edits.with_user_mask(state, self._pending[-1], frame_index, raw,
                                                          det["mask"][i][None], float(det["scores"][i]))
             self._protected.update(new)
-        return self._to_result(self._pending[-1])
+        return user_edits.require_change(before, self._to_result(self._pending[-1]), positive, len(found) > len(fresh))
 
     def close(self) -> None:
         if self.state is not None:

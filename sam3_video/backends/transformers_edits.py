@@ -20,12 +20,102 @@ Coordinates in and out are video pixels. Every function expects the backend lock
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
+from collections import OrderedDict, defaultdict
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..errors import BadRequestError
+from ..types import FrameResult
+
 BOX_LABELS = (2, 3)  # SAM: top-left and bottom-right corner of a box prompt
+
+
+def _copied(value, memo: dict):
+    """`value` with its dicts, lists and sets copied all the way down (same types, defaultdicts keep
+    their factory; one copy per original, through `memo`, so what was shared stays shared); anything
+    else (tensors, frames, caches) is shared."""
+    if id(value) in memo:
+        return memo[id(value)]
+    if type(value) in (dict, OrderedDict, defaultdict):
+        fresh = memo[id(value)] = copy.copy(value)
+        for key, item in value.items():
+            fresh[key] = _copied(item, memo)
+    elif type(value) is list:
+        fresh = memo[id(value)] = [_copied(item, memo) for item in value]
+    elif type(value) is set:
+        fresh = memo[id(value)] = set(value)
+    else:
+        return value
+    return fresh
+
+
+def _snapshot(session) -> tuple[dict, dict | None]:
+    """Copies of a transformers session's attributes and of its inference state's, to put back."""
+    memo: dict = {}
+    state = None if session.state is None else {key: _copied(value, memo) for key, value in vars(session.state).items()}
+    saved = {key: _copied(value, memo) for key, value in vars(session).items()}
+    pending = []  # the detect output: results are made from it in place, and it shares the state's score dicts
+    for out in session._pending:
+        fresh = copy.copy(out)
+        for field in dataclasses.fields(out):
+            setattr(fresh, field.name, _copied(getattr(out, field.name), memo))
+        pending.append(fresh)
+    saved["_pending"] = pending
+    return saved, state
+
+
+def all_or_nothing(edit):
+    """Decorate a transformers session's edit method: when it raises (a refused edit, or a failure
+    midway), the session and its inference state are put back exactly as they were before the call,
+    so the session still propagates as if the edit had never been tried. Edits change only the
+    bookkeeping (dicts, lists, sets of tensors that are replaced, never written into), and the
+    detect output, which are copied."""
+
+    @functools.wraps(edit)
+    def guarded(session, *args, **kwargs):
+        state = session.state
+        saved, saved_state = _snapshot(session)
+        try:
+            return edit(session, *args, **kwargs)
+        except BaseException:
+            vars(session).update(saved)
+            if state is not None:
+                vars(state).clear()
+                vars(state).update(saved_state)
+            raise
+
+    return guarded
+
+
+def require_mask(result: FrameResult, obj_id: int, sentence: str) -> FrameResult:
+    """`result` when object `obj_id` (ours) has a non-empty mask in it, else BadRequestError(`sentence`)."""
+    hit = np.flatnonzero(result.obj_ids == obj_id)
+    if not len(hit) or not result.masks[hit[0]].any():
+        raise BadRequestError(sentence)
+    return result
+
+
+def require_change(before: FrameResult, after: FrameResult, positive: bool, full: bool) -> FrameResult:
+    """`after`, the result of an example box (`positive`: "more like this"), when it shows an object
+    `before` did not show or no longer shows one it did, else BadRequestError; `full`: finds were
+    left out at the object cap."""
+    def shown(result: FrameResult) -> set[int]:
+        return {int(i) for i, mask in zip(result.obj_ids.tolist(), result.masks) if mask.any()}
+
+    if shown(before) != shown(after):
+        return after
+    if full:
+        raise BadRequestError("The example found more objects, but the session already tracks the most the model "
+                              "tracks at once; remove some objects, then search again.")
+    if positive:
+        raise BadRequestError("The model found nothing new like the object in that box; draw the box tightly "
+                              "around one object the phrases describe, or add the object itself.")
+    raise BadRequestError("The counter-example rules out none of the objects found and finds nothing new; draw "
+                          "the box around something the phrases wrongly matched.")
 
 
 def ensure_tracker_features(model, state, frame: int) -> None:
@@ -102,6 +192,8 @@ def register_object(model, state, frame: int, prompt_id: int, obj_id: int | None
     """Register raw object `obj_id` (default: a new one, `max_obj_id + 1`) as
     `_tracker_add_new_objects` does. `first_frame` is where it was first seen (SAM3's warm-up
     rules treat objects seen long ago as settled); default `frame`."""
+    if not hasattr(state, "obj_with_new_inputs"):  # made by the detector's first new object only
+        state.obj_with_new_inputs = []  # and read by every tracker step: a detection that found nothing
     new_id = state.max_obj_id + 1 if obj_id is None else int(obj_id)
     state.max_obj_id = max(state.max_obj_id, new_id)  # the detector numbers its next objects from here
     state.obj_id_to_idx(new_id)  # creates the per-object stores, appends to state.obj_ids
