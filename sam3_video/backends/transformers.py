@@ -244,6 +244,9 @@ class TransformersSession:
         state.processed_frames = _LazyFrames(self.reader, b.processor.video_processor, b.device, b.torch_dtype,
                                              ahead=b.prefetch_frames)
         state.video_height, state.video_width = self.info.height, self.info.width
+        # transformers creates it only when the detector adds objects: a step after objects were
+        # added by box or click on a frame where nothing was detected would fail without it
+        state.obj_with_new_inputs = []
         return state
 
     def _step(self, frame_index: int, reverse: bool):
