@@ -87,7 +87,7 @@ def stage_all(counter, backend) -> None:
     counter.wrap(tb.TransformersSession, "_to_result", "hand-off")
 
 
-def count(backend, video: str, objects: int, warm: int, frames: int) -> dict:
+def count(backend, video: str, objects: int, warm: int, frames: int, where: bool = False) -> dict:
     """Ops and syncs per frame by stage with `objects` objects added by box on frame 0."""
     import torch
 
@@ -102,7 +102,7 @@ def count(backend, video: str, objects: int, warm: int, frames: int) -> dict:
             session.add_object(0, "thing", box=box)
         list(session.propagate(range(0, 1 + warm), reverse=False))
         indices = list(range(1 + warm, 1 + warm + frames))
-        with torch.inference_mode(), OpCounter() as counter:
+        with torch.inference_mode(), OpCounter(where=where) as counter:
             stage_all(counter, backend)
             results = list(session.propagate(indices, reverse=False))
     finally:
@@ -116,6 +116,7 @@ def count(backend, video: str, objects: int, warm: int, frames: int) -> dict:
         "syncs": {s: counter.syncs.get(s, 0) / n for s in STAGES if counter.syncs.get(s)},
         "syncs_total": sum(counter.syncs.values()) / n,
         "sync_sites": {f"{stage}: {kind}": c / n for (stage, kind), c in sorted(counter.sync_sites.items())},
+        "sync_lines": {f"{kind} at {line}": c / n for (kind, line), c in sorted(counter.sync_lines.items())},
     }
 
 
@@ -151,6 +152,8 @@ def render(data: dict) -> str:
         lines += ["", "Syncs per frame by site (stage: kind), at the largest object count:", ""]
         last = run["runs"][-1]
         lines += [f"- {site}: {c:g}" for site, c in last["sync_sites"].items()] or ["- none"]
+        if last.get("sync_lines"):
+            lines += ["", "By source line:", ""] + [f"- {site}: {c:g}" for site, c in last["sync_lines"].items()]
         lines.append("")
     return "\n".join(lines)
 
@@ -163,6 +166,7 @@ def main() -> None:
     p.add_argument("--objects", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--warm", type=int, default=3)
     p.add_argument("--frames", type=int, default=4)
+    p.add_argument("--where", action="store_true", help="also list the source line of each sync")
     p.add_argument("--out", default=RESULTS, help="results path without extension (.json and .md are written)")
     args = p.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -173,12 +177,13 @@ def main() -> None:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     model = args.model or full_depth_model()
     backend = load_backend(model, backend="transformers", device="cpu")
+    backend.device = torch.device("cpu")  # a device object: `.to(device)` is then no host copy (opcount)
     with torch.no_grad():  # the tracker says "object" for the added boxes, as a trained one would
         backend.model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(5.0)
     video = os.path.join(REPO, "tests", "data", "carphone_pristine.mp4")
     runs = []
     for n in args.objects:
-        runs.append(count(backend, video, n, args.warm, args.frames))
+        runs.append(count(backend, video, n, args.warm, args.frames, args.where))
         r = runs[-1]
         print(f"{n} objects: {r['ops_total']:.0f} ops, {r['syncs_total']:.1f} syncs per frame; tracked {r['tracked_per_frame']}",
               flush=True)

@@ -33,6 +33,14 @@ class Defaults:
     # off until a GPU run shows a gain with equal masks: bench/gpu_bench.py measures each mode;
     # on this CPU the small model gained nothing (3.9 ms a call both ways) after 36 s of compiling.
     compile: str = _env("SAM3_COMPILE", "off")
+    # The tracker steps all propagated objects in one batched pass (backends/batched_tracker.py)
+    # instead of transformers' one object at a time: about 730 fewer torch ops per extra object
+    # per frame (bench/results/ops-cpu.md), same masks. 0 runs transformers' loop.
+    batch_tracker: bool = _env("SAM3_BATCH_TRACKER", "1").lower() not in ("0", "false", "no", "off")
+    # SAM3's mask NMS, hole filling and sprinkle removal as torch ops on the masks' device
+    # (backends/postprocess.py), Meta's semantics; 0: the hub kernel or OpenCV on the host, which
+    # copies every frame's masks to the host.
+    device_cleanup: bool = _env("SAM3_DEVICE_CLEANUP", "1").lower() not in ("0", "false", "no", "off")
 
 
 DEFAULTS = Defaults()

@@ -19,12 +19,15 @@ reports), recognised on the CPU by what it is:
   host data (a copy from pageable memory that `copy_` follows with a stream synchronize).
 
 Host-side reads of tensors that are on the CPU anyway would not sync on a GPU either; in the code
-measured here every tensor read lives on the model's device, so they count.
+measured here every tensor read lives on the model's device, so they count. `.to("cpu")` counts
+only for the string: the measured code must name its own device with a `torch.device` object
+(bench/ops.py does), or its `.to(device)` would count as host copies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import functools
 from collections import Counter
 
@@ -61,8 +64,10 @@ class OpCounter(TorchDispatchMode):
     `ops`, `syncs`: Counter stage -> count; `sync_sites`: Counter (stage, kind) -> count.
     """
 
-    def __init__(self):
+    def __init__(self, where: bool = False):
         super().__init__()
+        self.where = where  # also record the source line of each sync (slow): `sync_lines`
+        self.sync_lines: Counter = Counter()
         self.ops: Counter = Counter()
         self.syncs: Counter = Counter()
         self.sync_sites: Counter = Counter()
@@ -105,6 +110,14 @@ class OpCounter(TorchDispatchMode):
         stage = self._stages[-1]
         self.syncs[stage] += 1
         self.sync_sites[(stage, kind)] += 1
+        if self.where:
+            import traceback
+
+            frames = [f for f in traceback.extract_stack()[:-2] if "/torch/" not in f.filename
+                      and not f.filename.endswith("opcount.py")]
+            if frames:
+                f = frames[-1]
+                self.sync_lines[(kind, f"{os.path.basename(f.filename)}:{f.lineno} {f.name}")] += 1
 
     # -- dispatch --------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):

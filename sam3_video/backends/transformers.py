@@ -24,7 +24,7 @@ from ..errors import BackendUnavailableError, BadRequestError
 from ..types import FrameResult, VideoInfo
 from ..video import VideoReader
 from . import load_errors, prepare_hub_model
-from . import postprocess
+from . import batched_tracker, postprocess
 from . import transformers_edits as user_edits
 from .base import apply_threshold
 
@@ -188,7 +188,8 @@ class TransformersBackend:
             model = Sam3VideoModel.from_pretrained(model_id, dtype=self.torch_dtype, local_files_only=offline)
         self.model = model.to(device).eval()
         compile_backbone(self.model, self.compile_mode)
-        self.postprocessing = postprocess.install()  # mask NMS and hole filling, with or without the hub
+        batched_tracker.install(self.model.tracker_model, DEFAULTS.batch_tracker)  # one pass for all objects
+        self.postprocessing = postprocess.install(DEFAULTS.device_cleanup)  # mask NMS and hole filling
         self.lock = threading.RLock()  # one model, many sessions: calls and thresholds go one at a time
         self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
         tracker = self.model.config.tracker_config
