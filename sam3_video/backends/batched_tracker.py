@@ -211,11 +211,12 @@ def batched_forward(self, inference_session, frame_idx=None, frame=None, reverse
             whole = out
         per_obj = {k: v[:, None].unbind(0) for k, v in out.items()}  # each (1, ...) as transformers has it
         for j, obj_idx in enumerate(idxs):
-            one = {k: per_obj[k][j] for k in ("pred_masks", "object_pointer", "high_res_masks", "object_score_logits")}
+            # stored without the (1, 1, S, S) high-res mask: only this call's memory encoding reads it
+            one = {k: per_obj[k][j] for k in ("pred_masks", "object_pointer", "object_score_logits")}
             _store(state, obj_idx, frame_idx, one)
             state.frames_tracked_per_obj[obj_idx][frame_idx] = {"reverse": key[0]}
             masks[obj_idx], scores[obj_idx] = one["pred_masks"], None
-            memory[obj_idx] = (one["high_res_masks"], one["object_score_logits"], False)
+            memory[obj_idx] = (per_obj["high_res_masks"][j], one["object_score_logits"], False)
     if run_mem_encoder and self.num_maskmem > 0 and memory:
         order = sorted(memory)
         self._batch_encode_memories(

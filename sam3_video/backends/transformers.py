@@ -13,6 +13,7 @@ instead of being lost, and the detect step's frame is not run twice.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ from .base import apply_threshold
 #: SAM3_COMPILE values: off, or the torch.compile mode used for the detector's image encoder.
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
+log = logging.getLogger(__name__)
 USER_PROMPT_ID = 1000  # prompt ids of user labels that are not phrases: never run by the detector
 
 
@@ -167,6 +169,20 @@ def compile_backbone(model, mode: str, backend="inductor") -> None:
     model.detector_model.vision_encoder.compile(backend=backend, fullgraph=True, **options)
 
 
+def check_max_objects(value: int) -> int:
+    """SAM3_MAX_OBJECTS as given (0: no cap), or BackendUnavailableError for a negative one."""
+    if int(value) < 0:
+        raise BackendUnavailableError(f"SAM3_MAX_OBJECTS is {value}; give the most objects to track at once, or 0 for no cap.")
+    return int(value)
+
+
+def cap_sentence(cap: int) -> str:
+    """What to tell the user when the object cap binds."""
+    return (f"This app tracks at most {cap} object{'s' if cap != 1 else ''} at once, and that many are tracked now: objects found "
+            "after that are left out. Use a narrower phrase, remove objects you do not need, or run it "
+            "on your own GPU (SAM3_MAX_OBJECTS).")
+
+
 class TransformersBackend:
     """A loaded `Sam3VideoModel` + processor, shared by every session of the process."""
 
@@ -190,6 +206,9 @@ class TransformersBackend:
         compile_backbone(self.model, self.compile_mode)
         batched_tracker.install(self.model.tracker_model, DEFAULTS.batch_tracker)  # one pass for all objects
         self.postprocessing = postprocess.install(DEFAULTS.device_cleanup)  # mask NMS and hole filling
+        self.max_objects = check_max_objects(DEFAULTS.max_objects)
+        if self.max_objects:  # transformers keeps the best-scoring new detections up to this
+            self.model.max_num_objects = min(int(self.model.max_num_objects), self.max_objects)
         self.lock = threading.RLock()  # one model, many sessions: calls and thresholds go one at a time
         self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
         tracker = self.model.config.tracker_config
@@ -224,6 +243,7 @@ class TransformersSession:
         self._pending: list = []  # raw outputs held back by the hotstart delay, oldest first
         self._pruned: set[int] = set()  # removed objects whose bookkeeping is gone (_forget_old_metadata)
         self._processed_unyielded: int | None = None  # frame run by detect, not yet yielded
+        self.notice: str | None = None  # a sentence for the user, set when the object cap binds
         self._anchor: int | None = None  # the detect frame: a backward pass reads memory near it
         self.state = None
         self._reset_edits()
@@ -259,6 +279,10 @@ class TransformersSession:
             user_edits.protect(self.state, self._protected, model.max_trk_keep_alive)
         if model.hotstart_delay > 0:
             self.state.hotstart_removed_obj_ids.update(out.removed_obj_ids)
+        cap = self.backend.max_objects
+        if cap and self.notice is None and len(self.state.obj_ids) >= cap:
+            self.notice = cap_sentence(cap)
+            log.warning(self.notice)
         self._pending.append(out)
         self._forget_old_memory(frame_index)
         if self.trim_metadata:
@@ -371,6 +395,7 @@ class TransformersSession:
         """A fresh inference session with these phrases, started on `frame_index` (detect, resume)."""
         self.state = self._new_state()  # a fresh session numbers objects as transformers does
         self._pending, self._removed, self._pruned = [], set(), set()
+        self.notice = None
         self._reset_edits()
         self._phrases, self._threshold = tuple(phrases), threshold
         self._anchor = frame_index
@@ -490,6 +515,8 @@ class TransformersSession:
         self._editable(frame_index)
         model, state = self.backend.model, self.state
         if len(state.obj_ids) >= model.max_num_objects:
+            if self.backend.max_objects and len(state.obj_ids) >= self.backend.max_objects:
+                raise BadRequestError(cap_sentence(self.backend.max_objects) + " Remove one before adding another.")
             raise BadRequestError(f"This session already tracks {len(state.obj_ids)} objects, the most the model "
                                   "tracks at once; remove one before adding another.")
         with self.backend.lock:
