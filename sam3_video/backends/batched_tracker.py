@@ -234,3 +234,22 @@ def batched_forward(self, inference_session, frame_idx=None, frame=None, reverse
         all_scores = torch.cat(scores, dim=0) if n > 1 else scores[0]
     return trk.Sam3TrackerVideoSegmentationOutput(object_ids=state.obj_ids.copy(), pred_masks=all_masks,
                                                   object_score_logits=all_scores, frame_idx=frame_idx)
+
+
+def fixed_decoder_coords(model) -> None:
+    """The DETR decoder reads its feature map's height and width from a device tensor in every
+    layer (`_get_coords`: two `item()` syncs per layer, 12 per frame on the real model). The
+    detector always sees frames of its one input size, so the sizes are read once, on the first
+    call, and the coordinate grids kept for that dtype and device."""
+    decoder = model.detector_model.detr_decoder
+    original = type(decoder)._get_coords.__wrapped__ if hasattr(type(decoder)._get_coords, "__wrapped__") \
+        else type(decoder)._get_coords
+    grids: dict = {}
+
+    def _get_coords(height, width, dtype, device):
+        key = (dtype, str(device))
+        if key not in grids:
+            grids[key] = original(decoder, int(height), int(width), dtype=dtype, device=device)
+        return grids[key]
+
+    decoder._get_coords = _get_coords

@@ -205,6 +205,7 @@ class TransformersBackend:
         self.model = model.to(device).eval()
         compile_backbone(self.model, self.compile_mode)
         batched_tracker.install(self.model.tracker_model, DEFAULTS.batch_tracker)  # one pass for all objects
+        batched_tracker.fixed_decoder_coords(self.model)  # no size read back from the device per layer
         self.postprocessing = postprocess.install(DEFAULTS.device_cleanup)  # mask NMS and hole filling
         self.max_objects = check_max_objects(DEFAULTS.max_objects)
         if self.max_objects:  # transformers keeps the best-scoring new detections up to this
