@@ -41,9 +41,38 @@ class Defaults:
     # off until a GPU run shows a gain with equal masks: bench/gpu_bench.py measures each mode;
     # on this CPU the small model gained nothing (3.9 ms a call both ways) after 36 s of compiling.
     compile: str = _env("SAM3_COMPILE", "off")
+    # The tracker steps all propagated objects in one batched pass (backends/batched_tracker.py)
+    # instead of transformers' one object at a time: about 730 fewer torch ops per extra object
+    # per frame (bench/results/ops-cpu.md), same masks. 0 runs transformers' loop.
+    batch_tracker: bool = _env("SAM3_BATCH_TRACKER", "1").lower() not in ("0", "false", "no", "off")
+    # SAM3's mask NMS, hole filling and sprinkle removal as torch ops on the masks' device
+    # (backends/postprocess.py), Meta's semantics; 0: the hub kernel or OpenCV on the host, which
+    # copies every frame's masks to the host.
+    device_cleanup: bool = _env("SAM3_DEVICE_CLEANUP", "1").lower() not in ("0", "false", "no", "off")
 
 
-DEFAULTS = Defaults()
+    # The most objects one session tracks at once (0: the model's own limit only). Each tracked
+    # object holds memory for the frames the tracker reads and costs tracker work on every frame;
+    # on ZeroGPU the default is what fits a 48 GB slice (objects_for_memory), elsewhere no cap.
+    max_objects: int = int(_env("SAM3_MAX_OBJECTS", "0"))
+
+
+def objects_for_memory(card_gb: float = 48.0, base_gb: float = 31.0, per_object_gb: float = 0.26,
+                       margin_gb: float = 2.0) -> int:
+    """How many tracked objects fit a card of `card_gb`, from bf16 arithmetic (docs/benchmarks-engine.md):
+    `base_gb` the peak at 1-2 objects (31 GB measured on an H200, issue 26; bench/gpu_objects.py
+    measures it again with the slope per object), `per_object_gb` the tracker memory one object
+    keeps (mask memory, its position encoding and low-res mask, 1.5 MB a frame, for up to 130
+    frames: 0.19 GB) plus its share of one tracker pass (high-res masks, memory encoder input,
+    memory attention: about 0.06 GB)."""
+    return max(1, int((card_gb - base_gb - margin_gb) / per_object_gb))
+
+
+_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "true")
+if _ZERO_GPU and not os.environ.get("SAM3_MAX_OBJECTS", "").strip():
+    DEFAULTS = Defaults(max_objects=objects_for_memory())
+else:
+    DEFAULTS = Defaults()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""SAM3's mask clean-up without the hub kernel (backends/postprocess.py): transformers' own mask
-NMS and hole filling, run through our functions, keep and fill exactly as Meta's sam3 does."""
+"""SAM3's mask clean-up without the hub kernel (backends/postprocess.py): transformers' mask NMS and
+hole filling, run by our torch functions on the masks' device (the default) or through transformers'
+own functions with our host kernel, keep and fill exactly as Meta's sam3 does."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from sam3_video.backends.postprocess import LOCAL, HostCvUtils, install
+from sam3_video.backends import postprocess
+from sam3_video.backends.postprocess import DEVICE, LOCAL, HostCvUtils, install
 
 
-@pytest.fixture(scope="module")
-def sam3_module():
+@pytest.fixture(scope="module", params=["device", "host"])
+def sam3_module(request):
     from transformers.models.sam3_video import modeling_sam3_video
 
-    assert install() == LOCAL  # no `kernels` here: ours
-    return modeling_sam3_video
+    on_device = request.param == "device"
+    assert install(on_device=on_device) == (DEVICE if on_device else LOCAL)  # no `kernels` here: ours
+    yield modeling_sam3_video
+    install()  # the default again for the other modules
 
 
 def blob(h, w, y0, y1, x0, x1, value=5.0) -> torch.Tensor:
@@ -119,4 +123,40 @@ def test_a_duplicated_detection_is_tracked_as_one_object(backend, carphone, monk
     assert len(plain[0]) >= 1, "the small model must detect something for this test to mean anything"
     assert run(copied=True) == plain
     monkeypatch.setattr(modeling_sam3_video, "cv_utils_kernel", False)
+    for name, original in postprocess.ORIGINAL.items():  # transformers' own, which needs the kernel
+        monkeypatch.setattr(modeling_sam3_video, name, original)
     assert len(run(copied=True)[0]) > len(plain[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_device_nms_keeps_what_meta_keeps_after_its_score_cut(seed):
+    """`nms_keep` over all queries (invalid ones masked) against Meta's NMS over the valid ones."""
+    from sam3.perflib.masks_ops import mask_iou
+    from sam3.perflib.nms import generic_nms_cpu
+
+    g = torch.Generator().manual_seed(seed)
+    n = 40
+    logits = torch.randn(n, 20, 20, generator=g) + 2.0 * torch.randn(n, 1, 1, generator=g)
+    probs = torch.rand(n, generator=g)
+    probs[::7] = probs[1]  # ties: the earlier one counts as better, as in Meta's stable sort
+    for threshold, cut in ((0.1, 0.3), (0.3, 0.5), (0.6, 0.0)):
+        valid = probs > cut
+        kept = generic_nms_cpu(mask_iou(logits[valid] > 0, logits[valid] > 0), probs[valid], threshold)
+        want = torch.zeros(n, dtype=torch.bool)
+        want[torch.nonzero(valid)[:, 0][kept]] = True
+        assert torch.equal(postprocess.nms_keep(probs, logits, cut, threshold), want), (threshold, cut)
+
+
+@pytest.mark.parametrize("area", [1, 4, 16])
+def test_small_component_sizes_are_exact_up_to_the_area(area):
+    from skimage.measure import label
+
+    rng = np.random.default_rng(area)
+    mask = rng.random((2, 1, 40, 50)) > 0.55
+    mask[0, 0, 5:30, 20] = True  # a long thin component (many rounds to label through)
+    got = postprocess.small_component_sizes(torch.from_numpy(mask), area).numpy()
+    for b in range(2):
+        theirs = label(mask[b, 0], connectivity=2)
+        sizes = np.bincount(theirs.ravel())[theirs]
+        want = np.where(mask[b, 0], np.where(sizes <= area, sizes, area + 1), 0)
+        assert np.array_equal(got[b, 0], want)

@@ -13,6 +13,7 @@ instead of being lost, and the detect step's frame is not run twice.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -24,13 +25,14 @@ from ..errors import BackendUnavailableError, BadRequestError
 from ..types import FrameResult, VideoInfo
 from ..video import VideoReader
 from . import load_errors, prepare_hub_model
-from . import postprocess
+from . import batched_tracker, postprocess
 from . import transformers_edits as user_edits
 from .base import apply_threshold
 
 #: SAM3_COMPILE values: off, or the torch.compile mode used for the detector's image encoder.
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 
+log = logging.getLogger(__name__)
 USER_PROMPT_ID = 1000  # prompt ids of user labels that are not phrases: never run by the detector
 
 
@@ -167,6 +169,20 @@ def compile_backbone(model, mode: str, backend="inductor") -> None:
     model.detector_model.vision_encoder.compile(backend=backend, fullgraph=True, **options)
 
 
+def check_max_objects(value: int) -> int:
+    """SAM3_MAX_OBJECTS as given (0: no cap), or BackendUnavailableError for a negative one."""
+    if int(value) < 0:
+        raise BackendUnavailableError(f"SAM3_MAX_OBJECTS is {value}; give the most objects to track at once, or 0 for no cap.")
+    return int(value)
+
+
+def cap_sentence(cap: int) -> str:
+    """What to tell the user when the object cap binds."""
+    return (f"This app tracks at most {cap} object{'s' if cap != 1 else ''} at once, and that many are tracked now: objects found "
+            "after that are left out. Use a narrower phrase, remove objects you do not need, or run it "
+            "on your own GPU (SAM3_MAX_OBJECTS).")
+
+
 class TransformersBackend:
     """A loaded `Sam3VideoModel` + processor, shared by every session of the process."""
 
@@ -188,7 +204,12 @@ class TransformersBackend:
             model = Sam3VideoModel.from_pretrained(model_id, dtype=self.torch_dtype, local_files_only=offline)
         self.model = model.to(device).eval()
         compile_backbone(self.model, self.compile_mode)
-        self.postprocessing = postprocess.install()  # mask NMS and hole filling, with or without the hub
+        batched_tracker.install(self.model.tracker_model, DEFAULTS.batch_tracker)  # one pass for all objects
+        batched_tracker.fixed_decoder_coords(self.model)  # no size read back from the device per layer
+        self.postprocessing = postprocess.install(DEFAULTS.device_cleanup)  # mask NMS and hole filling
+        self.max_objects = check_max_objects(DEFAULTS.max_objects)
+        if self.max_objects:  # transformers keeps the best-scoring new detections up to this
+            self.model.max_num_objects = min(int(self.model.max_num_objects), self.max_objects)
         self.lock = threading.RLock()  # one model, many sessions: calls and thresholds go one at a time
         self.default_thresholds = (float(self.model.score_threshold_detection), float(self.model.new_det_thresh))
         tracker = self.model.config.tracker_config
@@ -223,6 +244,7 @@ class TransformersSession:
         self._pending: list = []  # raw outputs held back by the hotstart delay, oldest first
         self._pruned: set[int] = set()  # removed objects whose bookkeeping is gone (_forget_old_metadata)
         self._processed_unyielded: int | None = None  # frame run by detect, not yet yielded
+        self.notice: str | None = None  # a sentence for the user, set when the object cap binds
         self._anchor: int | None = None  # the detect frame: a backward pass reads memory near it
         self.state = None
         self._reset_edits()
@@ -244,6 +266,9 @@ class TransformersSession:
         state.processed_frames = _LazyFrames(self.reader, b.processor.video_processor, b.device, b.torch_dtype,
                                              ahead=b.prefetch_frames)
         state.video_height, state.video_width = self.info.height, self.info.width
+        # transformers creates it only when the detector adds objects: a step after objects were
+        # added by box or click on a frame where nothing was detected would fail without it
+        state.obj_with_new_inputs = []
         return state
 
     def _step(self, frame_index: int, reverse: bool):
@@ -255,6 +280,10 @@ class TransformersSession:
             user_edits.protect(self.state, self._protected, model.max_trk_keep_alive)
         if model.hotstart_delay > 0:
             self.state.hotstart_removed_obj_ids.update(out.removed_obj_ids)
+        cap = self.backend.max_objects
+        if cap and self.notice is None and len(self.state.obj_ids) >= cap:
+            self.notice = cap_sentence(cap)
+            log.warning(self.notice)
         self._pending.append(out)
         self._forget_old_memory(frame_index)
         if self.trim_metadata:
@@ -367,6 +396,7 @@ class TransformersSession:
         """A fresh inference session with these phrases, started on `frame_index` (detect, resume)."""
         self.state = self._new_state()  # a fresh session numbers objects as transformers does
         self._pending, self._removed, self._pruned = [], set(), set()
+        self.notice = None
         self._reset_edits()
         self._phrases, self._threshold = tuple(phrases), threshold
         self._anchor = frame_index
@@ -492,6 +522,8 @@ class TransformersSession:
         self._editable(frame_index)
         model, state = self.backend.model, self.state
         if len(state.obj_ids) >= model.max_num_objects:
+            if self.backend.max_objects and len(state.obj_ids) >= self.backend.max_objects:
+                raise BadRequestError(cap_sentence(self.backend.max_objects) + " Remove one before adding another.")
             raise BadRequestError(f"This session already tracks {len(state.obj_ids)} objects, the most the model "
                                   "tracks at once; remove one before adding another.")
         with self.backend.lock:
