@@ -192,8 +192,6 @@ def register_object(model, state, frame: int, prompt_id: int, obj_id: int | None
     """Register raw object `obj_id` (default: a new one, `max_obj_id + 1`) as
     `_tracker_add_new_objects` does. `first_frame` is where it was first seen (SAM3's warm-up
     rules treat objects seen long ago as settled); default `frame`."""
-    if not hasattr(state, "obj_with_new_inputs"):  # made by the detector's first new object only
-        state.obj_with_new_inputs = []  # and read by every tracker step: a detection that found nothing
     new_id = state.max_obj_id + 1 if obj_id is None else int(obj_id)
     state.max_obj_id = max(state.max_obj_id, new_id)  # the detector numbers its next objects from here
     state.obj_id_to_idx(new_id)  # creates the per-object stores, appends to state.obj_ids
