@@ -236,7 +236,7 @@ def _objects(frame: int, tracks: dict[int, tuple]) -> EncodedFrame:
     for k, (r, c) in enumerate(tracks.values()):
         masks[k, r : r + 2, c : c + 2] = True
     return EncodedFrame(FrameResult(frame, list(tracks), ["car"] * len(tracks), np.linspace(0.9, 0.5, len(tracks)),
-                                    np.zeros((len(tracks), 4)), masks))
+                                    np.zeros((len(tracks), 4)), masks), lambda: _image(frame))
 
 
 def test_davis_numbers_objects_by_first_appearance_in_frame_order(tmp_path):
