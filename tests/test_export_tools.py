@@ -187,3 +187,35 @@ def test_datumaro_imports_the_standard_coco_layout(many_run):
     assert sorted(found["images"]) == sorted(os.path.splitext(i["file_name"])[0] for i in shipped["images"])
     for image in found["images"].values():
         assert Image.open(image).size == (176, 144)
+
+
+def test_the_summary_counts_the_objects_the_files_hold(carphone, backend, tmp_path, monkeypatch):
+    """An object tracked on every frame but never with a pixel is in no file, so not in the count."""
+    import dataclasses
+
+    from sam3_video.session import VideoSession
+    from sam3_video.web.runs import summary_line
+
+    propagate, hidden = VideoSession.propagate, set()
+
+    def one_object_never_visible(self, *args, **kwargs):
+        for result in propagate(self, *args, **kwargs):
+            hidden.update(result.obj_ids.tolist()[:1] if not hidden else ())
+            masks = result.masks.copy()
+            masks[np.isin(result.obj_ids, list(hidden))] = False
+            yield dataclasses.replace(result, masks=masks)
+
+    monkeypatch.setattr(VideoSession, "propagate", one_object_never_visible)
+    summary = run(carphone, RunOptions(("person", "window"), 0, "forward", 4, 0.0), tmp_path, backend=backend,
+                  outputs=["coco"])
+    coco = json.loads((tmp_path / "annotations" / "coco_instances.json").read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    in_files: dict[str, set] = {}
+    for ann in coco["annotations"]:
+        in_files.setdefault(names[ann["category_id"]], set()).add(ann["track_id"])
+    assert hidden and not hidden & set().union(*in_files.values())
+    assert summary.objects_per_label == {label: len(ids) for label, ids in sorted(in_files.items())}
+    assert json.loads((tmp_path / "run.json").read_text())["objects_per_label"] == summary.objects_per_label
+    total = sum(summary.objects_per_label.values())
+    assert f"{total} objects" in summary_line({"status": "complete", "frames": 4, "objects_per_label":
+                                              summary.objects_per_label})
