@@ -61,7 +61,8 @@ def xanylabeling_load(path) -> tuple[list[dict], list[str]]:
                                               any(type(v) is not int for v in p) for p in links):
             raise XAnyLabelingError("kie_linking must be a list of integer pairs")
         if shape_type in ("rectangle", "rotation") and len(shape["points"]) not in (1, 2, 4):
-            logged.append(f"error: Invalid points count for {shape_type}: expected 1, 2 or 4, got {len(shape['points'])}")
+            logged.append(f"error: Invalid points count for {shape_type}: expected 1, 2 or 4, "
+                          f"got {len(shape['points'])}")
     return data["shapes"], logged
 
 

@@ -39,10 +39,10 @@ def part_outlines(mask: np.ndarray) -> list[np.ndarray]:
 
     Outlines follow pixel centres, so filling a polygon with its edge (labelme's `shape_to_mask`,
     cv2.fillPoly) gives back the part; a hole's outline runs through the part's pixels around it,
-    so the fill leaves the hole's pixels out, and the slit to it joins the nearest pixels of the
-    two outlines, which lie in the part. Parts too thin to enclose an area (a pixel, a line) keep
-    their outline with a point repeated (3 points at least), which those fills draw as the pixels
-    themselves.
+    so the fill leaves the hole's pixels out, and the slit to it joins it to the nearest pixel of
+    the outline and the holes joined before it (see `_slit_together`). Parts too thin to enclose
+    an area (a pixel, a line) keep their outline with a point repeated (3 points at least), which
+    those fills draw as the pixels themselves.
     """
     pixels = np.asarray(mask, bool).view(np.uint8)  # zero-copy
     x, y, w, h = cv2.boundingRect(pixels)
@@ -59,11 +59,10 @@ def part_outlines(mask: np.ndarray) -> list[np.ndarray]:
     for i, contour in enumerate(contours):
         if hierarchy[i][3] != -1:
             continue  # a hole: cut into its part below
-        holes, child = [], hierarchy[i][2]
-        while child != -1:  # the holes of this part, largest first
-            holes.append((cv2.contourArea(contours[child]), child))
+        loops, child = [contour.reshape(-1, 2)], hierarchy[i][2]
+        while child != -1:  # the holes of this part
+            loops.append(contours[child].reshape(-1, 2))
             child = hierarchy[child][0]
-        loops = [contour.reshape(-1, 2)] + [contours[c].reshape(-1, 2) for _, c in sorted(holes, reverse=True)]
         outline = _corners(_slit_together(loops))
         if len(outline) < 3:  # a pixel or a line of pixels: its points, one repeated
             outline = np.concatenate([outline, outline[:1], outline[:1]])[:3]
@@ -98,9 +97,9 @@ def _slit_together(loops: list[np.ndarray]) -> np.ndarray:
 
 def _nearest_joined(hole: np.ndarray, points: np.ndarray, by_x: np.ndarray, xs: np.ndarray,
                     allowed: np.ndarray) -> tuple[int, int, int]:
-    """(row of `points`, index into `hole`, squared distance) of the nearest pair between the hole and the allowed
-    points: only points near the hole's bounding box are compared (a window grown until it holds
-    one, then widened to that distance, beyond which no point can be nearer)."""
+    """(row of `points`, index into `hole`, squared distance) of the nearest pair between the hole
+    and the allowed points: only points near the hole's bounding box are compared (a window grown
+    until it holds one, then widened to that distance, beyond which no point can be nearer)."""
     lo, hi = hole.min(axis=0), hole.max(axis=0)
 
     def window(reach: int) -> np.ndarray:
