@@ -75,31 +75,31 @@ def _slit_together(loops: list[np.ndarray]) -> np.ndarray:
     by a zero-width slit (out to it, around it, back) to the nearest point of the loops joined
     before it, the holes nearest the outline first, so a slit's way is not through a hole not
     yet joined (that hole would be nearer, and joined first)."""
+    if len(loops) == 1:
+        return loops[0]
     points = np.concatenate(loops)
     owner = np.repeat(np.arange(len(loops)), [len(loop) for loop in loops])
     index = np.concatenate([np.arange(len(loop)) for loop in loops])
     by_x = np.argsort(points[:, 0], kind="stable")
     xs = points[by_x, 0]
-    lo = points.min(axis=0)
-    apart = np.ones(tuple(points.max(axis=0)[::-1] - lo[::-1] + 1), np.uint8)  # 0 on the outline
-    apart[loops[0][:, 1] - lo[1], loops[0][:, 0] - lo[0]] = 0
-    apart = cv2.distanceTransform(apart, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)  # distance to the outline
-    reach = [apart[loop[:, 1] - lo[1], loop[:, 0] - lo[0]].min() for loop in loops[1:]]
+    outline = loops[0][:: max(1, len(loops[0]) // 512)].astype(np.int64)  # up to 512 points of it
+    reach = [((outline[None] - loop[:: max(1, len(loop) // 32), None].astype(np.int64)) ** 2).sum(axis=2).min()
+             for loop in loops[1:]]  # about how far each hole is from the outline (up to 32 of its points)
     joined = np.zeros(len(loops), bool)
     joined[0] = True
     slits: list[dict[int, list]] = [{} for _ in loops]  # per loop: point -> the holes (loop, entry) entered there
     for k in 1 + np.argsort(reach, kind="stable"):
-        at, j, _ = _nearest_joined(loops[k], points, by_x, xs, joined[owner])
+        at, j = _nearest_joined(loops[k], points, by_x, xs, joined[owner])
         slits[owner[at]].setdefault(int(index[at]), []).append((k, j))
         joined[k] = True
     return _walk(loops, slits)
 
 
 def _nearest_joined(hole: np.ndarray, points: np.ndarray, by_x: np.ndarray, xs: np.ndarray,
-                    allowed: np.ndarray) -> tuple[int, int, int]:
-    """(row of `points`, index into `hole`, squared distance) of the nearest pair between the hole
-    and the allowed points: only points near the hole's bounding box are compared (a window grown
-    until it holds one, then widened to that distance, beyond which no point can be nearer)."""
+                    allowed: np.ndarray) -> tuple[int, int]:
+    """(row of `points`, index into `hole`) of the nearest pair between the hole and the allowed
+    points: only points near the hole's bounding box are compared (a window grown until it holds
+    one, then widened to that distance, beyond which no point can be nearer)."""
     lo, hi = hole.min(axis=0), hole.max(axis=0)
 
     def window(reach: int) -> np.ndarray:
@@ -114,7 +114,7 @@ def _nearest_joined(hole: np.ndarray, points: np.ndarray, by_x: np.ndarray, xs: 
     near = window(int(np.ceil(np.sqrt(d.min()))))  # any nearer point lies within this of the box
     d = ((points[near, None, :].astype(np.int64) - hole[None, :, :]) ** 2).sum(axis=2)
     k = int(np.argmin(d))
-    return int(near[k // len(hole)]), k % len(hole), int(d.flat[k])
+    return int(near[k // len(hole)]), k % len(hole)
 
 
 def _walk(loops: list[np.ndarray], slits: list[dict]) -> np.ndarray:
