@@ -247,7 +247,7 @@ def continue_leg(folder: str, info: VideoInfo) -> tuple[Leg, Plan] | None:
     covers = summary.get("covers")
     if record is None or not covers or not record.frame_range:
         return None
-    stride = int(summary.get("stride") or 1)
-    plan = Plan(int(covers[0]), int(covers[1]))
+    stride = max(1, int(record.stride or 1))
+    plan = Plan(int(covers[0]), int(covers[1]), stride=stride)
     leg = plan.next_leg(record.frame_range, stride)
     return (leg, plan) if leg is not None and os.path.isdir(folder) else None

@@ -312,7 +312,7 @@ class Service:
             raise BadRequestError("Press Detect first, so that you can check what will be tracked.")
         stride = check_stride(stride, info)
         if ws.earlier:  # continuing a run: on its frames (its stride)
-            stride = int(runs.summary_of(ws.earlier).get("stride") or 1)
+            stride = _stride_of(ws.earlier)
         return RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
                           tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier, stride)
 
@@ -337,7 +337,7 @@ class Service:
             raise BadRequestError("There is no unfinished run to continue: Propagate starts a new one.")
         leg, _ = found
         earlier = continuation.load(ws.run_dir, leg.frame, leg.direction, info)
-        stride = int(runs.summary_of(ws.run_dir).get("stride") or 1)
+        stride = _stride_of(ws.run_dir)
         ws.preview, ws.frame, ws.removed, ws.edits, ws.corner, ws.earlier = None, leg.frame, set(), [], None, ws.run_dir
         ws.phrases = ws.phrases or earlier.prompts
         options = RunOptions(ws.phrases, leg.frame, leg.direction, leg.max_frames, earlier.threshold,
@@ -440,6 +440,12 @@ class Service:
 
     def also_sweep(self, clean) -> None:
         self.workspaces.also_sweep(clean)
+
+
+def _stride_of(folder: str) -> int:
+    """The stride of the run in `folder` (its run.json; 1 for a run written before strides)."""
+    record = read_record(folder)
+    return max(1, int(getattr(record, "stride", 1) or 1))
 
 
 def _file_id(path: str) -> tuple[str, int] | None:
