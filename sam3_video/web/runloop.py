@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -239,7 +238,7 @@ class RunLoop:
                          f"{advice}."}
 
 
-def continue_leg(folder: str, info: VideoInfo) -> tuple[Leg, Plan] | None:
+def continue_leg(folder: str) -> Leg | None:
     """Where the run in `folder` goes on, when it ended before it covered what it set out to
     (its summary's `covers`), or None."""
     summary = runs.summary_of(folder)
@@ -249,5 +248,4 @@ def continue_leg(folder: str, info: VideoInfo) -> tuple[Leg, Plan] | None:
         return None
     stride = max(1, int(record.stride or 1))
     plan = Plan(int(covers[0]), int(covers[1]), stride=stride)
-    leg = plan.next_leg(record.frame_range, stride)
-    return (leg, plan) if leg is not None and os.path.isdir(folder) else None
+    return plan.next_leg(record.frame_range, stride)

@@ -30,7 +30,7 @@ from ..errors import BadRequestError
 from ..pipeline import check_outputs
 from ..runfolder import read_record
 from ..session import check_direction, check_frame, check_threshold
-from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, frame_order, parse_prompts
+from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, parse_prompts
 from ..video import VideoReader
 from . import clicks, gpu, runloop, runs
 from .live import LiveRun
@@ -332,10 +332,9 @@ class Service:
         _, info = ws.need_video()
         if ws.running:
             raise BadRequestError("The run is still going on.")
-        found = runloop.continue_leg(ws.run_dir, info) if ws.run_dir else None
-        if found is None:
+        leg = runloop.continue_leg(ws.run_dir) if ws.run_dir else None
+        if leg is None:
             raise BadRequestError("There is no unfinished run to continue: Propagate starts a new one.")
-        leg, _ = found
         earlier = continuation.load(ws.run_dir, leg.frame, leg.direction, info)
         stride = _stride_of(ws.run_dir)
         ws.preview, ws.frame, ws.removed, ws.edits, ws.corner, ws.earlier = None, leg.frame, set(), [], None, ws.run_dir
