@@ -140,12 +140,12 @@ def _calls(s: VideoSession) -> list:
     s.remove_object(ids[-2])
     out.append(s.refine(0, ids[0], [(20.0, 30.0), (80.0, 60.0)], [1, 0]))
     out.append(s.add_object(0, "mirror", box=(10.0, 80.0, 60.0, 140.0))[1])
-    out.append(s.exemplar(0, BOX))
-    try:
-        out.append(s.exemplar(0, (0.0, 0.0, 60.0, 60.0), positive=False))
-    except BadRequestError as refused:  # a counter-example that rules out nothing is refused, the session as it was
-        out.append(str(refused))
     out.append(s.add_object(0, "car", points=[(150.0, 120.0)], labels=[1])[1])
+    for box, positive in ((BOX, True), ((0.0, 0.0, 60.0, 60.0), False)):
+        try:
+            out.append(s.exemplar(0, box, positive))
+        except BadRequestError as refused:  # one that changes nothing is refused, the session as it was
+            out.append(str(refused))
     return out + list(s.propagate("forward", max_frames=8))
 
 
