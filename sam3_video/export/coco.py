@@ -8,11 +8,6 @@
                   track_id, keyframe: true, score}}
     categories:  {id, name} - the phrases, in prompt order
 `file_name` matches the frames written by the labelme format (annotations/labelme/).
-`coco/`: the same JSON in COCO's standard dataset layout, which datumaro's `coco_instances`
-importer detects (it wants `annotations/instances_<subset>.json` with `images/` beside it) and
-other COCO loaders take (annotation file + image root):
-    coco/annotations/instances_default.json
-    coco/images/default/00012.jpg        the processed frames ("default": datumaro's and CVAT's subset)
 
 CVAT's COCO 1.0 import (datumaro's `coco_instances`) reads the per-annotation `attributes`, not the
 top-level fields: a shape with `track_id` and `keyframe` there joins a track, so each object
@@ -27,9 +22,7 @@ import os
 
 from .. import __version__
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, Spill, dumps, present, write_bytes
-
-SUBSET = "default"  # the subset name datumaro and CVAT give a dataset of one subset
+from .base import AtomicText, ExportContext, Spill, dumps, present
 
 
 def cvat_attributes(track_id: int, score: float) -> dict:
@@ -37,21 +30,15 @@ def cvat_attributes(track_id: int, score: float) -> dict:
 
 
 class CocoWriter:
-    files = ("coco_instances.json", "coco/")
-    needs_image = True  # coco/images/: the pipeline decodes each frame on the model's thread
+    files = ("coco_instances.json",)
 
     def __init__(self, folder: str, context: ExportContext):
         self.path = os.path.join(folder, self.files[0])
-        self.standard = os.path.join(folder, "coco", "annotations", f"instances_{SUBSET}.json")
-        self.image_dir = os.path.join(folder, "coco", "images", SUBSET)
-        os.makedirs(os.path.dirname(self.standard), exist_ok=True)
-        os.makedirs(self.image_dir, exist_ok=True)
         self.context = context
         self._spill = Spill(folder, "coco")
 
     def write(self, frame: EncodedFrame) -> None:
         r, info = frame.result, self.context.info
-        write_bytes(os.path.join(self.image_dir, f"{self.context.frame_name(r.frame_index)}.jpg"), frame.jpeg)
         image = {
             "id": r.frame_index + 1,
             "file_name": f"{self.context.frame_name(r.frame_index)}.jpg",
@@ -76,23 +63,17 @@ class CocoWriter:
         self._spill.add(r.frame_index, [image, annotations])
 
     def close(self) -> None:
-        outs = [AtomicText(self.path), AtomicText(self.standard)]  # one text, two places
-
-        def write(text: str) -> None:
-            for out in outs:
-                out.write(text)
-
+        out = AtomicText(self.path)
         info = {"description": f"{self.context.video_name}: SAM3 video segmentation", "version": __version__}
-        write('{"info":' + dumps(info) + ',"licenses":[],"categories":' + dumps(self.context.categories.as_list()))
+        out.write('{"info":' + dumps(info) + ',"licenses":[],"categories":' + dumps(self.context.categories.as_list()))
         keys = self._spill.keys()
-        write(',"images":[' + ",".join(dumps(self._spill.get(k)[0][0]) for k in keys) + "]")
-        write(',"annotations":[')
+        out.write(',"images":[' + ",".join(dumps(self._spill.get(k)[0][0]) for k in keys) + "]")
+        out.write(',"annotations":[')
         next_id, first = 1, True
         for key in keys:
             for ann in self._spill.get(key)[0][1]:
-                write(("" if first else ",") + dumps({"id": next_id, **ann}))
+                out.write(("" if first else ",") + dumps({"id": next_id, **ann}))
                 next_id, first = next_id + 1, False
-        write("]}")
-        for out in outs:
-            out.commit()
+        out.write("]}")
+        out.commit()
         self._spill.close()
