@@ -49,8 +49,6 @@ class Defaults:
     # (backends/postprocess.py), Meta's semantics; 0: the hub kernel or OpenCV on the host, which
     # copies every frame's masks to the host.
     device_cleanup: bool = _env("SAM3_DEVICE_CLEANUP", "1").lower() not in ("0", "false", "no", "off")
-
-
     # The most objects one session tracks at once (0: the model's own limit only). Each tracked
     # object holds memory for the frames the tracker reads and costs tracker work on every frame;
     # on ZeroGPU the default is what fits a 48 GB slice (objects_for_memory), elsewhere no cap.
@@ -68,8 +66,7 @@ def objects_for_memory(card_gb: float = 48.0, base_gb: float = 31.0, per_object_
     return max(1, int((card_gb - base_gb - margin_gb) / per_object_gb))
 
 
-_ZERO_GPU = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "true")
-if _ZERO_GPU and not os.environ.get("SAM3_MAX_OBJECTS", "").strip():
+if ON_ZERO_GPU and not os.environ.get("SAM3_MAX_OBJECTS", "").strip():
     DEFAULTS = Defaults(max_objects=objects_for_memory())
 else:
     DEFAULTS = Defaults()
