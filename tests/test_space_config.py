@@ -1,6 +1,6 @@
-"""The Space's configuration against the platform's rules (../shared/zerogpu/README.md, "The platform
-today"): the README's front matter as the Hub checks it at push, and the pins as ZeroGPU builds
-them: a torch it supports with its torchvision, CUDA builds that run on its Blackwell GPUs, and a
+"""The Space's configuration against the platform's rules (docs/zerogpu.md, "Today's platform": the
+hub docs of August 2026 and spaces 0.51.3): the README's front matter as the Hub checks it at
+push, and the pins as ZeroGPU builds them: a torch it supports with its torchvision, CUDA builds that run on its Blackwell GPUs, and a
 Python 3.12 wheel for every pinned package (the Space runs Python 3.12).
 
 The wheel check asks the package registry (pip's resolver, metadata only): it needs the network

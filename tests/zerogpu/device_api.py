@@ -7,8 +7,8 @@ Every request is recorded with the time it arrived (`calls`, and a JSON-lines lo
 newly forked one. `uuid` is what the worker puts in CUDA_VISIBLE_DEVICES: on a real GPU, its UUID
 (or index).
 
-The platform's refusals, as ../shared/zerogpu/fake_device_api.py plays them (spaces 0.51.3 turns
-each into its own error for the visitor):
+The platform's refusals, as the hub docs (August 2026) describe them (spaces 0.51.3 turns each
+into its own error for the visitor; docs/zerogpu.md, "Today's platform"):
 - `quota=S`: the visitor has S seconds of GPU; each call is charged its real time (/allow to
   /release); a /schedule asking more than is left gets HTTP 429 with {left, wait}.
 - `auth`: the X-Authenticated header ("regular", "pro", or None for a visitor not logged in).
