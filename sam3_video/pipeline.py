@@ -106,14 +106,10 @@ def run(
         os.makedirs(out_dir, exist_ok=True)
         record = _record(out_dir, session, options, prompts, backend, expected, earlier)
         write_record(out_dir, record)
-        all_sinks: list[Sink] = [ResultsWriter(out_dir)]
-        if "overlay" in wanted:  # kept frames come first and in order: the overlay starts with them
-            all_sinks.append(OverlayWriter(out_dir, session.info, (kept or order)[0], session.frame, session.stride))
+        # kept frames come first and in order: the overlay starts with them
+        all_sinks, annotations = open_outputs(out_dir, wanted, session.info, prompts, (kept or order)[0], session.frame,
+                                              session.stride, session.model_info.offset)
         formats = [name for name in wanted if name in FORMATS]
-        annotations = None
-        if formats:
-            context = ExportContext(session.info, Categories(prompts), session.stride, session.model_info.offset)
-            annotations = Annotations(out_dir, formats, context)
         all_sinks += [*sinks, *([annotations] if annotations else [])]
         ids_per_label: dict[str, set[int]] = {}
         status, error, done, handed = "complete", None, 0, []
@@ -179,6 +175,20 @@ def run(
             if close_error is not None and error is None:
                 raise close_error
     return record
+
+
+def open_outputs(out_dir: str, wanted: Sequence[str], info, prompts, first_frame: int,
+                 frame_source: Callable[[int], object], stride: int = 1, offset: int = 0
+                 ) -> tuple[list[Sink], Annotations | None]:
+    """The writers of a run folder for the checked output names `wanted`: results.jsonl and the
+    overlay (starting at `first_frame`, frames read through `frame_source`), then the annotation
+    formats apart (they are closed last, with the run's record)."""
+    writers: list[Sink] = [ResultsWriter(out_dir)]
+    if "overlay" in wanted:
+        writers.append(OverlayWriter(out_dir, info, first_frame, frame_source, stride))
+    formats = [name for name in wanted if name in FORMATS]
+    context = ExportContext(info, Categories(tuple(prompts)), stride, offset)
+    return writers, (Annotations(out_dir, formats, context) if formats else None)
 
 
 def write_all(sinks: Sequence[Sink], frame: EncodedFrame) -> None:

@@ -16,10 +16,8 @@ from dataclasses import replace
 from typing import Sequence
 
 from .continuation import RunFrames
-from .export import FORMATS, Annotations, Categories, ExportContext
-from .overlay import OverlayWriter
-from .pipeline import check_outputs, write_all
-from .results import EncodedFrame, ResultsWriter
+from .pipeline import check_outputs, open_outputs, write_all
+from .results import EncodedFrame
 from .runfolder import RunRecord, read_record, write_record
 from .types import VideoInfo
 from .video import VideoReader
@@ -55,20 +53,15 @@ def rewrite(folder: str, out_dir: str, info: VideoInfo, outputs: Sequence[str], 
         def frame(index: int):
             return reader[(index - offset) // stride]
 
-        sinks: list = [ResultsWriter(out_dir)]
-        if "overlay" in wanted and indices:
-            sinks.append(OverlayWriter(out_dir, info, indices[0], frame, stride))
-        formats = [name for name in wanted if name in FORMATS]
-        context = ExportContext(info, Categories(tuple(earlier.prompts)), stride, offset)
-        annotations = Annotations(out_dir, formats, context) if formats else None
+        sinks, annotations = open_outputs(out_dir, wanted if indices else [w for w in wanted if w != "overlay"],
+                                          info, earlier.prompts, indices[0] if indices else 0, frame, stride, offset)
         ids_per_label: dict[str, set[int]] = {}
         try:
             for result in frames.read(indices, info.height, info.width):
                 write_all(sinks + ([annotations] if annotations else []),
                           EncodedFrame(result, lambda i=result.frame_index: frame(i)))
-                for obj_id, label, mask in zip(result.obj_ids.tolist(), result.labels, result.masks):
-                    if mask.any():
-                        ids_per_label.setdefault(label, set()).add(obj_id)
+                for obj_id, label in zip(result.obj_ids.tolist(), result.labels):  # counted as a run counts them
+                    ids_per_label.setdefault(label, set()).add(obj_id)
         finally:
             for sink in sinks:
                 sink.close()

@@ -73,10 +73,7 @@ class Sizer:
         """The duration to try after `asked` was refused for want of quota: what is left (the
         platform's figure divided by its factor), else half of `asked`; None when that is too
         short to do anything."""
-        if refused.left_s is not None:
-            seconds = math.floor(refused.left_s / duration_factor()) - 1
-        else:
-            seconds = asked // 2
+        seconds = _asks_left(refused) if refused.left_s is not None else asked // 2
         return seconds if self.smallest(kept, edits) <= seconds < asked else None
 
     def shorter_step(self, asked: int, refused: Refusal | None) -> int | None:
@@ -84,7 +81,7 @@ class Sizer:
         the platform said and they are at least half of what was asked; else None."""
         if refused is None or refused.kind != "quota" or refused.left_s is None:
             return None
-        seconds = math.floor(refused.left_s / duration_factor()) - 1
+        seconds = _asks_left(refused)
         return seconds if asked / 2 <= seconds < asked else None
 
     def estimate(self, info: VideoInfo, options: RunOptions, kept: int = 0) -> tuple[int, int]:
@@ -99,6 +96,12 @@ class Sizer:
         per_call = max(1.0, figures.max_s - figures.start_s - GpuBudget.margin_s(figures.max_s))
         calls = math.ceil(figures.per_frame_s * frames / per_call)
         return math.ceil(needed + (calls - 1) * figures.start_s), calls
+
+
+def _asks_left(refused: Refusal) -> int:
+    """The longest call the quota the platform said is left lets start (it counts each asked second
+    `duration_factor` times), a second short."""
+    return math.floor(refused.left_s / duration_factor()) - 1
 
 
 def ended_by(refused: Refusal | None, err: BaseException) -> tuple[str, str]:
