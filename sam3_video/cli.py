@@ -155,6 +155,13 @@ def _segment(args) -> int:
         nonlocal bar
         if args.quiet:
             return
+        if p.written is not None:  # the model is done; the files are being finished
+            if bar is None or bar.desc != "write files":
+                if bar is not None:
+                    bar.close()
+                bar = tqdm(total=p.done, unit="frame", desc="write files", dynamic_ncols=True)
+            bar.update(p.written - bar.n)
+            return
         if bar is None:
             bar = tqdm(total=p.total, unit="frame", desc="propagate", dynamic_ncols=True)
         bar.update(p.done - bar.n)

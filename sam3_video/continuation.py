@@ -70,6 +70,13 @@ class RunFrames:
                 f.seek(self.offsets[index])
                 yield frame_from_json(json.loads(f.readline()), height, width)
 
+    def lines(self, indices) -> Iterator[bytes]:
+        """The results lines of `indices` as the file holds them, in that order."""
+        with open(self.path, "rb") as f:
+            for index in indices:
+                f.seek(self.offsets[index])
+                yield f.readline()
+
     def covered(self) -> str:
         return f"frames {min(self.offsets)} to {max(self.offsets)}" if self.offsets else "no frames"
 
@@ -89,10 +96,6 @@ class EarlierRun:
     frames: RunFrames = field(repr=False)
     direction: Direction = "forward"  # the way the new run goes from `frame`
     stride: int = 1  # the earlier run's (every frame: 1), which the new run keeps
-
-    def kept_results(self, height: int, width: int) -> Iterator[FrameResult]:
-        """The kept frames' results, ascending, read one at a time (memory stays flat)."""
-        return self.frames.read(self.kept, height, width)
 
 
 def load(folder: str | os.PathLike, frame: int, direction: Direction | None, info: VideoInfo,

@@ -10,13 +10,14 @@ What lands in the output folder (see README, "Output"):
     overlay.mp4       output "overlay"
     annotations/      the chosen annotation formats + manifest.json, and annotations.zip of it
 A stopped or failed run still closes every sink, so each file is valid and covers exactly the
-frames that were processed.
+frames that were processed. The overlay and the annotations are written from the results, off the
+model's thread (sam3_video/writing.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Protocol, Sequence
@@ -25,13 +26,13 @@ from . import __version__, continuation
 from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
 from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
-from .export import FORMATS, Annotations, Categories, ExportContext, check_formats
-from .overlay import OverlayWriter
-from .results import EncodedFrame, ResultsWriter
+from .export import FORMATS, check_formats
+from .results import EncodedFrame, ResultsWriter, frame_to_json
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
 from .types import FrameResult, RunOptions, ordinal, parse_prompts
 from .video import probe
+from .writing import Background, FileWriter, call_all
 
 OUTPUTS: tuple[str, ...] = ("overlay", *FORMATS)  # what `outputs=` may name; results.jsonl is always written
 
@@ -52,6 +53,7 @@ class Progress:
     fps: float
     eta_s: float | None
     result: FrameResult | None = None
+    written: int | None = None  # once the model is done: frames the writers have finished (None before)
 
 
 def run(
@@ -70,9 +72,12 @@ def run(
 
     Errors a user can fix (bad video, missing model, bad options) raise `Sam3VideoError` before
     anything is written; a failure during propagation is recorded in run.json and re-raised
-    after the frames done so far are saved in every output. With `overlap` the sinks write in a
-    thread of their own (a few frames behind), while the model works on the next frame. Returns the
-    run's record, as run.json holds it at the end.
+    after the frames done so far are saved in every output. The model's thread writes results.jsonl
+    and run.json; the overlay, the formats and the `sinks` are written from the results by a
+    `writing.FileWriter` with a video reader of its own, with `overlap` in a thread of its own that
+    the model never waits for (up to `writing.QUEUE_FRAMES` frames behind). The run returns once
+    every file is final; while the writers finish, `on_progress` gets `Progress.written`. Returns
+    the run's record, as run.json holds it at the end.
     """
     out_dir = os.fspath(out_dir)
     wanted = check_outputs(outputs)
@@ -107,39 +112,44 @@ def run(
         record = _record(out_dir, session, options, prompts, backend, expected, earlier)
         write_record(out_dir, record)
         # kept frames come first and in order: the overlay starts with them
-        all_sinks, annotations = open_outputs(out_dir, wanted, session.info, prompts, (kept or order)[0], session.frame,
-                                              session.stride, session.model_info.offset)
-        formats = [name for name in wanted if name in FORMATS]
-        all_sinks += [*sinks, *([annotations] if annotations else [])]
+        results = ResultsWriter(out_dir)  # the model's side writes this (and run.json) only
+        files = None
+        if wanted or sinks:  # the overlay and the formats: from the results, by a writer of their own
+            files = FileWriter(out_dir, wanted, session.info, prompts, (kept or order)[0], session.stride,
+                               session.model_info.offset, extra=sinks)
+        feed = Background(files) if files is not None and overlap else None
         ids_per_label: dict[str, set[int]] = {}
         status, error, done, handed = "complete", None, 0, []
-        feed = SinkThread(all_sinks) if overlap else None
-        needs_image = bool(sinks) or "overlay" in wanted or any(getattr(FORMATS[f], "needs_image", False)
-                                                                 for f in formats)
 
-        def hand_over(result: FrameResult) -> None:
+        def hand_over(record: dict, line: bytes | None = None) -> None:
             nonlocal done
-            frame = EncodedFrame(result, lambda i=result.frame_index: session.frame(i))
+            results.write(record, line)
             if feed is not None:
-                if needs_image:
-                    frame.image  # decoded here: the reader is the model's, and not thread-safe
-                feed.put(frame)
-            else:
-                write_all(all_sinks, frame)
-            for obj_id, label in zip(result.obj_ids.tolist(), result.labels):
-                ids_per_label.setdefault(label, set()).add(obj_id)
+                feed.put(record)  # encoded: a few KB a frame wait, never the masks or the pixels
+            elif files is not None:
+                files.write(record)
+            for obj in record["objects"]:
+                ids_per_label.setdefault(obj["label"], set()).add(int(obj["id"]))
             done += 1
-            handed.append(result.frame_index)
+            handed.append(int(record["frame_index"]))
 
         try:
             # The kept frames are frames done: a stop (even one asked before this run began, as
-            # between two GPU calls of one app run) ends the run after them, never before.
-            for result in earlier.kept_results(*session.info.size) if earlier else ():
-                hand_over(result)
+            # between two GPU calls of one app run) ends the run after them, never before. They are
+            # the earlier run's lines, copied.
+            for line in earlier.frames.lines(kept) if earlier else ():
+                hand_over(json.loads(line), line)
             new_started = time.perf_counter()
+            # Continued with nothing changed on its start frame (the next GPU call of one run, or a
+            # run continued as it was): that frame is the earlier run's, as its files show it.
+            same_start = earlier is not None and not options.edits and not options.remove_ids
             for result in () if session.stopped else session.propagate(options.direction, options.start_frame,
                                                                        options.max_frames):
-                hand_over(result)
+                if same_start and result.frame_index == earlier.frame:
+                    line = next(earlier.frames.lines([earlier.frame]))
+                    hand_over(json.loads(line), line)
+                else:
+                    hand_over(frame_to_json(result))
                 if on_progress:
                     elapsed = time.perf_counter() - new_started  # the model's pace, kept frames aside
                     fps = (done - len(kept)) / elapsed if elapsed > 0 else 0.0
@@ -156,88 +166,34 @@ def run(
                 raise OutOfMemoryError(error) from err
             raise
         finally:
-            close_error = _call_all([feed.close]) if feed is not None else None  # every frame handed over
-            if feed is not None and feed.written < done:  # a sink failed: only what the sinks were given counts
-                done = feed.written
-            close_error = _call_all([s.close for s in all_sinks if s is not annotations]) or close_error
+            close_error = None
+            if feed is not None:  # every frame handed over is written, however long that takes
+                try:
+                    for written in feed.drain():
+                        if on_progress and written < done:
+                            on_progress(Progress(done, expected, time.perf_counter() - started, 0.0, None,
+                                                 written=written))
+                except Exception as err:
+                    close_error = err
+            if files is not None and len(files.written) < done:  # a writer failed: only what every output took counts
+                done = len(files.written)
+                results.keep(done)
+            close_error = call_all([results.close]) or close_error
             record.objects_per_label = {label: len(ids) for label, ids in sorted(ids_per_label.items())}
             record.elapsed_s = round(time.perf_counter() - started, 3)
             record.frames_done, record.status, record.error = done, status, error
             record.frame_range = [min(handed[:done]), max(handed[:done])] if done else None
             if close_error is not None and error is None:
                 record.status, record.error = "failed", f"writing the outputs failed: {close_error}"
-            if annotations is not None:  # always closed, whatever failed before
-                annotations_error = _call_all([lambda: annotations.close(record.to_json())])
-                if annotations_error is not None and record.error is None:
-                    record.status, record.error = "failed", f"writing the outputs failed: {annotations_error}"
-                close_error = close_error or annotations_error
+            if files is not None:  # always closed, whatever failed before
+                files_error = files.close(record)
+                if files_error is not None and record.error is None:
+                    record.status, record.error = "failed", f"writing the outputs failed: {files_error}"
+                close_error = close_error or files_error
             write_record(out_dir, record)
             if close_error is not None and error is None:
                 raise close_error
     return record
-
-
-def open_outputs(out_dir: str, wanted: Sequence[str], info, prompts, first_frame: int,
-                 frame_source: Callable[[int], object], stride: int = 1, offset: int = 0
-                 ) -> tuple[list[Sink], Annotations | None]:
-    """The writers of a run folder for the checked output names `wanted`: results.jsonl and the
-    overlay (starting at `first_frame`, frames read through `frame_source`), then the annotation
-    formats apart (they are closed last, with the run's record)."""
-    writers: list[Sink] = [ResultsWriter(out_dir)]
-    if "overlay" in wanted:
-        writers.append(OverlayWriter(out_dir, info, first_frame, frame_source, stride))
-    formats = [name for name in wanted if name in FORMATS]
-    context = ExportContext(info, Categories(tuple(prompts)), stride, offset)
-    return writers, (Annotations(out_dir, formats, context) if formats else None)
-
-
-def write_all(sinks: Sequence[Sink], frame: EncodedFrame) -> None:
-    """Give `frame` to every sink, even when one fails (so the others cover the same frames);
-    then raise the first failure."""
-    first = _call_all([lambda sink=sink: sink.write(frame) for sink in sinks])
-    if first is not None:
-        raise first
-
-
-class SinkThread:
-    """Hands frames to the sinks in a thread of its own, through a queue of at most `depth` frames
-    (memory stays bounded; the model waits only when writing falls that far behind). A sink's
-    error stops the thread and is raised in the caller's thread by the next `put` or by `close`."""
-
-    def __init__(self, sinks: Sequence[Sink], depth: int = 4):
-        import queue
-
-        self._sinks = list(sinks)
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self.written = 0  # frames handed to every sink (the one a sink failed on included: the others took it)
-        self._thread = threading.Thread(target=self._work, name="sam3-sinks", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while True:
-            frame = self._queue.get()
-            if frame is None:
-                return
-            if self._error is None:
-                try:
-                    write_all(self._sinks, frame)
-                except BaseException as err:  # kept for the caller; later frames are dropped
-                    self._error = err
-                self.written += 1
-
-    def put(self, frame: EncodedFrame) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(frame)
-
-    def close(self) -> None:
-        """Wait until every frame put so far is written (idempotent); raise a sink's error."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 def replay(session: VideoSession, frame: int, phrases, threshold: float | None, removed, edits,
@@ -276,17 +232,6 @@ def check_outputs(outputs: Sequence[str]) -> list[str]:
             f"Unknown output in '{', '.join(names)}'. Choose from: {', '.join(OUTPUTS)} (or all)."
         ) from None
     return (["overlay"] if overlay else []) + formats
-
-
-def _call_all(closers: Sequence[Callable[[], None]]) -> Exception | None:
-    """Call each function even when one fails (closing or feeding every sink); return the first error."""
-    first = None
-    for close in closers:
-        try:
-            close()
-        except Exception as err:
-            first = first or err
-    return first
 
 
 def _record(out_dir: str, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int,

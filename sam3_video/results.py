@@ -161,14 +161,29 @@ class ResultsWriter:
 
     def __init__(self, out_dir: str | os.PathLike):
         self.path = os.path.join(os.fspath(out_dir), self.name)
-        self._file: IO[str] | None = open(self.path, "w", encoding="utf-8")
+        self._file: IO[bytes] | None = open(self.path, "wb")
         self.frames_written = 0
+        self._ends: list[int] = []  # the file's size after each frame
 
-    def write(self, frame: FrameResult | EncodedFrame) -> None:
+    def write(self, frame: FrameResult | EncodedFrame | dict, line: bytes | None = None) -> None:
+        """Append a frame: a result, or its record (`frame_to_json`); `line`, when given, is the
+        record's line as another results file holds it, copied as it is."""
         assert self._file is not None, "writer is closed"
-        self._file.write(json.dumps(frame_to_json(frame), separators=(",", ":")) + "\n")
+        if line is None:
+            record = frame if isinstance(frame, dict) else frame_to_json(frame)
+            line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        self._file.write(line)
         self._file.flush()
         self.frames_written += 1
+        self._ends.append(self._file.tell())
+
+    def keep(self, frames: int) -> None:
+        """Cut the file back to its first `frames` frames (the ones every other output holds)."""
+        if self._file is not None and frames < self.frames_written:
+            self._file.truncate(self._ends[frames - 1] if frames else 0)
+            self._file.seek(0, os.SEEK_END)
+            del self._ends[frames:]
+            self.frames_written = frames
 
     def close(self) -> None:
         if self._file is not None:

@@ -139,18 +139,59 @@ def test_writing_in_its_own_thread_gives_the_same_files(carphone, backend, tmp_p
 
 
 @pytest.mark.parametrize("outputs", [["ytvis"], ["labelme"], ["overlay"]])
-def test_frames_are_decoded_only_on_the_models_thread(carphone, backend, tmp_path, monkeypatch, outputs):
-    """The video reader is the model's and not thread-safe: a format that ships frames (YouTube-VIS's
-    JPEGImages, labelme's images) gets them decoded before its frame goes to the writer thread."""
+def test_the_files_decode_frames_with_a_reader_of_their_own(carphone, backend, tmp_path, monkeypatch, outputs):
+    """The model's video reader is not thread-safe and is the model's: the writers (a format that
+    ships frames, YouTube-VIS's JPEGImages or labelme's images, and the overlay) decode the frames
+    they need with a reader of their own, in the writer's thread."""
     import threading
 
     from sam3_video.session import VideoSession
+    from sam3_video.video import VideoReader
 
-    threads, frame = set(), VideoSession.frame
-    monkeypatch.setattr(VideoSession, "frame", lambda self, i: threads.add(threading.get_ident()) or frame(self, i))
+    model_reads, writer_reads, frame, get = set(), set(), VideoSession.frame, VideoReader.__getitem__
+    monkeypatch.setattr(VideoSession, "frame", lambda self, i: model_reads.add(threading.get_ident()) or frame(self, i))
+    monkeypatch.setattr(VideoReader, "__getitem__",
+                        lambda self, i: writer_reads.add(threading.current_thread().name) or get(self, i))
     assert run(carphone, RunOptions(("person",), 0, "forward", 4), tmp_path / "o", backend=backend,
                outputs=outputs).complete
-    assert threads == {threading.get_ident()}
+    assert model_reads <= {threading.get_ident()}  # the model's reader: only on the model's thread
+    assert "sam3-writer" in writer_reads
+
+
+def test_the_model_never_waits_for_the_writers(carphone, backend, tmp_path):
+    """A writer held back until the model has done every frame: the model still goes on to the end
+    (the writers take the frames later), and the files cover every frame."""
+    import threading
+
+    model_done = threading.Event()
+
+    class HeldBack:
+        def __init__(self):
+            self.frames = []
+
+        def write(self, frame):
+            assert model_done.wait(600), "the model waited for the writer"  # only binds if it does
+            self.frames.append(frame.frame_index)
+
+        def close(self):
+            pass
+
+    held = HeldBack()
+    written = []
+
+    def on_progress(p):
+        if p.written is None and p.done == p.total:
+            model_done.set()
+        elif p.written is not None:
+            written.append(p.written)
+
+    summary = run(carphone, RunOptions(("person",), 0, "forward", 30), tmp_path, backend=backend, sinks=[held],
+                  on_progress=on_progress)
+    assert summary.complete and held.frames == list(range(30))
+    assert _annotation_frames(tmp_path)["coco"] == list(range(30))
+    assert probe(tmp_path / "overlay.mp4").num_frames == 30
+    assert written == sorted(written) and all(w < 30 for w in written)  # the writing's progress, after the model's
+
 
 @pytest.mark.parametrize("bad_frame", [3, 29])  # 29, the last: the error comes out only when the writer closes
 def test_a_sink_that_fails_fails_the_run_and_the_rest_is_closed(carphone, backend, tmp_path, bad_frame):

@@ -497,3 +497,88 @@ def test_a_frame_step_that_makes_no_sense_is_a_sentence(service, carphone):
                           (121, "longer than this video")):
         with pytest.raises(BadRequestError, match=words):
             list(service.propagate("s", "forward", 5, stride))
+
+
+def files_cover(folder) -> dict[str, list[int]]:
+    """The frames each file of a run folder covers (results.jsonl, the overlay, every format)."""
+    import zipfile
+
+    done = sorted(r.frame_index for r in read_results(folder))
+    covered = {"results": done, "overlay": list(range(overlay_frames(os.path.join(folder, "overlay.mp4"))))}
+    with zipfile.ZipFile(os.path.join(folder, "annotations.zip")) as z:
+        names = z.namelist()
+        coco = json.loads(z.read("annotations/coco_instances.json"))
+        covered["coco"] = sorted(i["frame_index"] for i in coco["images"])
+        covered["ytvis"] = json.loads(z.read("annotations/ytvis_dataset.json"))["videos"][0]["frame_indices"]
+        covered["labelme"] = sorted(int(os.path.basename(n)[:-5]) for n in names
+                                    if n.startswith("annotations/labelme/") and n.endswith(".json"))
+        covered["davis"] = sorted(int(os.path.basename(n)[:-4]) for n in names
+                                  if n.startswith("annotations/davis/") and n.endswith(".png"))
+    return covered
+
+
+@pytest.mark.parametrize("stop_at", ["while the model runs", "when only the writing is left"])
+def test_a_stop_while_the_files_are_written_keeps_exactly_the_frames_done(service, carphone, monkeypatch, stop_at):
+    """The GPU call writes results only; the overlay and annotations are written from them here,
+    and may lag. A writer held back while the visitor presses Stop: the files still cover exactly
+    the frames the model did, in every format, and the page said it was writing them."""
+    import threading
+
+    from sam3_video import writing
+
+    release, held = threading.Event(), threading.Event()
+    write = writing.FileWriter.write
+
+    def slow_write(self, frame):
+        held.set()
+        assert release.wait(600), "the writer was never released"  # only binds if the test is broken
+        return write(self, frame)
+
+    if stop_at == "when only the writing is left":  # a writer that fell behind: all of it after the GPU
+        monkeypatch.setattr(writing.Follower, "_work", lambda self: None)
+    monkeypatch.setattr(writing.FileWriter, "write", slow_write)
+    service.open_video("w", carphone)
+    service.detect("w", 0, "person", None)
+    items = []
+    for item in service.propagate("w", "forward", 40):
+        items.append(item)
+        if isinstance(item, RunProgress) and not release.is_set():
+            writing_now = "writing the overlay and annotations" in item.text
+            if (stop_at == "while the model runs" and item.done >= 8 and held.is_set()) or writing_now:
+                service.stop("w")
+                release.set()
+    out = items[-1]
+    folder = service.workspaces.get("w").run_dir
+    covered = files_cover(folder)
+    done = covered["results"]
+    assert all(frames == done for frames in covered.values()), covered
+    assert out.summary["frames"] == len(done) and done == list(range(len(done)))
+    if stop_at == "while the model runs":
+        assert 8 <= len(done) < 40 and out.summary["stopped_by"] == "you"
+    else:  # the GPU had finished: a Stop cuts nothing short
+        assert len(done) == 40 and out.summary["status"] == "complete"
+    texts = [i.text for i in items[:-1]]
+    assert any("GPU released · writing the overlay and annotations" in t for t in texts), texts[-5:]
+    assert [n for n in os.listdir(service.workspaces.get("w").dir) if n.startswith("writing-")] == []
+
+
+def test_the_gpu_call_writes_results_only(service, carphone, monkeypatch):
+    """What the GPU step writes into its folder: the results and the record, never the overlay or
+    an annotation file (those are written in the app's process, from the results)."""
+    from sam3_video.web import gpu
+
+    seen = []
+    step = gpu.run_step
+
+    def watched(request):
+        for update in step(request):
+            yield update
+        seen.append(sorted(os.listdir(request.out_dir)))  # as the GPU step leaves it
+
+    monkeypatch.setattr(gpu, "run_step", watched)
+    service.open_video("r", carphone)
+    service.detect("r", 0, "person", None)
+    out, folder = run(service, "r", "forward", 10)
+    assert seen == [["results.jsonl", "run.json"]]
+    assert probe(out.overlay).num_frames == 10 and frames_in_zip(out.annotations_zip) == list(range(10))
+    assert files_cover(folder)["davis"] == list(range(10))

@@ -60,8 +60,10 @@ class Detected:
 @dataclass(frozen=True)
 class RunRequest:
     """Run `options` on the video into `out_dir` (sam3_video.pipeline.run), stopping at a stop
-    request left in `out_dir`, and, when `enforced`, in time to close every output within
-    `seconds` of GPU time."""
+    request left in `out_dir`, and, when `enforced`, in time to close its files within `seconds`
+    of GPU time. The step writes the results (results.jsonl, run.json) only: the overlay and the
+    annotations are written from them in the app's process (writing.Follower), so that the GPU
+    time goes to the model."""
 
     model: ModelRef
     video: str
@@ -70,7 +72,6 @@ class RunRequest:
     out_dir: str
     seconds: int
     enforced: bool = False
-    outputs: tuple[str, ...] = ("all",)
 
 
 @gpu(lambda request: request.seconds)
@@ -91,7 +92,7 @@ def detect_step(request: DetectRequest) -> Detected:
 @gpu(lambda request: request.seconds)
 def run_step(request: RunRequest) -> Iterator[RunUpdate]:
     """Yields a `RunUpdate` at once, then at least every UPDATE_EVERY_S, then a last one
-    (`finished`) once every output is closed. Closed early (a client's cancel through spaces'
+    (`finished`) once the results are closed. Closed early (a client's cancel through spaces'
     stop event, or in-process), it stops the run and returns only when the files are final."""
     started = time.time()
     deadline = started + request.seconds - GpuBudget.margin_s(request.seconds) if request.enforced else None
@@ -109,7 +110,7 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
     yield RunUpdate()
     try:
         job = Job(request.model.load(), request.video, request.info, request.options, request.out_dir, should_stop,
-                  request.outputs)
+                  outputs=())
     except Sam3VideoError as err:
         yield RunUpdate(finished=True, error=str(err))
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -25,8 +26,9 @@ from typing import Iterator
 from .. import continuation
 from ..config import GpuBudget
 from ..errors import BadRequestError
-from ..runfolder import read_record
+from ..runfolder import read_record, write_record
 from ..salvage import frames_in, rewrite
+from ..writing import Follower
 from ..types import RunOptions, VideoInfo, frame_order
 from . import gpu, runs
 from .gpucalls import Pace, Refusal, duration_factor, refusal
@@ -117,15 +119,38 @@ def ended_by(refused: Refusal | None, err: BaseException) -> tuple[str, str]:
                                        "worker died); continue, and it goes on from the last frame kept")
 
 
+@dataclass
+class Writing:
+    """After the GPU calls: the run's files are being finished, `written` of `total` frames."""
+
+    written: int
+    total: int
+
+
 class RunLoop:
     """Drives one run's GPU calls for a workspace (the caller holds it in use) and yields each
-    call's `RunUpdate` with the call's number, then the run's final summary (a dict)."""
+    call's `RunUpdate` with the call's number, then `Writing` while the files are finished after
+    the last call, then the run's final summary (a dict).
+
+    The GPU calls write results only; a `writing.Follower` writes the overlay and the annotations
+    from them in this process, as frames land, and moves them into the run's final folder at the
+    end: the visitor's GPU time goes to the model."""
 
     def __init__(self, workspaces: Workspaces, sizer: Sizer, outputs: tuple[str, ...]):
         self.workspaces, self.sizer, self.outputs = workspaces, sizer, outputs
 
     def legs(self, ws: Workspace, model, options: RunOptions, plan: Plan, kept: list[int]
-             ) -> Iterator[tuple[int, RunUpdate] | dict]:
+             ) -> Iterator[tuple[int, RunUpdate] | Writing | dict]:
+        video, info = ws.need_video()
+        here = replace(info, path=video)  # the workspace's own link (Gradio deletes its uploads)
+        follower = Follower(tempfile.mkdtemp(prefix="writing-", dir=ws.dir), self.outputs, here)
+        try:
+            yield from self._legs(ws, model, options, plan, kept, follower)
+        finally:
+            follower.discard()  # (done already when the files were moved into the run's folder)
+
+    def _legs(self, ws: Workspace, model, options: RunOptions, plan: Plan, kept: list[int], follower: Follower
+              ) -> Iterator[tuple[int, RunUpdate] | Writing | dict]:
         video, info = ws.need_video()
         before = previous = ws.run_dir  # what the visitor keeps if the first call does nothing
         self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {ws.run_dir, ws.earlier}))
@@ -134,8 +159,8 @@ class RunLoop:
             new = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
                                   options.max_frames, options.stride))
             seconds = self.sizer.run(new, len(kept), len(options.edits), boost)
-            request = gpu.RunRequest(model, video, info, options, ws.run_dir, seconds, self.sizer.budget.enforced,
-                                     self.outputs)
+            request = gpu.RunRequest(model, video, info, options, ws.run_dir, seconds, self.sizer.budget.enforced)
+            follower.follow(ws.run_dir)  # the files are written from its results as they land, here
             last, err = RunUpdate(), None
             while True:  # the call, and shorter ones while the platform refuses it for want of quota
                 calls += 1
@@ -156,7 +181,7 @@ class RunLoop:
                     request = replace(request, seconds=shorter)
             self._learn(last)
             if err is not None:
-                ended = self._keep_done(ws, previous, len(kept), err, info)
+                ended = self._keep_done(ws, previous, len(kept), err, replace(info, path=video))
                 break
             record = read_record(ws.run_dir)
             if record is None:  # failed before it wrote anything (its sentence says why): back to the last record
@@ -196,6 +221,16 @@ class RunLoop:
             why = (ended or {}).get("advice") or (ended or {}).get("error") or "run it again"
             raise BadRequestError(f"Nothing of this run was done: {why.rstrip('.')}."
                                   + (" Your earlier run and its files are kept." if before else ""))
+        try:  # the rest of the files, written here after the GPU calls (the GPU is released)
+            for written, total in follower.finish(ws.run_dir, read_record(ws.run_dir)):
+                yield Writing(written, total)
+        except Exception as err:  # the results are kept; the summary says what went wrong
+            log.error("writing the files of a run failed", exc_info=err)
+            record = read_record(ws.run_dir)
+            record.status, record.error = "failed", f"writing the outputs failed: {err}"
+            write_record(ws.run_dir, record)
+            ended = {**(ended or {}), "error": f"Writing the files failed ({err}); the results of every frame "
+                                               "done are kept (results.jsonl). Run it again."}
         summary = runs.summary_of(ws.run_dir)
         ended = {k: v for k, v in (ended or {}).items() if k != "advice"}
         summary.update(seconds=round(time.monotonic() - started, 1), gpu_calls=calls, covers=[plan.first, plan.last],
@@ -224,7 +259,7 @@ class RunLoop:
         if not closed and frames_in(current) > kept:  # cut off: write its frames again, here
             folder = self.workspaces.new_run_dir(ws, {current, previous, ws.earlier})
             try:
-                rewrite(current, folder, info, self.outputs, "stopped", advice)
+                rewrite(current, folder, info, (), "stopped", advice)  # the results: the files follow them
                 current, closed = folder, True
             except Exception as failed:  # keep the folder before it
                 log.error("rewriting a cut-off run failed", exc_info=failed)

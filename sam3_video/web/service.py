@@ -37,7 +37,7 @@ from .live import LiveRun
 from .model import AppModel
 from .previews import Preview, draw, object_rows, to_video_pixels
 from .gpucalls import Pace, duration_factor, refusal
-from .runloop import RunLoop, Sizer
+from .runloop import RunLoop, Sizer, Writing
 from .runs import Outputs, Plan, RunUpdate
 from .uploads import check_video, keep_upload
 from .workspaces import Workspace, Workspaces
@@ -398,6 +398,10 @@ class Service:
             for item in self.loop.legs(ws, model, options, plan, kept):
                 if isinstance(item, dict):  # the summary: the run has ended, its folder is final
                     break
+                if isinstance(item, Writing):  # the GPU calls are over: the files are being finished
+                    yield RunProgress(shown, plan.total, 0.0, None, None,
+                                      f"GPU released · writing the overlay and annotations: {item.written}/{item.total}")
+                    continue
                 calls, update = item
                 progress = _progress(update, plan, shown, calls, started)
                 shown = progress.done
