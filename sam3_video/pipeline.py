@@ -126,8 +126,9 @@ def run(
                 feed.put(frame)
             else:
                 write_all(all_sinks, frame)
-            for obj_id, label in zip(result.obj_ids.tolist(), result.labels):
-                ids_per_label.setdefault(label, set()).add(obj_id)
+            for obj_id, label, area in zip(result.obj_ids.tolist(), result.labels, frame.areas):
+                if area:  # what the annotation files hold: an object with no pixel is in none of them
+                    ids_per_label.setdefault(label, set()).add(obj_id)
             done += 1
             handed.append(result.frame_index)
 
