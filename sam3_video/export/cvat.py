@@ -34,7 +34,7 @@ import numpy as np
 from ..render import color_for, hex_color
 from ..results import EncodedFrame
 from .base import AtomicText, ExportContext, Spill, present
-from .labelme import join_outlines, part_outlines
+from .outlines import joined_outline
 
 
 def cvat_outline(mask: np.ndarray) -> np.ndarray:
@@ -46,7 +46,7 @@ def cvat_outline(mask: np.ndarray) -> np.ndarray:
     if w == 0 or h == 0:
         return np.zeros((0, 2))
     doubled = np.repeat(np.repeat(pixels[y : y + h, x : x + w], 2, axis=0), 2, axis=1)
-    return (join_outlines(part_outlines(doubled)) + 0.5) / 2 + (x, y)
+    return (joined_outline(doubled) + 0.5) / 2 + (x, y)
 
 
 class CvatWriter:
