@@ -63,7 +63,7 @@ class CvatWriter:
             self.context.categories.id_of(r.labels[k])
             outline = cvat_outline(r.masks[k])
             if len(outline):
-                points = ";".join(f"{x:g},{y:g}" for x, y in outline.tolist())  # quarters: exact
+                points = ("%g,%g;" * len(outline) % tuple(outline.ravel().tolist()))[:-1]  # quarters: exact
                 self._spill.add(int(r.obj_ids[k]), [r.frame_index, r.labels[k], points])
 
     def close(self) -> None:

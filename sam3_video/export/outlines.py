@@ -102,11 +102,15 @@ class _Traced:
         self.up = np.full(n, -1, np.int64)
         self._pixels = None
         holes = np.flatnonzero(is_hole)
+        self.bg_left = np.zeros(len(x), bool)  # the points with background on their left
+        self.bg_left[x > 0] = crop[y[x > 0], x[x > 0] - 1] == 0
         if len(holes):
-            # leftwards along the entry's row to the last background pixel: the point after it
+            # leftwards along the entry's row, through mask pixels, to the first with background
+            # (or the frame's edge) on its left: the last such point on the row up to the entry
+            stops = self.bg_left | (x == 0)
+            stop_keys = np.sort(y[stops] * w + x[stops])
             ex, ey = x[entry[holes]], y[entry[holes]]
-            last_bg = np.maximum.accumulate(np.where(crop[ey], -1, np.arange(w)), axis=1)
-            to_x = np.where(ex > 0, last_bg[np.arange(len(holes)), np.maximum(ex - 1, 0)] + 1, 0)
+            to_x = stop_keys[np.searchsorted(stop_keys, ey * w + ex, side="right") - 1] - ey * w
             target = self._point_at(to_x, ey)
             fine = target >= 0
             fine[fine] = rank[owner[target[fine]]] < rank[holes[fine]]  # a loop joined before it
@@ -127,12 +131,10 @@ class _Traced:
         pairs: list[tuple[int, int]] = []  # rows (a, b) of each slit between parts
         joined = list(range(n))  # union-find over the parts
         # background runs along a row: from a point with background on its right to the next point
-        # on that row with background on its left
+        # with background on its left (on that row)
         open_right = np.zeros(len(x), bool)
         open_right[x + 1 < w] = crop[y[x + 1 < w], x[x + 1 < w] + 1] == 0
-        open_left = np.zeros(len(x), bool)
-        open_left[x > 0] = crop[y[x > 0], x[x > 0] - 1] == 0
-        starts, ends = np.flatnonzero(open_right), np.flatnonzero(open_left)
+        starts, ends = np.flatnonzero(open_right), np.flatnonzero(self.bg_left)
         if len(starts) and len(ends):
             end_keys = y[ends] * w + x[ends]
             by_key = np.argsort(end_keys, kind="stable")
@@ -248,25 +250,32 @@ class _Traced:
         return np.where(found, hit % count, -1)
 
     def _nearest(self, rows: np.ndarray, allowed: np.ndarray) -> tuple[int, int]:
-        """(allowed point, point of `rows`): the nearest pair (rows of `points`). Only allowed points
-        near the rows' bounding box are compared (a window grown until it holds one, then widened to
-        that distance, beyond which no point can be nearer)."""
-        points = self.points.astype(np.int64)
-        mine = points[rows]
-        lo, hi = mine.min(axis=0), mine.max(axis=0)
+        """(allowed point, point of `rows`): the nearest pair (rows of `points`; `rows` whole loops).
+        Coarse to fine: the nearest pair of samples of each side (every loop's first point and
+        every step-th) bounds the distance; a point of the nearest pair lies within that, plus the
+        other side's step along its loop, of the other side's samples, and only such points are
+        compared."""
+        x, y = self.points[:, 0].astype(np.int32), self.points[:, 1].astype(np.int32)
+        theirs = np.flatnonzero(allowed)
 
-        def window(reach: int) -> np.ndarray:
-            inside = (points >= lo - reach).all(axis=1) & (points <= hi + reach).all(axis=1)
-            return np.flatnonzero(inside & allowed)
+        def sample(side: np.ndarray) -> tuple[np.ndarray, float]:
+            step = max(1, len(side) // 64)
+            keep = np.zeros(len(side), bool)
+            keep[::step] = True
+            keep[np.flatnonzero(np.diff(self.owner[side], prepend=-1))] = True
+            return side[keep], (step - 1) * np.sqrt(2)  # a point's way along its loop to a sample
 
-        reach = 1
-        while not len(near := window(reach)):
-            reach *= 2
-        d = ((points[near, None, :] - mine[None, :, :]) ** 2).sum(axis=2)
-        near = window(int(np.ceil(np.sqrt(d.min()))))  # any nearer point lies within this of the box
-        d = ((points[near, None, :] - mine[None, :, :]) ** 2).sum(axis=2)
-        k = int(np.argmin(d))
-        return int(near[k // len(rows)]), int(rows[k % len(rows)])
+        def to(side: np.ndarray, other: np.ndarray) -> np.ndarray:  # squared distances, side x other
+            dx, dy = x[side, None] - x[None, other], y[side, None] - y[None, other]
+            return dx * dx + dy * dy
+
+        mine_s, mine_slack = sample(rows)
+        theirs_s, theirs_slack = sample(theirs)
+        bound = np.sqrt(to(mine_s, theirs_s).min())  # the distance of a pair: the nearest is no farther
+        rows = rows[np.sqrt(to(rows, theirs_s).min(axis=1)) <= bound + theirs_slack + 1e-9]
+        theirs = theirs[np.sqrt(to(theirs, mine_s).min(axis=1)) <= bound + mine_slack + 1e-9]
+        k = int(np.argmin(to(theirs, rows)))
+        return int(theirs[k // len(rows)]), int(rows[k % len(rows)])
 
 
 def _find(joined: list[int], k: int) -> int:
