@@ -22,15 +22,15 @@ import numpy as np
 
 from ..results import EncodedFrame
 from .base import AtomicText, ExportContext, dumps, present, write_bytes
-from .outlines import part_outlines_packed
+from .outlines import Box, part_outlines_packed
 
 FORMAT_VERSION = "5.5.0"  # the labelme JSON layout X-AnyLabeling reads
 
 
-def mask_to_polygons(mask: np.ndarray) -> list[list[list[int]]]:
+def mask_to_polygons(mask: np.ndarray, box: Box | None = None) -> list[list[list[int]]]:
     """(H, W) bool -> polygons, one per connected part (8-connected), each [[x, y], ...] in pixel
     coordinates, every hole of a part cut in (see `outlines.part_outlines`)."""
-    outlines, ends = part_outlines_packed(mask)
+    outlines, ends = part_outlines_packed(mask, box)
     points = outlines.tolist()
     return [points[a:b] for a, b in zip([0, *ends[:-1].tolist()], ends.tolist())]
 
@@ -57,7 +57,8 @@ class LabelmeWriter:
         shapes = []
         for k in present(frame):
             score, track = round(float(r.scores[k]), 4), int(r.obj_ids[k])
-            shapes += [_shape(r.labels[k], score, polygon, track) for polygon in mask_to_polygons(r.masks[k])]
+            shapes += [_shape(r.labels[k], score, polygon, track)
+                       for polygon in mask_to_polygons(r.masks[k], frame.boxes[k])]
         doc = {
             "version": FORMAT_VERSION,
             "flags": {},

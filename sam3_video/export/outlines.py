@@ -26,22 +26,27 @@ numpy work on the loops' points at once but for a few steps per loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
+Box = Sequence[int]  # [x, y, width, height] of a mask's pixels
 
-def part_outlines(mask: np.ndarray) -> list[np.ndarray]:
+
+def part_outlines(mask: np.ndarray, box: Box | None = None) -> list[np.ndarray]:
     """(H, W) bool -> one outline per connected part (8-connected), (n, 2) int32 x, y, every hole
     of the part cut in, as traced (corners only, nothing simplified away). Parts too thin to
     enclose an area (a pixel, a line) keep their outline with a point repeated (3 points at
-    least), which a fill with the edge draws as the pixels themselves."""
-    outlines, ends = part_outlines_packed(mask)
+    least), which a fill with the edge draws as the pixels themselves. `box`: the mask's
+    [x, y, width, height] where known (EncodedFrame.boxes), else found here."""
+    outlines, ends = part_outlines_packed(mask, box)
     return np.split(outlines, ends[:-1])
 
 
-def part_outlines_packed(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def part_outlines_packed(mask: np.ndarray, box: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`part_outlines` in one (n, 2) array, and where each outline ends in it."""
-    traced = _Traced.of(mask, join_parts=False)
+    traced = _Traced.of(mask, box, join_parts=False)
     if traced is None:
         return np.zeros((0, 2), np.int32), np.zeros(0, np.int64)
     outlines, ends = _corners(*traced.walk())
@@ -55,10 +60,10 @@ def part_outlines_packed(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return outlines, ends
 
 
-def joined_outline(mask: np.ndarray) -> np.ndarray:
+def joined_outline(mask: np.ndarray, box: Box | None = None) -> np.ndarray:
     """(H, W) bool -> one outline, (n, 2) int32 x, y: every part and hole joined by slits (for a
     format with one polygon an object); (0, 2) for an empty mask."""
-    traced = _Traced.of(mask, join_parts=True)
+    traced = _Traced.of(mask, box, join_parts=True)
     if traced is None:
         return np.zeros((0, 2), np.int32)
     return _corners(*traced.walk())[0]
@@ -70,9 +75,9 @@ class _Traced:
     point of loop k where it is entered."""
 
     @classmethod
-    def of(cls, mask: np.ndarray, join_parts: bool) -> _Traced | None:
+    def of(cls, mask: np.ndarray, box: Box | None, join_parts: bool) -> _Traced | None:
         pixels = np.asarray(mask, bool).view(np.uint8)  # zero-copy
-        x, y, w, h = cv2.boundingRect(pixels)
+        x, y, w, h = cv2.boundingRect(pixels) if box is None else box
         if w == 0 or h == 0:
             return None
         crop = np.ascontiguousarray(pixels[y : y + h, x : x + w])
