@@ -27,7 +27,7 @@ from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
 from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
 from .export import FORMATS, check_formats
-from .results import EncodedFrame, ResultsWriter, frame_to_json
+from .results import EncodedFrame, ResultsWriter, count_visible, frame_to_json
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
 from .types import FrameResult, RunOptions, ordinal, parse_prompts
@@ -128,8 +128,7 @@ def run(
                 feed.put(record)  # encoded: a few KB a frame wait, never the masks or the pixels
             elif files is not None:
                 files.write(record)
-            for obj in record["objects"]:
-                ids_per_label.setdefault(obj["label"], set()).add(int(obj["id"]))
+            count_visible(record, ids_per_label)
             done += 1
             handed.append(int(record["frame_index"]))
 

@@ -141,6 +141,18 @@ def frame_to_json(frame: FrameResult | EncodedFrame) -> dict:
     }
 
 
+def count_visible(record: dict, ids_per_label: dict[str, set[int]]) -> None:
+    """Add the objects of a results `record` that have a pixel to `ids_per_label` (label -> ids): the
+    objects the annotation files hold (an object with an empty mask is in none of them)."""
+    from pycocotools import mask as mask_utils
+
+    for obj in record["objects"]:
+        rle = obj["mask"]
+        counts = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
+        if mask_utils.area({"size": list(rle["size"]), "counts": counts}):
+            ids_per_label.setdefault(obj["label"], set()).add(int(obj["id"]))
+
+
 def frame_from_json(record: dict, height: int, width: int) -> FrameResult:
     objects = record["objects"]
     masks = np.stack([decode_mask(o["mask"]) for o in objects]) if objects else np.zeros((0, height, width), bool)

@@ -53,7 +53,7 @@ class RunRecord:
     frames_done: int = 0
     frame_range: list[int] | None = None  # [first, last] frame in the outputs: every `stride`-th frame between
     error: str | None = None
-    objects_per_label: dict = field(default_factory=dict)
+    objects_per_label: dict = field(default_factory=dict)  # label -> objects with a pixel on some frame (as the files)
     elapsed_s: float = 0.0
     out_dir: str = field(default="", compare=False)  # where it was read from or written to (not in the file)
 

@@ -20,7 +20,7 @@ from typing import Sequence
 
 from .continuation import RunFrames
 from .pipeline import check_outputs
-from .results import ResultsWriter
+from .results import ResultsWriter, count_visible
 from .runfolder import RunRecord, read_record, write_record
 from .types import VideoInfo
 from .writing import FileWriter
@@ -65,8 +65,7 @@ def rewrite(folder: str, out_dir: str, info: VideoInfo, outputs: Sequence[str], 
             frame = json.loads(line)
             if files is not None:
                 files.write(frame)
-            for obj in frame["objects"]:  # counted as a run counts them
-                ids_per_label.setdefault(obj["label"], set()).add(int(obj["id"]))
+            count_visible(frame, ids_per_label)  # counted as a run counts them
     finally:
         results.close()
         record.status, record.error = status, error

@@ -6,10 +6,12 @@
 
 | name    | files in annotations/                          | for                                  |
 |---------|------------------------------------------------|--------------------------------------|
-| coco    | coco_instances.json                            | pycocotools, detectron; CVAT (tracks)|
+| coco    | coco_instances.json, coco/annotations/         | pycocotools, detectron; CVAT (tracks)|
+|         | instances_default.json + coco/images/default/  | datumaro, COCO dataset loaders       |
 | ytvis   | ytvis_results.json, ytvis_dataset.json,        | YouTube-VIS API, TrackEval, VIS      |
 |         | JPEGImages/<video>/NNNNN.jpg                   | training                             |
-| mot     | mot.txt, mot/gt/gt.txt + labels.txt            | TrackEval, py-motmetrics; CVAT MOT1.1|
+| mot     | mot.txt, trackeval/ (MOTChallenge layout),     | TrackEval, py-motmetrics;            |
+|         | mot/gt/gt.txt + labels.txt                     | CVAT MOT 1.1                         |
 | mots    | mots.txt, mots_labels.txt                      | MOTS evaluators (masks)              |
 | labelme | labelme/NNNNN.jpg + .json                      | X-AnyLabeling, labelme               |
 | davis   | davis/NNNNN.png                                | DAVIS 2017 evaluator, VOS tools      |

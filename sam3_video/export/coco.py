@@ -8,6 +8,11 @@
                   track_id, keyframe: true, score}}
     categories:  {id, name} - the phrases, in prompt order
 `file_name` matches the frames written by the labelme format (annotations/labelme/).
+`coco/`: the same JSON in COCO's standard dataset layout, which datumaro's `coco_instances`
+importer detects (it wants `annotations/instances_<subset>.json` with `images/` beside it) and
+other COCO loaders take (annotation file + image root):
+    coco/annotations/instances_default.json
+    coco/images/default/00012.jpg        the processed frames ("default": datumaro's and CVAT's subset)
 
 CVAT's COCO 1.0 import (datumaro's `coco_instances`) reads the per-annotation `attributes`, not the
 top-level fields: a shape with `track_id` and `keyframe` there joins a track, so each object
@@ -22,7 +27,9 @@ import os
 
 from .. import __version__
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, Spill, dumps, present
+from .base import AtomicText, ExportContext, Spill, dumps, present, write_bytes
+
+SUBSET = "default"  # the subset name datumaro and CVAT give a dataset of one subset
 
 
 def cvat_attributes(track_id: int, score: float) -> dict:
@@ -30,15 +37,21 @@ def cvat_attributes(track_id: int, score: float) -> dict:
 
 
 class CocoWriter:
-    files = ("coco_instances.json",)
+    files = ("coco_instances.json", "coco/")
+    needs_image = True  # coco/images/: the pipeline decodes each frame on the model's thread
 
     def __init__(self, folder: str, context: ExportContext):
         self.path = os.path.join(folder, self.files[0])
+        self.standard = os.path.join(folder, "coco", "annotations", f"instances_{SUBSET}.json")
+        self.image_dir = os.path.join(folder, "coco", "images", SUBSET)
+        os.makedirs(os.path.dirname(self.standard), exist_ok=True)
+        os.makedirs(self.image_dir, exist_ok=True)
         self.context = context
         self._spill = Spill(folder, "coco")
 
     def write(self, frame: EncodedFrame) -> None:
         r, info = frame.result, self.context.info
+        write_bytes(os.path.join(self.image_dir, f"{self.context.frame_name(r.frame_index)}.jpg"), frame.jpeg)
         image = {
             "id": r.frame_index + 1,
             "file_name": f"{self.context.frame_name(r.frame_index)}.jpg",
@@ -63,17 +76,23 @@ class CocoWriter:
         self._spill.add(r.frame_index, [image, annotations])
 
     def close(self) -> None:
-        out = AtomicText(self.path)
+        outs = [AtomicText(self.path), AtomicText(self.standard)]  # one text, two places
+
+        def write(text: str) -> None:
+            for out in outs:
+                out.write(text)
+
         info = {"description": f"{self.context.video_name}: SAM3 video segmentation", "version": __version__}
-        out.write('{"info":' + dumps(info) + ',"licenses":[],"categories":' + dumps(self.context.categories.as_list()))
+        write('{"info":' + dumps(info) + ',"licenses":[],"categories":' + dumps(self.context.categories.as_list()))
         keys = self._spill.keys()
-        out.write(',"images":[' + ",".join(dumps(self._spill.get(k)[0][0]) for k in keys) + "]")
-        out.write(',"annotations":[')
+        write(',"images":[' + ",".join(dumps(self._spill.get(k)[0][0]) for k in keys) + "]")
+        write(',"annotations":[')
         next_id, first = 1, True
         for key in keys:
             for ann in self._spill.get(key)[0][1]:
-                out.write(("" if first else ",") + dumps({"id": next_id, **ann}))
+                write(("" if first else ",") + dumps({"id": next_id, **ann}))
                 next_id, first = next_id + 1, False
-        out.write("]}")
-        out.commit()
+        write("]}")
+        for out in outs:
+            out.commit()
         self._spill.close()

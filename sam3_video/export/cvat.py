@@ -34,19 +34,20 @@ import numpy as np
 from ..render import color_for, hex_color
 from ..results import EncodedFrame
 from .base import AtomicText, ExportContext, Spill, present
-from .labelme import join_outlines, part_outlines
+from .outlines import Box, joined_outline
 
 
-def cvat_outline(mask: np.ndarray) -> np.ndarray:
+def cvat_outline(mask: np.ndarray, box: Box | None = None) -> np.ndarray:
     """(H, W) bool -> one outline, (n, 2) float x, y in CVAT's pixel-edge coordinates, a quarter pixel
     inside the mask's edges: traced through the pixel centres of the mask doubled in size, whose
-    centres lie at x + 0.25 and x + 0.75 of each original pixel x; parts and holes joined by slits."""
+    centres lie at x + 0.25 and x + 0.75 of each original pixel x; parts and holes joined by slits.
+    `box`: the mask's [x, y, width, height] where known (EncodedFrame.boxes), else found here."""
     pixels = np.asarray(mask, bool).view(np.uint8)
-    x, y, w, h = cv2.boundingRect(pixels)
+    x, y, w, h = cv2.boundingRect(pixels) if box is None else box
     if w == 0 or h == 0:
         return np.zeros((0, 2))
-    doubled = np.repeat(np.repeat(pixels[y : y + h, x : x + w], 2, axis=0), 2, axis=1)
-    return (join_outlines(part_outlines(doubled, simplify_px=0)) + 0.5) / 2 + (x, y)
+    doubled = cv2.resize(pixels[y : y + h, x : x + w], (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST)
+    return (joined_outline(doubled, (0, 0, 2 * w, 2 * h)) + 0.5) / 2 + (x, y)
 
 
 class CvatWriter:
@@ -61,9 +62,9 @@ class CvatWriter:
         r = frame.result
         for k in present(frame):
             self.context.categories.id_of(r.labels[k])
-            outline = cvat_outline(r.masks[k])
+            outline = cvat_outline(r.masks[k], frame.boxes[k])
             if len(outline):
-                points = ";".join(f"{x:g},{y:g}" for x, y in outline.tolist())  # quarters: exact
+                points = ("%g,%g;" * len(outline) % tuple(outline.ravel().tolist()))[:-1]  # quarters: exact
                 self._spill.add(int(r.obj_ids[k]), [r.frame_index, r.labels[k], points])
 
     def close(self) -> None:

@@ -10,6 +10,15 @@ mask's, in whole pixels):
 frames from 1 (CVAT's frame = video frame index = frame - 1), x, y the box's top-left pixel
 counted from 0 (what CVAT's MOT 1.1 export writes and its import reads, unshifted), confidence 1
 (not ignored), class = the line of `labels.txt` (from 1) naming the phrase, visibility 1.
+`trackeval/`, the run as a MOTChallenge benchmark in TrackEval's data layout (its
+`scripts/run_mot_challenge.py` takes it as it is, with BENCHMARK "SAM3", SPLIT_TO_EVAL "all"):
+    gt/mot_challenge/seqmaps/SAM3-all.txt           "name", then the sequence (the video's name)
+    gt/mot_challenge/SAM3-all/<seq>/seqinfo.ini     seqLength = the video's frame count, ...
+    gt/mot_challenge/SAM3-all/<seq>/gt/gt.txt       frame,id,left,top,width,height,1,1,1
+    trackers/mot_challenge/SAM3-all/sam3/data/<seq>.txt   the lines of mot.txt
+ground truth in MOTChallenge's own convention (frames and pixels from 1, as mot.txt), every
+object of class 1: TrackEval scores MOTChallenge's pedestrian class only, so the phrases are
+scored together (class-agnostic), and a class of -1 or past 13 stops it.
 `mots.txt` (MOTS format; frames from 1 as in MOTSChallenge):
     frame id class_id img_height img_width rle
 where rle is a COCO RLE string and class_id the phrase's MOTS class: MOTS tools read 1 as car,
@@ -21,11 +30,14 @@ object per pixel, so where masks overlap the higher-scoring object keeps the pix
 from __future__ import annotations
 
 import os
+import re
 
 from ..results import EncodedFrame, encode_mask
 from .base import AtomicText, ExportContext, Spill, present
 
 MOTS_RESERVED = (1, 2, 10)  # car, pedestrian, ignore region
+TRACKEVAL = "trackeval"
+BENCHMARK, SPLIT, TRACKER = "SAM3", "all", "sam3"  # TrackEval's --BENCHMARK, --SPLIT_TO_EVAL, tracker name
 
 
 def mots_class(category_id: int) -> int:
@@ -35,11 +47,12 @@ def mots_class(category_id: int) -> int:
 
 
 class MotWriter:
-    files = ("mot.txt", "mot/gt/gt.txt", "mot/gt/labels.txt")
+    files = ("mot.txt", "mot/gt/gt.txt", "mot/gt/labels.txt", f"{TRACKEVAL}/")
 
     def __init__(self, folder: str, context: ExportContext):
-        self.path, self.gt_path, self.labels_path = (os.path.join(folder, f) for f in self.files)
+        self.path, self.gt_path, self.labels_path = (os.path.join(folder, f) for f in self.files[:3])
         os.makedirs(os.path.dirname(self.gt_path), exist_ok=True)
+        self.trackeval = os.path.join(folder, TRACKEVAL)
         self.context = context
         self._spill = Spill(folder, "mot")
         self._gt = Spill(folder, "mot-gt")
@@ -56,11 +69,34 @@ class MotWriter:
         self._gt.add(r.frame_index, gt)
 
     def close(self) -> None:
-        _write_sorted(self._spill, self.path)
-        _write_sorted(self._gt, self.gt_path)
-        labels = AtomicText(self.labels_path)
-        labels.write("".join(f"{c['name']}\n" for c in self.context.categories.as_list()))
-        labels.commit()
+        seq, info = self.sequence, self.context.info
+        gt_root = os.path.join(self.trackeval, "gt", "mot_challenge")
+        seq_dir = os.path.join(gt_root, f"{BENCHMARK}-{SPLIT}", seq)
+        tracker = os.path.join(self.trackeval, "trackers", "mot_challenge", f"{BENCHMARK}-{SPLIT}", TRACKER, "data")
+        for folder in (os.path.join(gt_root, "seqmaps"), os.path.join(seq_dir, "gt"), tracker):
+            os.makedirs(folder, exist_ok=True)
+        _write_sorted(self._spill, {self.path: None, os.path.join(tracker, f"{seq}.txt"): None,
+                                    os.path.join(seq_dir, "gt", "gt.txt"): _challenge_gt})
+        _write_sorted(self._gt, {self.gt_path: None})
+        _write_text(self.labels_path, "".join(f"{c['name']}\n" for c in self.context.categories.as_list()))
+        _write_text(os.path.join(gt_root, "seqmaps", f"{BENCHMARK}-{SPLIT}.txt"), f"name\n{seq}\n")
+        _write_text(os.path.join(seq_dir, "seqinfo.ini"),
+                    f"[Sequence]\nname={seq}\nimDir=img1\nframeRate={round(info.fps)}\nseqLength={info.num_frames}\n"
+                    f"imWidth={info.width}\nimHeight={info.height}\nimExt=.jpg\n")
+
+    @property
+    def sequence(self) -> str:
+        """The video's name as a TrackEval sequence name (a seqmap line and a folder name)."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.context.video_name).strip("._") or "video"
+
+    def manifest(self) -> dict:
+        return {"trackeval": {"benchmark": BENCHMARK, "split": SPLIT, "sequence": self.sequence, "tracker": TRACKER}}
+
+
+def _challenge_gt(line: str) -> str:
+    """A mot.txt line -> MOTChallenge ground truth: the same frame, id and box, confidence 1 (not
+    ignored), class 1 (pedestrian, the one class TrackEval scores), visibility 1."""
+    return ",".join(line.split(",")[:6]) + ",1,1,1"
 
 
 class MotsWriter:
@@ -88,10 +124,8 @@ class MotsWriter:
         self._spill.add(r.frame_index, lines)
 
     def close(self) -> None:
-        _write_sorted(self._spill, self.path)
-        labels = AtomicText(self.labels_path)
-        labels.write("".join(f"{cls} {name}\n" for cls, name in self._classes().items()))
-        labels.commit()
+        _write_sorted(self._spill, {self.path: None})
+        _write_text(self.labels_path, "".join(f"{cls} {name}\n" for cls, name in self._classes().items()))
 
     def _classes(self) -> dict[int, str]:
         return {mots_class(c["id"]): c["name"] for c in self.context.categories.as_list()}
@@ -101,11 +135,21 @@ class MotsWriter:
                 "reserved": {"1": "car", "2": "pedestrian", "10": "ignore region"}}
 
 
-def _write_sorted(spill: Spill, path: str) -> None:
-    out = AtomicText(path)
+def _write_sorted(spill: Spill, paths: dict) -> None:
+    """The spill's lines in key order into each path, through the path's function of a line (None:
+    as they are)."""
+    outs = {AtomicText(path): change for path, change in paths.items()}
     for key in spill.keys():
         for lines in spill.get(key):
             for line in lines:
-                out.write(line + "\n")
-    out.commit()
+                for out, change in outs.items():
+                    out.write((change(line) if change else line) + "\n")
+    for out in outs:
+        out.commit()
     spill.close()
+
+
+def _write_text(path: str, text: str) -> None:
+    out = AtomicText(path)
+    out.write(text)
+    out.commit()
