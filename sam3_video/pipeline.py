@@ -30,6 +30,7 @@ from .overlay import OverlayWriter
 from .results import EncodedFrame, ResultsWriter
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
+from .timeline import TimelineWriter
 from .types import FrameResult, RunOptions, ordinal, parse_prompts
 from .video import probe
 
@@ -183,7 +184,7 @@ def open_outputs(out_dir: str, wanted: Sequence[str], info, prompts, first_frame
     """The writers of a run folder for the checked output names `wanted`: results.jsonl and the
     overlay (starting at `first_frame`, frames read through `frame_source`), then the annotation
     formats apart (they are closed last, with the run's record)."""
-    writers: list[Sink] = [ResultsWriter(out_dir)]
+    writers: list[Sink] = [ResultsWriter(out_dir), TimelineWriter(out_dir, stride)]  # objects.json: timeline.py
     if "overlay" in wanted:
         writers.append(OverlayWriter(out_dir, info, first_frame, frame_source, stride))
     formats = [name for name in wanted if name in FORMATS]
