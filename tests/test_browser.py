@@ -407,3 +407,22 @@ def test_the_timeline_takes_you_to_a_frame_and_shows_where_a_run_was_continued(b
                            "'continued from frame 5 (frames 0-4 kept from the earlier run)')", timeout=60_000)
     assert page.locator("#timeline .tl-axis .tl-continued").count() == 1
     no_horizontal_overflow(page)
+
+
+def test_the_timeline_grows_during_a_run(browser, app_url, carphone):
+    """The timeline follows a run as its frames come (read from its results as they are written),
+    and says how the run ended."""
+    page = browser.open(app_url)
+    upload(page, carphone)
+    detect(page)
+    page.get_by_label("forward", exact=True).check()  # all 120 frames: long enough to watch
+    page.locator("#propagate").click()
+    done = "() => +(/running: (\\d+) frames? done/.exec(document.querySelector('#timeline').innerText) || [0, 0])[1]"
+    page.locator("#timeline .tl-row[data-id]").first.wait_for(timeout=300_000)  # an object, while it runs
+    seen = page.evaluate(f"({done})")
+    assert seen > 0
+    page.wait_for_function(f"() => ({done})() > {seen}", timeout=300_000)
+    page.locator("#stop").click()
+    page.locator("#status").get_by_text("stopped by you:").wait_for(timeout=300_000)
+    page.wait_for_function("() => /stopped: \\d+ frames done/.test(document.querySelector('#timeline').innerText)",
+                           timeout=60_000)

@@ -135,3 +135,59 @@ def test_a_run_writes_objects_json_equal_to_its_results(carphone, backend, tmp_p
     facts = json.loads((continued / OBJECTS).read_text())
     assert facts["frame_range"] == [10, 30] and facts["frames_done"] == 11  # frames 10-22 kept, 24-30 new
     assert comparable(facts) == rounded(naive(continued, 2))
+
+
+# -- the page's timeline (sam3_video/web/review.py) ------------------------------------------------
+def made_up_facts(frames: int, stride: int = 1, objects: int = 3, continued: int | None = None) -> dict:
+    """A run's facts (review.run_facts) over `frames` frames from 0: each object with a mask in
+    stretches, missing in between."""
+    from sam3_video.timeline import Timeline
+
+    timeline = Timeline(stride)
+    rng = np.random.default_rng(1)
+    for index in range(0, frames * stride, stride):
+        timeline.add(index, [(k, "car", float(rng.random()), int((index // (stride * (7 + k))) % 3 != 1))
+                             for k in range(1, objects + 1)])
+    facts = timeline.to_json()
+    last = (frames - 1) * stride
+    return {"status": "complete", "stride": stride, "covers": [0, last], "frame_range": [0, last],
+            "frames_done": frames, "start_frame": continued or 0, "direction": "forward",
+            "continued_from": None if continued is None else {"frame": continued, "kept": [0, continued - stride]},
+            "objects": facts["objects"]}
+
+
+@pytest.mark.parametrize("frames, columns", [(250, 250), (18_000, 600)])
+def test_the_timeline_has_a_row_per_object_and_bins_a_long_run(frames, columns):
+    import re
+
+    from sam3_video.web.review import timeline_html
+
+    facts = made_up_facts(frames, continued=120)
+    page = timeline_html(facts, frame=200, selected=2)
+    assert len(re.findall(r'class="tl-row[^"]*" data-id="(\d+)"', page)) == 3
+    assert page.count(f'viewBox="0 0 {columns} 10"') == 3
+    assert ("Each column is 30 frames" in page) == (frames > columns)
+    assert "continued from frame 120 (frames 0-119 kept from the earlier run)" in page
+    assert page.count('class="tl-mark tl-cursor"') == 3 and page.count("tl-selected") == 1
+    assert 'class="tl-gap"' in page  # each object is missing somewhere inside its span
+    assert len(page) < 400_000  # bins, never a rect per frame
+
+
+def test_a_click_along_a_bar_is_the_frame_under_it():
+    from sam3_video.web.review import frame_at
+
+    facts = made_up_facts(50, stride=4)  # frames 0, 4, ..., 196
+    assert [frame_at(facts, x) for x in (0, 0.01, 0.5, 0.999, 1, 2, -1)] == [0, 0, 100, 196, 196, 196, 0]
+    facts["frame_range"] = [0, 40]  # a run still going: its frames done only
+    assert frame_at(facts, 0.9) == 40
+    first = next(o for o in facts["objects"] if o["id"] == 1)["first"]
+    assert frame_at(facts, None, 1) == first and frame_at(facts, float("nan"), 99) == 0
+
+
+def test_labels_are_text_not_markup():
+    from sam3_video.web.review import timeline_html
+
+    facts = made_up_facts(20)
+    facts["objects"][0]["label"] = "<img src=x onerror=alert(1)>"
+    page = timeline_html(facts)
+    assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page

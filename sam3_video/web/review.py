@@ -27,6 +27,7 @@ from ..types import ordinal
 from .previews import swatch
 
 MAX_BINS = 600  # columns of a bar at most: wider than a phone's bar, about a desktop's
+SHADES = {1: 0.35, 2: 0.65}  # a bin where an object has a mask on a third, two thirds of its frames (all: 1)
 HEADERS = ["id", "label", "colour", "first", "last", "frames", "gaps", "missing", "best score", "here"]
 #: The objects table's label: it lists a detection's objects, and after a run the run's (run_table).
 TABLE_LABEL = ("Objects (after a run, the run's: first and last frame, frames with a mask, gaps inside its span "
@@ -136,37 +137,35 @@ def _positions(ranges: Sequence[Sequence[int]], lo: int, stride: int, n: int) ->
 
 def _bar(obj: dict, lo: int, stride: int, n: int, count: int, which: np.ndarray, done: np.ndarray,
          done_per_bin: np.ndarray) -> str:
-    """An object's row as SVG rects (viewBox: `count` wide, 10 high): its colour where it has a
-    mask (paler where only some frames of a bin have one), a red line where it is missing inside
-    its span; consecutive bins alike are one rect."""
+    """An object's row as SVG (viewBox: `count` wide, 10 high): its colour where it has a mask
+    (paler where only some frames of a bin have one), and over it a red line where it is missing
+    inside its span (a bin with one frame missing shows it); alike bins side by side are one box."""
     has = _positions(obj["ranges"], lo, stride, n)
     span = _positions([[obj["first"], obj["last"]]], lo, stride, n) if obj["first"] is not None else has
     has_per_bin = np.bincount(which, weights=has, minlength=count)
-    missing_per_bin = np.bincount(which, weights=span & done & ~has, minlength=count)
-    states = []
-    for k in range(count):
-        if has_per_bin[k] > 0:
-            share = has_per_bin[k] / max(1.0, done_per_bin[k])
-            states.append(("mask", 1.0 if share >= 1 else round(0.35 + 0.55 * share, 1)))
-        elif missing_per_bin[k] > 0:
-            states.append(("gap", 1.0))
-        else:
-            states.append(None)
-    rects, k = [], 0
+    share = np.minimum(1.0, has_per_bin / np.maximum(1.0, done_per_bin))
+    level = np.where(has_per_bin > 0, np.ceil(share * 3).astype(int), 0)  # 1-3: a third, two, all of a bin's frames
+    missing = np.bincount(which, weights=span & done & ~has, minlength=count) > 0
     colour = html.escape(obj["colour"])
-    while k < count:
-        state, j = states[k], k
-        while j + 1 < count and states[j + 1] == state:
-            j += 1
-        if state is not None:
-            kind, alpha = state
-            if kind == "mask":
-                rects.append(f'<rect x="{k}" y="1" width="{j - k + 1}" height="8" fill="{colour}"'
-                             + (f' fill-opacity="{alpha}"' if alpha < 1 else "") + "/>")
-            else:
-                rects.append(f'<rect class="tl-gap" x="{k}" y="4" width="{j - k + 1}" height="2"/>')
-        k = j + 1
-    return "".join(rects)
+    paths = []  # one path per shade (a bar of 600 bins is a few kilobytes, however ragged)
+    for shade in (1, 2, 3):
+        d = "".join(f"M{k} 1h{j - k}v8h-{j - k}z" for k, j, value in _runs(level) if value == shade)
+        if d:
+            paths.append(f'<path d="{d}" fill="{colour}"' + (f' fill-opacity="{SHADES[shade]}"' if shade < 3 else "")
+                         + "/>")
+    d = "".join(f"M{k} 3.5h{j - k}v3h-{j - k}z" for k, j, value in _runs(missing) if value)
+    if d:
+        paths.append(f'<path class="tl-gap" d="{d}"/>')
+    return "".join(paths)
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int, object]]:
+    """[(start, end, value)] of the stretches of equal `values` (end exclusive)."""
+    if len(values) == 0:
+        return []
+    edges = np.flatnonzero(values[1:] != values[:-1]) + 1
+    starts, ends = np.r_[0, edges], np.r_[edges, len(values)]
+    return [(int(a), int(b), values[a].item()) for a, b in zip(starts, ends)]
 
 
 def _pct(frame: int, lo: int, stride: int, n: int) -> float:
@@ -201,7 +200,8 @@ def heading(facts: dict) -> str:
         parts.append(f"continued from frame {continued['frame']}"
                      + (f" ({_frames(*kept)} kept from the earlier run)" if kept else ""))
     done = facts["frame_range"]
-    parts.append(f"{facts['status']}: {facts['frames_done']} frames done"
+    count = facts["frames_done"]
+    parts.append(f"{facts['status']}: {count} frame{'s' if count != 1 else ''} done"
                  + (f" ({_frames(*done)})" if done else ""))
     return " · ".join(parts)
 
