@@ -23,17 +23,23 @@ CLIP = os.path.join(HERE, "..", "assets", "bikes.mp4")
 SIZES = {"1280x900": {"width": 1280, "height": 900}, "390x844": {"width": 390, "height": 844}}
 
 
-def shoot(browser, url: str, name: str, viewport: dict) -> str:
+def start_run(browser, url: str, viewport: dict, clip: str, phrases: str, frames: int):
+    """A new page that opens `clip`, detects `phrases` and propagates `frames` frames forward."""
     page = browser.new_page(viewport=viewport)
     page.goto(url, wait_until="load")
-    page.locator("#video-in input[type=file]").set_input_files(CLIP)
+    page.locator("#video-in input[type=file]").set_input_files(clip)
     page.locator("#video-facts").get_by_text("frames").wait_for(timeout=120_000)
-    page.locator("#prompts textarea").fill("car, light")
+    page.locator("#prompts textarea").fill(phrases)
     page.locator("#detect").click()
     page.locator("#to-remove label").first.wait_for(timeout=300_000)
-    page.get_by_label("Frame limit per direction (0: all)").fill("40")
+    page.get_by_label("Frame limit per direction (0: all)").fill(str(frames))
     page.get_by_label("forward", exact=True).check()
     page.locator("#propagate").click()
+    return page
+
+
+def shoot(browser, url: str, name: str, viewport: dict) -> str:
+    page = start_run(browser, url, viewport, CLIP, "car, light", 40)
     page.wait_for_function("() => /forward [1-9]\\d*\\//.test(document.querySelector('#status').innerText)",
                            timeout=300_000)
     page.wait_for_function("() => { const i = document.querySelector('#preview img');"
@@ -49,16 +55,8 @@ def shoot(browser, url: str, name: str, viewport: dict) -> str:
 def shoot_timeline(browser, url: str) -> str:
     """A run of 20 frames of the car-phone clip, fixed at frame 5 (picked on its timeline) and
     continued for 20 frames, then an object's row clicked: the timeline, the frame beside it."""
-    page = browser.new_page(viewport=SIZES["1280x900"])
-    page.goto(url, wait_until="load")
-    page.locator("#video-in input[type=file]").set_input_files(os.path.join(HERE, "..", "assets", "carphone_pristine.mp4"))
-    page.locator("#video-facts").get_by_text("frames").wait_for(timeout=120_000)
-    page.locator("#prompts textarea").fill("person, window")
-    page.locator("#detect").click()
-    page.locator("#to-remove label").first.wait_for(timeout=300_000)
-    page.get_by_label("Frame limit per direction (0: all)").fill("20")
-    page.get_by_label("forward", exact=True).check()
-    page.locator("#propagate").click()
+    page = start_run(browser, url, SIZES["1280x900"], os.path.join(HERE, "..", "assets", "carphone_pristine.mp4"),
+                     "person, window", 20)
     page.locator("#status").get_by_text("complete").wait_for(timeout=600_000)
     pick(page, 0, 5.5 / 20)
     page.locator("#fix-frame").click()
