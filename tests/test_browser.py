@@ -409,10 +409,11 @@ def test_the_timeline_takes_you_to_a_frame_and_shows_where_a_run_was_continued(b
     no_horizontal_overflow(page)
 
 
-def test_the_timeline_grows_during_a_run(browser, app_url, carphone):
-    """The timeline follows a run as its frames come (read from its results as they are written),
-    and says how the run ended."""
-    page = browser.open(app_url)
+@pytest.mark.parametrize("served", ["plain", "zerogpu"], indirect=True)
+def test_the_timeline_grows_during_a_run(browser, served, carphone, request):
+    """The timeline follows a run as its frames come (read from its results as they are written,
+    under ZeroGPU from each GPU call's folder in turn), and says how the run ended."""
+    page = browser.open(served)
     upload(page, carphone)
     detect(page)
     page.get_by_label("forward", exact=True).check()  # all 120 frames: long enough to watch
@@ -422,6 +423,11 @@ def test_the_timeline_grows_during_a_run(browser, app_url, carphone):
     seen = page.evaluate(f"({done})")
     assert seen > 0
     page.wait_for_function(f"() => ({done})() > {seen}", timeout=300_000)
+    if request.node.callspec.params["served"] == "zerogpu":  # 6 s calls: the next call writes a folder of its own
+        page.locator("#status").get_by_text("GPU call 2").first.wait_for(timeout=300_000)
+        seen = page.evaluate(f"({done})")
+        page.wait_for_function(f"() => ({done})() > {seen}", timeout=300_000)
+        assert page.locator("#timeline .tl-row[data-id]").count() > 0
     page.locator("#stop").click()
     page.locator("#status").get_by_text("stopped by you:").wait_for(timeout=300_000)
     page.wait_for_function("() => /stopped: \\d+ frames done/.test(document.querySelector('#timeline').innerText)",
