@@ -398,6 +398,15 @@ def test_the_timeline_takes_you_to_a_frame_and_shows_where_a_run_was_continued(b
     assert page.locator("#timeline .tl-row.tl-selected").get_attribute("data-id") == ids[0]
     page.wait_for_function(f"() => document.querySelector('#preview img').src !== {before!r}", timeout=60_000)
     assert page.locator("#timeline .tl-cursor").count() == rows.count()
+    rows.nth(rows.count() - 1).press("Enter")  # from the keyboard: the object's first frame
+    last = page.locator("#objects [role=gridcell][data-col='3']").nth(rows.count() - 1).inner_text().strip()
+    page.wait_for_function(f"() => document.querySelector('#timeline .tl-row.tl-selected').dataset.id === '{ids[-1]}'",
+                           timeout=60_000)
+    assert page.get_by_label("number input for Frame").input_value() == (last if last != "-" else "0")
+    track.click(position={"x": box["width"] * 5.5 / 8, "y": box["height"] / 2})  # and back to frame 5
+    page.wait_for_function(f"() => document.querySelector('#timeline .tl-row.tl-selected').dataset.id === '{ids[0]}'",
+                           timeout=60_000)
+    assert page.get_by_label("number input for Frame").input_value() == "5"
     page.locator("#fix-frame").click()  # the frame picked is the one Fix this frame takes
     page.locator("#status").get_by_text("Frame 5 of the last run").wait_for(timeout=120_000)
 

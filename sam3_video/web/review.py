@@ -249,7 +249,7 @@ def timeline_html(facts: dict | None, frame: int | None = None, selected: int | 
         swatch = html.escape(obj["colour"])
         chosen = " tl-selected" if selected == ident else ""
         rows.append(
-            f'<div class="tl-row{chosen}" data-id="{ident}" title="{html.escape(about)}">'
+            f'<div class="tl-row{chosen}" data-id="{ident}" title="{html.escape(about)}" tabindex="0">'
             f'<span class="tl-name"><i style="background:{swatch}"></i>{html.escape(text)}</span>'
             f'<span class="tl-track">{band}'
             f'<svg class="tl-bar" viewBox="0 0 {count} 10" preserveAspectRatio="none" role="img" '
@@ -271,7 +271,8 @@ def timeline_html(facts: dict | None, frame: int | None = None, selected: int | 
 
 
 #: The page's script for the timeline (gr.HTML's js_on_load): a click on a row's bar says which
-#: object and where along the bar (0 to 1); on its name, the object alone (its first frame).
+#: object and where along the bar (0 to 1); on its name, or Enter on the row, the object alone
+#: (its first frame).
 CLICK_JS = """
 element.addEventListener('click', (event) => {
   const row = event.target.closest('.tl-row[data-id]');
@@ -281,6 +282,10 @@ element.addEventListener('click', (event) => {
   const onBar = event.target.closest('.tl-track') !== null && r.width > 0;
   const x = onBar ? Math.min(1, Math.max(0, (event.clientX - r.left) / r.width)) : null;
   trigger('click', {x: x, id: Number(row.dataset.id)});
+});
+element.addEventListener('keydown', (event) => {  // Enter on a row (Tab reaches each): its first frame
+  const row = event.target.closest('.tl-row[data-id]');
+  if (row && event.key === 'Enter') trigger('click', {x: null, id: Number(row.dataset.id)});
 });
 """
 
