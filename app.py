@@ -28,6 +28,7 @@ from sam3_video.config import LIMITS, MCP_SERVER
 from sam3_video.errors import Sam3VideoError
 from sam3_video.gradio_glue import from_page, mcp_tools, one_call_key, sweep_cache, user_errors
 from sam3_video.types import DIRECTIONS, Edit
+from sam3_video.web import review as run_review
 from sam3_video.web.previews import TABLE_HEADERS, object_table
 from sam3_video.web.runs import Outputs, summary_line
 from sam3_video.web.service import Service
@@ -116,14 +117,60 @@ def show_frame(index, request: gr.Request):
 
 def after_run(index, request: gr.Request):
     """After a run on the page, the slider's frame with the run's result on it (the frame showed
-    the newest frame done while it ran); nothing when no run ended (a refused Propagate)."""
+    the newest frame done while it ran), the run's objects table and its timeline; nothing when
+    no run ended (a refused Propagate)."""
     key = request.session_hash
     if service.last_summary(key) is None or service.running(key):
-        return gr.skip()
+        return gr.skip(), gr.skip(), gr.skip()
     try:
-        return service.frame_image(key, index)
+        return (service.frame_image(key, index), _run_table(service.run_table(key, index)),
+                service.timeline_html(key))
+    except Sam3VideoError:
+        return gr.skip(), gr.skip(), gr.skip()
+
+
+def _run_table(table):
+    """The objects table as it is after a run (review.run_table), or unchanged (None)."""
+    return gr.skip() if table is None else table
+
+
+def show_timeline(request: gr.Request) -> str:
+    """The timeline of the tab's latest run, as it is now (it grows during a run)."""
+    try:
+        return service.timeline_html(request.session_hash)
     except Sam3VideoError:
         return gr.skip()
+
+
+@user_errors
+def follow_slider(index, request: gr.Request):
+    """The slider moved: the timeline's cursor, and after a run the objects' scores on that frame."""
+    key = request.session_hash
+    table = service.run_table(key, index)
+    return _run_table(table), service.timeline_html(key)
+
+
+@user_errors
+def pick(evt: gr.EventData, request: gr.Request):
+    """A click on the timeline (review.CLICK_JS: which object, where along its bar): the slider to
+    that frame, the run's result there with the object highlighted, the table and the timeline."""
+    key = request.session_hash
+    data = evt._data if isinstance(evt._data, dict) else {}
+    x, obj = data.get("x"), data.get("id")
+    x = float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+    obj = int(obj) if isinstance(obj, (int, float)) and not isinstance(obj, bool) else None
+    index, image = service.pick(key, x, obj)
+    return (index, gr.skip() if image is None else image, _run_table(service.run_table(key)),
+            service.timeline_html(key))
+
+
+@user_errors
+def timeline(request: gr.Request) -> dict:
+    """API: the latest run's objects over time (during a run too): status, the frames it covers
+    and has done, its stride, start and direction, where it was continued from, and per object
+    its id, label, colour, first and last frame, frames with a mask as ranges [[a, b], ...] (every
+    stride-th frame from a to b), the gaps inside its span, and its best score."""
+    return service.timeline(request.session_hash)
 
 
 def _threshold(text) -> float | None:
@@ -325,7 +372,7 @@ CSS = """
 }
 #status p { margin: 0; }
 #annotations .label-clear-button, #formats .label-clear-button { display: none; }  /* results stay offered */
-"""
+""" + run_review.CSS
 
 with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, int(LIMITS.session_ttl_s)))) as demo:
     gr.Markdown("# sam3-video\nType what to find, check it on one frame, track it through the whole video "
@@ -353,7 +400,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
             status = gr.Markdown(elem_id="status")
         with gr.Column(elem_id="after-detect"):
             gr.Markdown("### 3. Check the objects")
-            objects = gr.Dataframe(headers=TABLE_HEADERS, label="Objects", interactive=False,
+            objects = gr.Dataframe(headers=TABLE_HEADERS, label=run_review.TABLE_LABEL, interactive=False,
                                    elem_id="objects")
             to_remove = gr.CheckboxGroup(label="False positives to remove", choices=[], elem_id="to-remove")
             remove_btn = gr.Button("Remove selected")
@@ -375,10 +422,12 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
                 propagate_btn = gr.Button("Propagate", variant="primary", elem_id="propagate")
                 stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")
                 continue_btn = gr.Button("Continue the run", elem_id="continue")
+            # the run's objects over time: grows during a run; a click goes to that frame and object
+            timeline_view = gr.HTML("", elem_id="timeline", js_on_load=run_review.CLICK_JS)
             fix_btn = gr.Button("Fix this frame of the last run", elem_id="fix-frame")
-            gr.Markdown("After a run (or a Stop), move the slider to a frame it did and press *Fix this frame*: "
-                        "remove objects or click to correct them, then Propagate continues from that frame and "
-                        "keeps the run's frames it does not redo.")
+            gr.Markdown("After a run (or a Stop), click its timeline where an object goes wrong (or move the slider "
+                        "to a frame it did) and press *Fix this frame*: remove objects or click to correct them, "
+                        "then Propagate continues from that frame and keeps the run's frames it does not redo.")
             gr.Markdown("### 5. Results")
             overlay = gr.Video(label="Overlay video", interactive=False, elem_id="overlay", height=360)
             annotations = gr.File(label="annotations.zip (every format)", elem_id="annotations")
@@ -390,18 +439,27 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     tab = gr.Textbox(visible=False)  # the tab's token (open_tab)
 
     run_outputs = [preview, status, overlay, annotations, formats, summary]
+    reviewed = [preview, objects, timeline_view]  # after a run: its result on the frame, its objects, its timeline
     demo.load(open_tab, tab, [tab, banner, detect_btn, video, facts, frame, prompts, threshold, preview, objects,
                               to_remove, clicked, status, overlay, annotations, formats, summary],
               js=TAB_TOKEN_JS, api_visibility="private", queue=False
               ).then(None, tab, None, js=KEEP_TAB_TOKEN_JS, api_visibility="private", queue=False
                      ).then(follow_run, None, run_outputs, api_visibility="private", concurrency_limit=None,
                             show_progress="hidden", show_progress_on=summary
-                            ).then(after_run, frame, preview, api_visibility="private", queue=False)
+                            ).then(after_run, frame, reviewed, api_visibility="private", queue=False)
     demo.unload(leave_tab)
     gr.api(model_banner, api_name="model_banner", queue=False)
     gr.api(gpu_estimate, api_name="gpu_estimate", queue=False)  # before the page's own events take its name
-    video.change(open_video, video, [facts, frame, preview], api_name="open_video")
-    frame.release(show_frame, frame, preview, api_name="show_frame")
+    video.change(open_video, video, [facts, frame, preview], api_name="open_video"
+                 ).then(show_timeline, None, timeline_view, api_visibility="private", queue=False, show_progress="hidden")
+    frame.release(show_frame, frame, preview, api_name="show_frame"
+                  ).then(follow_slider, frame, [objects, timeline_view], api_visibility="private", queue=False,
+                         show_progress="hidden")
+    # the timeline follows the run: the status line changes with each progress update and at its end
+    status.change(show_timeline, None, timeline_view, api_visibility="private", queue=False, show_progress="hidden")
+    timeline_view.click(pick, None, [frame, preview, objects, timeline_view], api_visibility="private",
+                        concurrency_limit=None, show_progress="hidden")
+    gr.api(timeline, api_name="timeline", queue=False)
     detect_btn.click(detect, [frame, prompts, threshold], [preview, objects, to_remove], api_name="detect",
                      concurrency_id="gpu", concurrency_limit=LIMITS.gpu_concurrency or None
                      ).then(click_said, None, clicked, api_visibility="private", queue=False
@@ -425,10 +483,10 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     # to the JSON summary, folded away; API clients still get gr.Progress's units.
     propagate_btn.click(propagate, [direction, max_frames, stride], run_outputs, api_name="propagate",
                         concurrency_id="gpu", show_progress="hidden", show_progress_on=summary
-                        ).then(after_run, frame, preview, api_visibility="private", queue=False)
+                        ).then(after_run, frame, reviewed, api_visibility="private", queue=False)
     continue_btn.click(continue_run, None, run_outputs, api_name="continue_run", concurrency_id="gpu",
                        show_progress="hidden", show_progress_on=summary
-                       ).then(after_run, frame, preview, api_visibility="private", queue=False)
+                       ).then(after_run, frame, reviewed, api_visibility="private", queue=False)
     stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
     one_shot.click(segment_video, [video, prompts, start_frame, direction, max_frames, threshold, every],
                    [overlay, annotations, summary], api_name="segment_video", concurrency_id="gpu")

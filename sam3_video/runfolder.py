@@ -5,6 +5,7 @@ batch) and the code that reads a run back (continuation, results) go through her
     OUT_DIR/
       run.json          RunRecord: what the run was asked and how far it got, true at every moment
       results.jsonl     every frame's objects, lossless (results.py)
+      objects.json      each object's frames with a mask, as ranges (timeline.py)
       overlay.mp4       output "overlay" (overlay.py)
       annotations/      the formats and manifest.json (export/), zipped as annotations.zip
 """

@@ -34,6 +34,7 @@ from .export import FORMATS, Annotations, Categories, ExportContext
 from .overlay import OverlayWriter
 from .results import EncodedFrame, frame_from_json
 from .runfolder import RESULTS, RunRecord, read_record
+from .timeline import TimelineWriter
 from .types import FrameResult, VideoInfo
 from .video import VideoReader
 
@@ -82,6 +83,7 @@ class FileWriter:
         try:
             if "overlay" in wanted:
                 self.sinks.append(OverlayWriter(out_dir, info, first_frame, self.frame, self.stride))
+            self.sinks.append(TimelineWriter(out_dir, self.stride))  # objects.json: each object's frames
             self.sinks.extend(extra)
             context = ExportContext(info, Categories(tuple(prompts)), self.stride, self.offset)
             self.annotations = Annotations(out_dir, formats, context) if formats else None

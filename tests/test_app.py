@@ -134,6 +134,8 @@ def test_fix_a_frame_of_the_run_and_continue_through_the_api(app_url, carphone):
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="Nothing has run in this tab yet"):
+        client.predict(api_name="/timeline")
     client.predict(handle_file(carphone), api_name="/open_video")
     client.predict(0, "person, window", "", api_name="/detect")
     *_, summary = client.submit("forward", 8, api_name="/propagate").result(timeout=300)
@@ -151,6 +153,13 @@ def test_fix_a_frame_of_the_run_and_continue_through_the_api(app_url, carphone):
     assert frames_in_zip(zip_path) == list(range(11))
     manifest = manifest_in_zip(zip_path)
     assert manifest["continued_from"]["frame"] == 5 and manifest["edits"][0]["obj_id"] == ids[0]
+    # each object's frames, for API clients: in the summary, and the run's shape from /timeline
+    facts = client.predict(api_name="/timeline")
+    assert facts["continued_from"] == {"frame": 5, "kept": [0, 4]} and facts["frame_range"] == [0, 10]
+    assert (facts["status"], facts["covers"], facts["start_frame"], facts["stride"]) == ("complete", [0, 10], 5, 1)
+    assert facts["objects"] == summary["objects"] and ids[0] in [o["id"] for o in facts["objects"]]
+    for obj in facts["objects"]:
+        assert all(b >= a for a, b in obj["ranges"]) and obj["frames"] == sum(b - a + 1 for a, b in obj["ranges"])
 
 
 def test_a_run_that_breaks_leaves_the_page_saying_how_it_ended(test_model_dir, carphone, monkeypatch, gpu_call_dies):

@@ -357,3 +357,87 @@ def test_each_example_fills_the_video_and_its_phrases(browser, app_url):
         page.locator("#examples tbody tr").nth(k).click()
         page.locator("#video-facts").get_by_text(facts).wait_for(timeout=60_000)
         assert page.locator("#prompts textarea").input_value() == phrases
+
+
+# -- the run's timeline ----------------------------------------------------------------------------
+def no_horizontal_overflow(page) -> None:
+    widths = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth,"
+                           " document.querySelector('#timeline').scrollWidth, document.querySelector('#timeline').clientWidth]")
+    assert widths[0] <= widths[1] and widths[2] <= widths[3], widths
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x900", "390x844"])
+def test_the_timeline_takes_you_to_a_frame_and_shows_where_a_run_was_continued(browser, app_url, carphone, viewport):
+    """After a run, a row per object; a click on a row moves the slider there and shows the run's
+    result on that frame, ready for Fix this frame; the continued run marks where it continued."""
+    page = browser.open(app_url, viewport)
+    upload(page, carphone)
+    detect(page)
+    page.get_by_label("forward", exact=True).check()
+    page.get_by_label("Frame limit per direction (0: all)").fill("8")
+    page.locator("#propagate").click()
+    page.locator("#status").get_by_text("complete: 8 frames (0-7)").wait_for(timeout=300_000)
+    rows = page.locator("#timeline .tl-row[data-id]")
+    page.wait_for_function("() => /complete: 8 frames done/.test(document.querySelector('#timeline').innerText)",
+                           timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#objects thead').innerText.includes('missing')",
+                           timeout=60_000)  # the objects table is the run's
+    ids = [i.strip() for i in page.locator("#objects [role=gridcell][data-col='0']").all_inner_texts()]
+    assert rows.count() == len(ids) > 0
+    assert [rows.nth(k).get_attribute("data-id") for k in range(rows.count())] == ids
+    rows.first.scroll_into_view_if_needed()
+    assert in_view(page, "#timeline .tl-row[data-id]")
+    no_horizontal_overflow(page)
+
+    before, _ = frame_pixels(page)
+    track = rows.nth(0).locator(".tl-track")
+    box = track.bounding_box()
+    track.click(position={"x": box["width"] * 5.5 / 8, "y": box["height"] / 2})  # frame 5's column
+    page.wait_for_function("() => document.querySelector('#timeline .tl-row.tl-selected') !== null", timeout=60_000)
+    assert page.get_by_label("number input for Frame").input_value() == "5"
+    assert page.locator("#timeline .tl-row.tl-selected").get_attribute("data-id") == ids[0]
+    page.wait_for_function(f"() => document.querySelector('#preview img').src !== {before!r}", timeout=60_000)
+    assert page.locator("#timeline .tl-cursor").count() == rows.count()
+    rows.nth(rows.count() - 1).press("Enter")  # from the keyboard: the object's first frame
+    last = page.locator("#objects [role=gridcell][data-col='3']").nth(rows.count() - 1).inner_text().strip()
+    page.wait_for_function(f"() => document.querySelector('#timeline .tl-row.tl-selected').dataset.id === '{ids[-1]}'",
+                           timeout=60_000)
+    assert page.get_by_label("number input for Frame").input_value() == (last if last != "-" else "0")
+    track.click(position={"x": box["width"] * 5.5 / 8, "y": box["height"] / 2})  # and back to frame 5
+    page.wait_for_function(f"() => document.querySelector('#timeline .tl-row.tl-selected').dataset.id === '{ids[0]}'",
+                           timeout=60_000)
+    assert page.get_by_label("number input for Frame").input_value() == "5"
+    page.locator("#fix-frame").click()  # the frame picked is the one Fix this frame takes
+    page.locator("#status").get_by_text("Frame 5 of the last run").wait_for(timeout=120_000)
+
+    page.locator("#propagate").click()  # continues from frame 5: frames 0-4 kept, 5-12 new
+    page.locator("#status").get_by_text("complete: 13 frames (0-12)").wait_for(timeout=300_000)
+    page.wait_for_function("() => document.querySelector('#timeline').innerText.includes("
+                           "'continued from frame 5 (frames 0-4 kept from the earlier run)')", timeout=60_000)
+    assert page.locator("#timeline .tl-axis .tl-continued").count() == 1
+    no_horizontal_overflow(page)
+
+
+@pytest.mark.parametrize("served", ["plain", "zerogpu"], indirect=True)
+def test_the_timeline_grows_during_a_run(browser, served, carphone, request):
+    """The timeline follows a run as its frames come (read from its results as they are written,
+    under ZeroGPU from each GPU call's folder in turn), and says how the run ended."""
+    page = browser.open(served)
+    upload(page, carphone)
+    detect(page)
+    page.get_by_label("forward", exact=True).check()  # all 120 frames: long enough to watch
+    page.locator("#propagate").click()
+    done = "() => +(/running: (\\d+) frames? done/.exec(document.querySelector('#timeline').innerText) || [0, 0])[1]"
+    page.locator("#timeline .tl-row[data-id]").first.wait_for(timeout=300_000)  # an object, while it runs
+    seen = page.evaluate(f"({done})")
+    assert seen > 0
+    page.wait_for_function(f"() => ({done})() > {seen}", timeout=300_000)
+    if request.node.callspec.params["served"] == "zerogpu":  # 6 s calls: the next call writes a folder of its own
+        page.locator("#status").get_by_text("GPU call 2").first.wait_for(timeout=300_000)
+        seen = page.evaluate(f"({done})")
+        page.wait_for_function(f"() => ({done})() > {seen}", timeout=300_000)
+        assert page.locator("#timeline .tl-row[data-id]").count() > 0
+    page.locator("#stop").click()
+    page.locator("#status").get_by_text("stopped by you:").wait_for(timeout=300_000)
+    page.wait_for_function("() => /stopped: \\d+ frames done/.test(document.querySelector('#timeline').innerText)",
+                           timeout=60_000)

@@ -13,5 +13,6 @@ or on the CPU:
     clicks.py      a click on the frame -> an `Edit`, and what the model made of it, in words
     runs.py        a run folder as the record: stop requests, outputs, the plan of GPU calls
     live.py        a run going on in a thread of its own, followed by the page (again after a reload)
+    review.py      a run at a glance: its timeline (growing as frames come), the objects table after it
     service.py     the visitor's steps, from these parts
 """

@@ -49,17 +49,32 @@ def object_table(rows: Sequence[ObjectRow]):
     import pandas as pd
 
     frame = pd.DataFrame([[r.id, r.label, round(r.score, 3), r.colour] for r in rows], columns=TABLE_HEADERS)
-
-    def swatch(colour: str) -> str:
-        rgb = tuple(int(colour[k:k + 2], 16) for k in (1, 3, 5))
-        return f"background-color: {colour}; color: {'#000' if text_color(rgb) == (0, 0, 0) else '#fff'}"
-
     return frame.style.map(swatch, subset=["colour"]).format({"score": "{:.3f}"})
 
 
-def draw(image: np.ndarray, result: FrameResult | None, marks: Sequence[Mark] = ()) -> np.ndarray:
+def swatch(colour: str) -> str:
+    """The style of a table cell painted in `colour` ('#rrggbb'), its text black or white."""
+    rgb = tuple(int(colour[k:k + 2], 16) for k in (1, 3, 5))
+    return f"background-color: {colour}; color: {'#000' if text_color(rgb) == (0, 0, 0) else '#fff'}"
+
+
+def draw(image: np.ndarray, result: FrameResult | None, marks: Sequence[Mark] = (),
+         highlight: int | None = None) -> np.ndarray:
     """`image` (H, W, 3) uint8 with `result` drawn on it (when given) and the clicks `marks` (video
-    pixels) on top, shrunk for the page; a new array."""
+    pixels) on top, shrunk for the page; a new array. With `highlight` (an object id of `result`)
+    that object stands out: the others are drawn faint, it is drawn last, boxed in white and black."""
+    if result is not None and highlight is not None and int(highlight) in result.obj_ids.tolist():
+        chosen = result.obj_ids == int(highlight)
+        out = render(render(image, result.select(~chosen), alpha=0.15), result.select(chosen), alpha=0.6)
+        mask = np.ascontiguousarray(result.masks[chosen][0])
+        if mask.any():  # around its mask (none on a frame where it is missing)
+            x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+            rim = max(1, round(max(image.shape[:2]) / 300))
+            corners = (x - 2 * rim, y - 2 * rim), (x + w - 1 + 2 * rim, y + h - 1 + 2 * rim)
+            cv2.rectangle(out, *corners, (0, 0, 0), 3 * rim)
+            cv2.rectangle(out, *corners, (255, 255, 255), rim)
+        result = None
+        image = out
     out = shrink(render(image, result) if result is not None else image)
     if marks:
         out = out.copy() if out is image else out

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..runfolder import ANNOTATIONS_ZIP, OVERLAY, format_files, read_record
+from ..timeline import read_timeline
 from ..types import frame_order
 
 STOP_REQUEST = "stop.request"  # present: the visitor asked the run in this folder to stop
@@ -115,10 +116,16 @@ def write_summary(folder: str, summary: dict) -> None:
 
 
 def outputs(folder: str) -> Outputs:
-    """The files of the finished run in `folder`: the overlay, annotations.zip, each format."""
+    """The files of the finished run in `folder`: the overlay, annotations.zip, each format; the
+    summary with each object's frames (`objects`, as in objects.json)."""
     overlay, zip_path = os.path.join(folder, OVERLAY), os.path.join(folder, ANNOTATIONS_ZIP)
+    summary = summary_of(folder)
+    try:  # per object, its frames with a mask as ranges (sam3_video/timeline.py)
+        summary["objects"] = read_timeline(folder)["objects"]
+    except (OSError, ValueError):
+        pass
     return Outputs(overlay if os.path.exists(overlay) else None, zip_path if os.path.exists(zip_path) else None,
-                   format_files(folder), summary_of(folder))
+                   format_files(folder), summary)
 
 
 @dataclass(frozen=True)

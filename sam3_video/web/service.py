@@ -16,6 +16,7 @@ that goes away (a reload) leaves it going on, and the same tab, back (`restore`)
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -30,9 +31,10 @@ from ..errors import BadRequestError
 from ..pipeline import check_outputs
 from ..runfolder import read_record
 from ..session import check_direction, check_frame, check_threshold
+from ..timeline import rle_areas
 from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, parse_prompts
 from ..video import VideoReader
-from . import clicks, gpu, runloop, runs
+from . import clicks, gpu, review, runloop, runs
 from .live import LiveRun
 from .model import AppModel
 from .previews import Preview, draw, object_rows, to_video_pixels
@@ -392,20 +394,29 @@ class Service:
                 kept = continuation.load(options.continue_from, options.start_frame, options.direction, info).kept
             plan = Plan.of(info.num_frames, options.start_frame, options.direction, options.max_frames, kept,
                            options.stride)
+            before, earlier_shape, ws.review = ws.run_dir, ws.shape, None  # a new run: nothing picked on it yet
+            ws.shape = review.Shape(plan.first, plan.last, options.start_frame, options.direction or "forward",
+                                    options.stride, options.start_frame if options.continue_from else None,
+                                    (kept[0], kept[-1]) if kept else None)
             started, shown = time.monotonic(), len(kept)
             seconds, calls = self.sizer.estimate(info, options, len(kept))
             yield RunProgress(shown, plan.total, 0.0, None, None, f"starting on the GPU ({gpu_time_words(seconds, calls)})")
-            for item in self.loop.legs(ws, model, options, plan, kept):
-                if isinstance(item, dict):  # the summary: the run has ended, its folder is final
-                    break
-                if isinstance(item, Writing):  # the GPU calls are over: the files are being finished
-                    yield RunProgress(shown, plan.total, 0.0, None, None,
-                                      f"GPU released · writing the overlay and annotations: {item.written}/{item.total}")
-                    continue
-                calls, update = item
-                progress = _progress(update, plan, shown, calls, started)
-                shown = progress.done
-                yield progress
+            try:
+                for item in self.loop.legs(ws, model, options, plan, kept):
+                    if isinstance(item, dict):  # the summary: the run has ended, its folder is final
+                        break
+                    if isinstance(item, Writing):  # the GPU calls are over: the files are being finished
+                        yield RunProgress(shown, plan.total, 0.0, None, None, "GPU released · writing the overlay "
+                                          f"and annotations: {item.written}/{item.total}")
+                        continue
+                    calls, update = item
+                    progress = _progress(update, plan, shown, calls, started)
+                    shown = progress.done
+                    yield progress
+            except BaseException:
+                if ws.run_dir == before:  # not one frame of it: the earlier run is the latest, as it was
+                    ws.shape = earlier_shape
+                raise
             yield runs.outputs(ws.run_dir)
 
     def stop(self, key: str) -> None:
@@ -434,6 +445,74 @@ class Service:
             raise BadRequestError("Nothing has run in this tab yet: Detect, then Propagate.")
         return runs.outputs(ws.run_dir)
 
+    # -- reviewing a run: its timeline, a click on it, the objects table after it ------------------
+    def _review(self, ws: Workspace) -> review.Review | None:
+        """The latest run's timeline, followed from its folder (the one being written, during a
+        run); None before any run."""
+        folder = ws.run_dir
+        if not folder or not os.path.isdir(folder):
+            return None
+        current = ws.review
+        if current is None or current.folder != folder:
+            current = review.Review.of(folder, ws.shape)
+            if ws.review is not None:  # the next GPU call's folder of the same run: the picks stay
+                current.frame, current.selected = ws.review.frame, ws.review.selected
+            ws.review = current
+        return current
+
+    def timeline(self, key: str) -> dict:
+        """The latest run's objects over time (during a run too): its shape and, per object, its
+        frames with a mask as ranges (review.run_facts)."""
+        ws = self.workspaces.get(key)
+        seen = self._review(ws)
+        if seen is None:
+            raise BadRequestError("Nothing has run in this tab yet: Detect, then Propagate.")
+        return review.run_facts(seen, ws.running, ws.info.num_frames if ws.info else None)
+
+    def timeline_html(self, key: str) -> str:
+        """The page's timeline of the latest run ("" before any), with the frame and the object
+        the visitor picked."""
+        ws = self.workspaces.peek(key)
+        seen = self._review(ws) if ws is not None else None
+        if seen is None:
+            return ""
+        facts = review.run_facts(seen, ws.running, ws.info.num_frames if ws.info else None)
+        return review.timeline_html(facts, seen.frame, seen.selected)
+
+    def pick(self, key: str, x: float | None, obj_id: int | None) -> tuple[int, np.ndarray | None]:
+        """A click on the timeline: the run's frame there (`x`, 0 to 1 along the bar; None: the
+        object's first frame) and, once the run has ended, the run's result on it with object
+        `obj_id` highlighted (None while it runs: the live frame stays)."""
+        ws = self.workspaces.get(key)
+        _, info = ws.need_video()
+        seen = self._review(ws)
+        if seen is None:
+            raise BadRequestError("Nothing has run on this video yet: Detect, then Propagate; then pick a frame of the run.")
+        facts = review.run_facts(seen, ws.running, info.num_frames)
+        frame = review.frame_at(facts, x, obj_id)
+        seen.frame, seen.selected = frame, obj_id
+        frames = self._run_frames(ws)
+        if frames is None or frame not in frames:
+            return frame, None
+        return frame, draw(_read_frame(ws, frame), frames.get(frame, info.height, info.width), highlight=obj_id)
+
+    def run_table(self, key: str, index: int | None = None):
+        """The objects table of the latest run, once it has ended (None otherwise), with each
+        object's score on frame `index` (the slider's: the timeline's cursor follows it; default:
+        the frame picked last) and the picked object marked."""
+        ws = self.workspaces.peek(key)
+        seen = self._review(ws) if ws is not None else None
+        if seen is None:
+            return None
+        if index is not None:
+            seen.frame = int(index or 0)
+        frames = self._run_frames(ws)
+        if frames is None:  # running
+            return None
+        facts = review.run_facts(seen, False, ws.info.num_frames if ws.info else None)
+        here = _scores_on(frames, seen.frame) if seen.frame is not None else None
+        return review.run_table(facts, here, seen.selected)
+
     # -- workspaces ---------------------------------------------------------------------------------
     def close_workspace(self, key: str) -> None:
         self.workspaces.close(key)
@@ -449,6 +528,17 @@ def _stride_of(folder: str) -> int:
     """The stride of the run in `folder` (its run.json; 1 for a run written before strides)."""
     record = read_record(folder)
     return max(1, int(getattr(record, "stride", 1) or 1))
+
+
+def _scores_on(frames: continuation.RunFrames, index: int) -> dict[int, float]:
+    """The score of each object with a mask on frame `index` of a run ({} when it did not do it),
+    its line read alone, no mask decoded."""
+    if index not in frames:
+        return {}
+    with open(frames.path, "rb") as f:
+        f.seek(frames.offsets[index])
+        objects = json.loads(f.readline())["objects"]
+    return {int(o["id"]): float(o["score"]) for o, area in zip(objects, rle_areas(o["mask"] for o in objects)) if area > 0}
 
 
 def _file_id(path: str) -> tuple[str, int] | None:

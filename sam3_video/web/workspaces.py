@@ -62,6 +62,8 @@ class Workspace:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)  # the tab's proof, to reclaim
     reopen: tuple[str, int] | None = None  # the video given back to the page after a reload (name, size)
     left: float | None = None  # when its tab went away (None: its tab is there), see Workspaces.leave
+    shape: object = field(default=None, repr=False)  # review.Shape: what the latest run set out to do
+    review: object = field(default=None, repr=False)  # review.Review: the latest run's timeline, followed
 
     def __post_init__(self) -> None:
         self.idle.set()
