@@ -56,7 +56,7 @@ class OverlayWriter:
                 raise ValueError(f"overlay expected frame {self._next_up}, got {index}")
             if self._up is None:
                 self._up = self._writer(self._up_path)
-            self._up.write(render(frame.image, frame.result))
+            self._up.write(render(frame.image, frame.result, mask_boxes=frame.boxes))
             self._next_up += self.stride
         else:
             self._down.add(index, frame_to_json(frame))

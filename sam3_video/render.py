@@ -78,6 +78,7 @@ def render(
     outline: bool = True,
     boxes: bool = True,
     labels: bool = True,
+    mask_boxes=None,
 ) -> np.ndarray:
     """Draw every object of `result` on a copy of `frame`.
 
@@ -87,6 +88,8 @@ def render(
             boxes (n, 4) xyxy in pixels of the frame.
         alpha: opacity of the mask fill, 0 (none) to 1 (solid colour).
         outline, boxes, labels: draw the mask contour, the box, the "label #id score" tag.
+        mask_boxes: each mask's bounding rectangle [x, y, width, height] when known (an
+            `EncodedFrame.boxes`, from its run-length encoding): spares a scan of every mask.
 
     Returns:
         A new (H, W, 3) uint8 RGB array. Masks are drawn from the lowest score to the highest,
@@ -112,7 +115,8 @@ def render(
     thickness = line_width(height, width)
     order = np.argsort(result.scores, kind="stable")  # lowest score first, highest on top
     for k in order:
-        _draw_mask(out, result.masks[k], color_for(result.obj_ids[k]), alpha, thickness if outline else 0)
+        _draw_mask(out, result.masks[k], color_for(result.obj_ids[k]), alpha, thickness if outline else 0,
+                   None if mask_boxes is None else mask_boxes[k])
     if boxes or labels:
         for k in order:
             color = color_for(result.obj_ids[k])
@@ -138,9 +142,12 @@ def tag_label(label: str) -> str:
     return f"{folded} " if folded else ""
 
 
-def _draw_mask(out: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float, thickness: int) -> None:
-    """Blend `color` into `out` (H, W, 3) where `mask` (H, W) bool is set, then trace its contour."""
-    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))  # zero-copy: bool and uint8 share a layout
+def _draw_mask(out: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float, thickness: int,
+               box=None) -> None:
+    """Blend `color` into `out` (H, W, 3) where `mask` (H, W) bool is set (inside `box`, its
+    bounding rectangle, when given), then trace its contour."""
+    # zero-copy: bool and uint8 share a layout
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8)) if box is None else (int(v) for v in box)
     if w == 0 or h == 0:
         return
     region = out[y : y + h, x : x + w]

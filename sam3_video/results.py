@@ -89,7 +89,9 @@ class EncodedFrame:
         r = self.result
         out = np.zeros(r.size, dtype=np.uint32)
         for k in np.argsort(r.scores, kind="stable"):
-            out[r.masks[k]] = r.obj_ids[k]
+            x, y, w, h = self.boxes[k]  # inside each mask's rectangle only
+            region = out[y : y + h, x : x + w]
+            region[r.masks[k][y : y + h, x : x + w]] = r.obj_ids[k]
         return out
 
     @cached_property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import weakref
 from fractions import Fraction
 from typing import Sequence
 
@@ -21,6 +22,25 @@ from .video import _reason
 COPY_AUDIO_CODECS = {"aac", "mp3"}
 #: Characters of ffmpeg's stderr quoted in an error message.
 STDERR_TAIL = 1500
+
+
+_OPEN: "weakref.WeakSet[H264Writer]" = weakref.WeakSet()  # writers whose ffmpeg still reads its stdin
+
+
+def _release_in_child() -> None:
+    """In a process forked while writers are open (on ZeroGPU the GPU workers fork from the app,
+    whose main process writes the overlay): its copy of each ffmpeg's stdin points at /dev/null
+    instead, or ffmpeg would not see the end of its input before that process exits."""
+    for writer in list(_OPEN):
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), writer._proc.stdin.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_in_child)
 
 
 def ffmpeg_exe() -> str:
@@ -83,6 +103,7 @@ class H264Writer:
         except OSError as err:
             self._stderr.close()
             raise VideoWriteError(f"Could not start ffmpeg to write '{os.path.basename(self.path)}' ({err}).") from None
+        _OPEN.add(self)
 
     def write(self, rgb: np.ndarray) -> None:
         """Append one frame: (height, width, 3) uint8 RGB, the size given to the constructor."""
@@ -136,6 +157,7 @@ class H264Writer:
 
     def _finish(self, kill: bool) -> None:
         self._closed = True
+        _OPEN.discard(self)
         if kill:
             self._proc.kill()
         try:

@@ -25,6 +25,7 @@ import queue
 import shutil
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Callable, Iterator, Sequence
 
@@ -73,7 +74,8 @@ class FileWriter:
     arrive in order upward, then downward below it (pipeline.run's order)."""
 
     def __init__(self, out_dir: str, wanted: Sequence[str], info: VideoInfo, prompts: Sequence[str],
-                 first_frame: int, stride: int = 1, offset: int = 0, extra: Sequence = ()):
+                 first_frame: int, stride: int = 1, offset: int = 0, extra: Sequence = (),
+                 parallel: bool | None = None):
         self.out_dir, self.info, self.stride, self.offset = out_dir, info, max(1, int(stride)), int(offset)
         formats = [name for name in wanted if name in FORMATS]
         needs_image = bool(extra) or "overlay" in wanted or any(getattr(FORMATS[f], "needs_image", False)
@@ -91,6 +93,14 @@ class FileWriter:
             self._close_reader()
             raise
         self.written: list[int] = []  # frames every sink was given, in the order they came
+        # each sink (the overlay, each format, ...) writes a frame in a thread of its own, all of a
+        # frame before the next: a frame costs its slowest writer, not the sum (cv2, pycocotools,
+        # zlib and the H.264 encoder work outside the GIL); None: when the machine has 2 cores or more
+        self._units = self.sinks + (list(self.annotations.writers.values()) if self.annotations is not None else [])
+        if parallel is None:
+            parallel = (os.cpu_count() or 1) > 1
+        self._pool = ThreadPoolExecutor(len(self._units), "sam3-writer", lower_priority) \
+            if parallel and len(self._units) > 1 else None
 
     def frame(self, index: int) -> np.ndarray:
         """The video's frame `index` (the run's stride and offset applied)."""
@@ -104,8 +114,18 @@ class FileWriter:
             frame = RecordFrame(frame, self.info.size, lambda i=int(frame["frame_index"]): self.frame(i))
         elif frame._image is None:
             frame._image = lambda i=frame.frame_index: self.frame(i)
-        sinks = self.sinks + ([self.annotations] if self.annotations is not None else [])
-        first = call_all([lambda sink=sink: sink.write(frame) for sink in sinks])
+        if self._pool is None:
+            sinks = self.sinks + ([self.annotations] if self.annotations is not None else [])
+            first = call_all([lambda sink=sink: sink.write(frame) for sink in sinks])
+        else:
+            frame.result  # what several writers share, made once before they start
+            if self._reader is not None:
+                frame.image
+            done = [self._pool.submit(unit.write, frame) for unit in self._units]
+            errors = [future.exception() for future in done]  # waits for each
+            first = next((error for error in errors if error is not None), None)
+            if self.annotations is not None:
+                self.annotations.frames += 1
         self.written.append(frame.frame_index)
         if first is not None:
             raise first
@@ -121,6 +141,9 @@ class FileWriter:
         return first
 
     def _close_reader(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None

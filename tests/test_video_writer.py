@@ -279,3 +279,22 @@ def test_mux_errors_are_clear_and_leave_the_old_output(parts, tmp_path):
         mux_video([], out)
     assert out.read_bytes() == b"old"
     assert sorted(os.listdir(tmp_path)) == ["notes.mp4", "out.mp4"]
+
+
+def test_a_process_forked_while_a_writer_is_open_does_not_keep_ffmpeg_waiting(tmp_path):
+    """On ZeroGPU the GPU workers fork from the app while its main process writes an overlay: a
+    fork's copy of ffmpeg's stdin would keep ffmpeg from seeing the end of its input (and the
+    writer's close waiting) for as long as the worker lives. In the fork it is /dev/null."""
+    import stat
+
+    writer = H264Writer(tmp_path / "a.mp4", 64, 48, 10)
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    child = os.fork()
+    if child == 0:
+        still_the_pipe = stat.S_ISFIFO(os.fstat(writer._proc.stdin.fileno()).st_mode)
+        os._exit(1 if still_the_pipe else 0)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the fork still holds ffmpeg's stdin"
+    assert stat.S_ISFIFO(os.fstat(writer._proc.stdin.fileno()).st_mode)  # here, the writer's own pipe
+    writer.close()
+    assert probe(tmp_path / "a.mp4").num_frames == 1

@@ -38,7 +38,7 @@ def cvat_attributes(track_id: int, score: float) -> dict:
 
 class CocoWriter:
     files = ("coco_instances.json", "coco/")
-    needs_image = True  # coco/images/: the pipeline decodes each frame on the model's thread
+    needs_image = True  # coco/images/: decoded by the writer's own video reader (writing.py)
 
     def __init__(self, folder: str, context: ExportContext):
         self.path = os.path.join(folder, self.files[0])

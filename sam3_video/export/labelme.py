@@ -43,7 +43,7 @@ def _shape(label: str, score: float, points: list, group_id: int) -> dict:
 
 class LabelmeWriter:
     files = ("labelme/",)
-    needs_image = True  # ships the frames: the pipeline decodes each one on the model's thread
+    needs_image = True  # ships the frames: decoded by the writer's own video reader (writing.py)
 
     def __init__(self, folder: str, context: ExportContext):
         self.dir = os.path.join(folder, "labelme")

@@ -39,7 +39,7 @@ IMAGE_ROOT = "JPEGImages"
 
 class YtvisWriter:
     files = ("ytvis_results.json", "ytvis_dataset.json", f"{IMAGE_ROOT}/")
-    needs_image = True  # ships the frames: the pipeline decodes each one on the model's thread
+    needs_image = True  # ships the frames: decoded by the writer's own video reader (writing.py)
 
     def __init__(self, folder: str, context: ExportContext):
         self.results_path, self.dataset_path = (os.path.join(folder, f) for f in self.files[:2])
