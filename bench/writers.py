@@ -13,6 +13,9 @@ threads (`FileWriter(..., parallel=True)`): the figure that says whether writing
 model at 30 frames a second (33.3 ms a frame) on this machine.
 
     python bench/writers.py                       # writes bench/results/writers-cpu.md
+
+Run from a tree before writing.py (this script, bench/outlines.py, engine.py and outputs.py copied
+into it) it times that tree's way: the run's sinks fed each result with its masks in memory.
 """
 
 from __future__ import annotations
@@ -53,8 +56,10 @@ def source_video(path: str, width: int, height: int, frames: int, fps: float = 3
 
 def write_all(folder: str, records: list, info, wanted: list[str], parallel: bool) -> float:
     """Seconds to write every record through one FileWriter and close it."""
-    from sam3_video.writing import FileWriter
-
+    try:
+        from sam3_video.writing import FileWriter
+    except ImportError:  # a tree from before writing.py (the sinks on the model's thread): its own way
+        return write_all_before(folder, records, info, wanted)
     start = time.perf_counter()
     writer = FileWriter(folder, wanted, info, ["thing"], 0, parallel=parallel)
     for record in records:
@@ -62,6 +67,27 @@ def write_all(folder: str, records: list, info, wanted: list[str], parallel: boo
     error = writer.close(None)
     if error is not None:
         raise error
+    return time.perf_counter() - start
+
+
+def write_all_before(folder: str, records: list, info, wanted: list[str]) -> float:
+    """The same through the sinks as `pipeline.run` fed them before writing.py (sam3-video at
+    f9ebc42): each frame's result with its masks in memory, frames decoded by the run's reader."""
+    from sam3_video.pipeline import open_outputs, write_all as feed
+    from sam3_video.results import EncodedFrame, frame_from_json
+    from sam3_video.video import VideoReader
+
+    results = [frame_from_json(record, info.height, info.width) for record in records]  # what the model handed over
+    start = time.perf_counter()
+    with VideoReader(info.path, info) as reader:
+        sinks, annotations = open_outputs(folder, wanted, info, ["thing"], 0, reader.__getitem__)
+        for result in results:
+            feed(sinks[1:] + ([annotations] if annotations else []),  # results.jsonl aside: the model's side
+                 EncodedFrame(result, lambda i=result.frame_index: reader[i]))
+        for sink in sinks:
+            sink.close()
+        if annotations is not None:
+            annotations.close({})
     return time.perf_counter() - start
 
 
@@ -77,7 +103,8 @@ def measure(size: str, objects: int, frames: int, repeats: int, tmp: str) -> dic
     records = [frame_to_json(EncodedFrame(f)) for f in synthetic_frames(width, height, objects, frames)]
     runs = {name: ([name], False) for name in ("overlay", *FORMATS)}
     runs["everything"] = (["overlay", *FORMATS], False)
-    runs["everything, sinks in threads"] = (["overlay", *FORMATS], True)
+    if not before():
+        runs["everything, sinks in threads"] = (["overlay", *FORMATS], True)
     out = {}
     for label, (wanted, parallel) in runs.items():
         best = float("inf")
@@ -87,6 +114,14 @@ def measure(size: str, objects: int, frames: int, repeats: int, tmp: str) -> dic
         out[label] = 1000 * best / frames
         print(f"{size} {label}: {out[label]:.1f} ms/frame", flush=True)
     return out
+
+
+def before() -> bool:
+    try:
+        import sam3_video.writing  # noqa: F401
+    except ImportError:
+        return True
+    return False
 
 
 def main() -> None:
