@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 import zlib
@@ -41,6 +42,7 @@ from .video import VideoReader
 
 log = logging.getLogger(__name__)
 WRITER_NICE = 10  # added to a writer thread's niceness (Linux: per thread; elsewhere nothing)
+FRAME_INDEX = re.compile(rb'\{"frame_index":(\d+),')  # how a results line starts
 QUEUE_FRAMES = 2000  # frames a `Background` holds at most (encoded: a few KB each); the model waits beyond
 
 
@@ -344,12 +346,15 @@ def _writer_for(staging: str, wanted: Sequence[str], info: VideoInfo, record: Ru
 
 
 def _results_lines(folder: str) -> dict[int, int]:
-    """frame -> crc32 of its line, for the complete lines of `folder`'s results.jsonl."""
+    """frame -> crc32 of its line, for the complete lines of `folder`'s results.jsonl (the frame
+    read from the line's start, as ResultsWriter writes it: no mask is parsed)."""
     out: dict[int, int] = {}
     with open(os.path.join(folder, RESULTS), "rb") as f:
         for line in f:
             if line.endswith(b"\n") and line.strip():
-                out[int(json.loads(line)["frame_index"])] = zlib.crc32(line)
+                start = FRAME_INDEX.match(line)
+                index = int(start.group(1)) if start else int(json.loads(line)["frame_index"])
+                out[index] = zlib.crc32(line)
     return out
 
 
