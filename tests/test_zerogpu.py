@@ -6,7 +6,7 @@ several calls), one reuses warm workers with the default cap.
 Through gradio_client, as an API user would: the whole visitor flow, Stop, a client's cancel, the
 one-shot endpoint. From the stand-in device API's record: each call asks for the GPU time its
 work needs (config.GpuBudget, with the figures the apps were given), and a run's /release comes
-after its files are final. The browser side (a click on the frame) is in test_browser.py.
+after its results are final (its overlay and annotations are written in the app, off the GPU). The browser side (a click on the frame) is in test_browser.py.
 """
 
 from __future__ import annotations
@@ -59,12 +59,14 @@ def latest_run(zip_path) -> str:
 
 
 def assert_released_after_final(calls: Calls, zip_path) -> None:
-    """The last GPU call of the run was released after its run.json, overlay and annotations were final."""
+    """The last GPU call of the run was released after the files it writes (its results and
+    run.json) were final; the overlay and annotations are written in the app, from the results."""
     run_json = latest_run(zip_path)
     folder = os.path.dirname(run_json)
-    final = max(os.path.getmtime(os.path.join(folder, name)) for name in ("run.json", "overlay.mp4", "annotations.zip"))
+    final = max(os.path.getmtime(os.path.join(folder, name)) for name in ("run.json", "results.jsonl"))
     released = calls.since("/release")
     assert released and released[-1]["t"] >= final, (released[-1]["t"] if released else None, final)
+    assert os.path.getsize(os.path.join(folder, "overlay.mp4")) and os.path.getsize(os.path.join(folder, "annotations.zip"))
 
 
 def assert_runs_asked(asked: list[int], b: GpuBudget, frames: int, kept: int = 0, edits: int = 0) -> None:
