@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from engine import machine, save_report, small_model, wait_quiet  # noqa: E402
 
 
-def one(outputs: str, model: str, frames: int) -> tuple[float, float]:
+def one(outputs: str, model: str, frames: int, threads: int | None = None) -> tuple[float, float]:
     """(GPU seconds held by the run's calls, seconds until the run's answer) for one run."""
     from gradio_client import Client, handle_file
 
@@ -35,7 +35,8 @@ def one(outputs: str, model: str, frames: int) -> tuple[float, float]:
     base = tempfile.mkdtemp(prefix="gpu-hold-")
     os.makedirs(os.path.join(base, "tmp"))
     app = ZeroApp(base, {"SAM3_MODEL": model, "SAM3_DEVICE": "cpu", "TMPDIR": os.path.join(base, "tmp"),
-                         "ZG_HARDWARE": "blackwell", "SAM3_APP_OUTPUTS": outputs}, idle=False)
+                         "ZG_HARDWARE": "blackwell", "SAM3_APP_OUTPUTS": outputs,
+                         **({"OMP_NUM_THREADS": str(threads)} if threads else {})}, idle=False)
     try:
         client = Client(app.url, verbose=False)
         client.predict(handle_file(os.path.join(REPO, "assets", "bikes.mp4")), api_name="/open_video")
@@ -54,6 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch's CPU threads in the app (OMP_NUM_THREADS): 1 leaves the other core to the writers, "
+                             "as a GPU leaves the host's cores")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results", "gpu-hold-cpu.md"))
     args = parser.parse_args()
     os.chdir(REPO)  # tests/zerogpu/start_app.py runs app.py from here
@@ -62,7 +66,7 @@ def main() -> None:
     rows = {"mot": [], "all": []}
     for _ in range(args.repeats):
         for outputs in rows:
-            rows[outputs].append(one(outputs, model, args.frames))
+            rows[outputs].append(one(outputs, model, args.frames, args.threads))
             print(outputs, rows[outputs][-1], flush=True)
     lines = [
         "# GPU held by a run's calls: every output against MOT boxes only (ZeroGPU emulation, CPU)",
@@ -70,7 +74,8 @@ def main() -> None:
         f"{datetime.date.today()}, {machine()}, Python {platform.python_version()}; "
         f"`{shlex.join(['python', 'bench/gpu_hold.py', *sys.argv[1:]])}`.",
         f"The small random SAM3 on bikes.mp4, {args.frames} frames forward, \"car, light\"; the app under spaces' "
-        "zero-mode code (tests/zerogpu), each call's time from allowed to released as the device API recorded it.",
+        "zero-mode code (tests/zerogpu), each call's time from allowed to released as the device API recorded it; "
+        f"torch's threads: {args.threads or 'its default'}.",
         "",
         "| outputs | GPU held, s (each run) | answer after, s (each run) |",
         "|---|---|---|",

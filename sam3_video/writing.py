@@ -12,8 +12,9 @@ results by a `FileWriter`, which decodes the frames it draws with a video reader
   the run's final folder once the last call has ended (sam3_video/web/runloop.py). On ZeroGPU the
   visitor's GPU time buys model work only.
 
-Writers run at a lower CPU priority than the model (`WRITER_NICE`), so that on a busy machine the
-model's thread (a GPU's kernel launches, or the model itself on a CPU) comes first.
+Writers take only the CPU the model leaves (`lower_priority`: Linux's SCHED_IDLE, else a higher
+niceness), so that on a busy machine the model's thread (a GPU's kernel launches, or the model
+itself on a CPU) comes first.
 """
 
 from __future__ import annotations
@@ -359,9 +360,17 @@ def _results_lines(folder: str) -> dict[int, int]:
 
 
 def lower_priority() -> None:
-    """Lower the calling thread's CPU priority by WRITER_NICE (Linux threads; elsewhere nothing)."""
+    """Give the calling thread only the CPU the model leaves: Linux's SCHED_IDLE policy (the thread
+    runs when a core would otherwise idle; ffmpeg, started from it, inherits it), else its niceness
+    raised by WRITER_NICE; elsewhere nothing. On a GPU the model's thread mostly waits for the GPU,
+    so the writers still get their time."""
+    thread = threading.get_native_id()
     try:
-        thread = threading.get_native_id()
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
         os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + WRITER_NICE))
     except (AttributeError, OSError):
         pass
