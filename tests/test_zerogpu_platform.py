@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 
 import pytest
 
@@ -106,28 +107,23 @@ def test_a_call_killed_mid_run_keeps_every_frame_it_wrote(zero_platform, carphon
 
 
 def test_the_gpu_is_held_for_the_model_not_for_the_files(zero_platform, carphone):
-    """The same run (60 frames of carphone) on an app writing every output and on one writing MOT
-    boxes only: the GPU calls hold the GPU at most 1.15 times as long (the device API's record of
-    each call's time, from allowed to released; the better of two runs each), because a GPU call
-    writes results only and the files are written in the app's process; and they are complete
-    when the run's answer comes. On this CPU the model's work and the writers share the cores,
-    which a GPU does not: torch keeps to one thread (OMP_NUM_THREADS=1), the writers to the other."""
-    held = {}
-    for outputs in ("mot", "all"):
-        app = zero_platform(env={"SAM3_APP_OUTPUTS": outputs, "SAM3_GPU_LEARN_PACE": "0", "OMP_NUM_THREADS": "1"})
-        client = detected(app, carphone)
-        for _ in range(2):
-            before = len([c for c in app.api.calls if c["path"] == "/release"])
-            *_, zip_path, _, summary = client.submit("forward", 60, api_name="/propagate").result(timeout=600)
-            assert summary["status"] == "complete" and summary["frames"] == 60, summary
-            releases = [c for c in app.api.calls if c["path"] == "/release"][before:]
-            used = sum(c["used"] for c in releases)
-            held[outputs] = min(held.get(outputs, used), used)
-        if outputs == "all":
-            overlay, again, files, _ = client.predict(api_name="/results")
-            assert probe(video_path(overlay)).num_frames == 60 and frames_in_zip(again) == list(range(60))
-        app.close()
-    assert held["all"] <= 1.15 * held["mot"], held
+    """Every output, 60 frames of carphone: the device API's record says the run's GPU calls were
+    all released before its overlay and annotations were finished (a GPU call writes results only;
+    the files are written in the app's process), and the files are complete when the run's answer
+    comes. How long the GPU is held with every output against MOT only is a measurement, on this
+    CPU where the model and the writers share the cores: bench/gpu_hold.py."""
+    app = zero_platform(env={"SAM3_GPU_LEARN_PACE": "0"})
+    client = detected(app, carphone)
+    *_, zip_path, _, summary = client.submit("forward", 60, api_name="/propagate").result(timeout=600)
+    assert summary["status"] == "complete" and summary["frames"] == 60, summary
+    overlay, again, files, _ = client.predict(api_name="/results")
+    assert probe(video_path(overlay)).num_frames == 60 and frames_in_zip(again) == list(range(60))
+    from tests.test_zerogpu import latest_run
+
+    folder = os.path.dirname(latest_run(zip_path))
+    finished = min(os.path.getmtime(os.path.join(folder, name)) for name in ("overlay.mp4", "annotations.zip"))
+    released = [c["t"] for c in app.api.calls if c["path"] == "/release"]
+    assert len(released) >= 2 and max(released) < finished, (released, finished)
 
 
 def test_two_visitors_gpu_calls_run_side_by_side(zero_platform, carphone):
