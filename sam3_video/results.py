@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 from functools import cached_property
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -143,15 +143,22 @@ def frame_to_json(frame: FrameResult | EncodedFrame) -> dict:
     }
 
 
+def rle_areas(rles: Iterable[dict]) -> list[int]:
+    """The pixel count of each COCO RLE ({"size", "counts"}, counts as str or bytes), without
+    decoding a mask (pycocotools sums the run lengths)."""
+    from pycocotools import mask as mask_utils
+
+    coded = [{"size": list(r["size"]), "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str)
+              else r["counts"]} for r in rles]
+    return [int(a) for a in mask_utils.area(coded)] if coded else []
+
+
 def count_visible(record: dict, ids_per_label: dict[str, set[int]]) -> None:
     """Add the objects of a results `record` that have a pixel to `ids_per_label` (label -> ids): the
     objects the annotation files hold (an object with an empty mask is in none of them)."""
-    from pycocotools import mask as mask_utils
-
-    for obj in record["objects"]:
-        rle = obj["mask"]
-        counts = rle["counts"].encode("ascii") if isinstance(rle["counts"], str) else rle["counts"]
-        if mask_utils.area({"size": list(rle["size"]), "counts": counts}):
+    objects = record["objects"]
+    for obj, area in zip(objects, rle_areas(o["mask"] for o in objects)):
+        if area:
             ids_per_label.setdefault(obj["label"], set()).add(int(obj["id"]))
 
 

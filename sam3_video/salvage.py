@@ -61,8 +61,8 @@ def rewrite(folder: str, out_dir: str, info: VideoInfo, outputs: Sequence[str], 
     ids_per_label: dict[str, set[int]] = {}
     try:
         for line in frames.lines(order):
-            results.write({}, line)
             frame = json.loads(line)
+            results.write(frame, line)
             if files is not None:
                 files.write(frame)
             count_visible(frame, ids_per_label)  # counted as a run counts them

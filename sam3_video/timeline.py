@@ -32,19 +32,10 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from .render import color_for, hex_color
+from .results import rle_areas
 from .runfolder import RECORD, RESULTS, read_record
 
 OBJECTS = "objects.json"
-
-
-def rle_areas(rles: Iterable[dict]) -> list[int]:
-    """The pixel count of each COCO RLE ({"size", "counts"}, counts as str or bytes), without
-    decoding a mask (pycocotools sums the run lengths)."""
-    from pycocotools import mask as mask_utils
-
-    coded = [{"size": list(r["size"]), "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str)
-              else r["counts"]} for r in rles]
-    return [int(a) for a in mask_utils.area(coded)] if coded else []
 
 
 @dataclass

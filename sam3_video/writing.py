@@ -155,13 +155,12 @@ class FileWriter:
 class Background:
     """A `FileWriter` fed through a queue, in a thread of its own at a lower priority: `put`
     returns at once (unless `QUEUE_FRAMES` frames wait). A writer's error stops the writing and is
-    raised by the next `put` or by `finish`."""
+    raised by the next `put` or by `drain`."""
 
     def __init__(self, writer: FileWriter, depth: int = QUEUE_FRAMES):
         self.writer = writer
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
-        self.put_count = 0
         self._thread = threading.Thread(target=self._work, name="sam3-writer", daemon=True)
         self._thread.start()
 
@@ -185,7 +184,6 @@ class Background:
         if self.error is not None:
             raise self.error
         self._queue.put(frame)
-        self.put_count += 1
 
     def drain(self, every_s: float = 0.5) -> Iterator[int]:
         """Wait until every frame put so far is written (idempotent), yielding the frames written

@@ -28,8 +28,8 @@ from ..config import GpuBudget
 from ..errors import BadRequestError
 from ..runfolder import read_record, write_record
 from ..salvage import frames_in, rewrite
-from ..writing import Follower
 from ..types import RunOptions, VideoInfo, frame_order
+from ..writing import Follower
 from . import gpu, runs
 from .gpucalls import Pace, Refusal, duration_factor, refusal
 from .runs import Leg, Plan, RunUpdate

@@ -29,9 +29,9 @@ from .. import continuation
 from ..config import LIMITS, ON_SPACE, AppLimits, GpuBudget
 from ..errors import BadRequestError
 from ..pipeline import check_outputs
+from ..results import rle_areas
 from ..runfolder import read_record
 from ..session import check_direction, check_frame, check_threshold
-from ..timeline import rle_areas
 from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, parse_prompts
 from ..video import VideoReader
 from . import clicks, gpu, review, runloop, runs
