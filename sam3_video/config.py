@@ -53,6 +53,14 @@ class Defaults:
     # object holds memory for the frames the tracker reads and costs tracker work on every frame;
     # on ZeroGPU the default is what fits a 48 GB slice (objects_for_memory), elsewhere no cap.
     max_objects: int = int(_env("SAM3_MAX_OBJECTS", "0"))
+    # The image encoder (the 32-layer ViT) through backends/lean_vit.py: the same arithmetic in about
+    # a third of transformers' torch ops (rotary tables kept, one qkv product, window order kept
+    # between windowed layers); bitwise the same output on the CPU. 0 runs transformers' forward.
+    lean_encoder: bool = _env("SAM3_LEAN_ENCODER", "1").lower() not in ("0", "false", "no", "off")
+    # SAM3's frame planning (detections, association, occlusion rules) through backends/frame_reads.py:
+    # transformers' plan from two reads of the device a frame instead of 23 to 55 (each a stall of
+    # the host on a GPU). 0 runs transformers' methods.
+    few_reads: bool = _env("SAM3_FEW_READS", "1").lower() not in ("0", "false", "no", "off")
 
 
 def objects_for_memory(card_gb: float = 48.0, base_gb: float = 31.0, per_object_gb: float = 0.26,

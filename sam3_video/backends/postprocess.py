@@ -151,20 +151,40 @@ def nms_keep(pred_probs, pred_masks, prob_threshold: float, iou_threshold: float
 
     Greedy NMS is the fixed point of "keep a valid detection unless a kept better one overlaps it";
     it is iterated on the device, with one host check per four rounds (one sync, as a rule)."""
-    import torch
-
-    valid = pred_probs > prob_threshold
-    binary = (pred_masks > 0).flatten(1).float() * valid[:, None]
-    inter = binary @ binary.T  # exact integer counts in float32 (masks of at most 2^24 pixels)
-    area = binary.sum(1)
-    iou = inter / (area[:, None] + area[None, :] - inter).clamp(min=1)
-    order = torch.argsort(-pred_probs.float(), stable=True)  # Meta: np.argsort(-scores, kind="stable")
-    rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
-    beats = (rank[:, None] < rank[None, :]) & (iou > iou_threshold) & valid[:, None] & valid[None, :]
-    keep = valid
+    rounds = NmsRounds(pred_probs, pred_masks, prob_threshold, iou_threshold)
     while True:
-        previous = keep
-        for _ in range(4):
-            keep = valid & ~(beats & keep[:, None]).any(0)
-        if torch.equal(keep, previous):
+        keep, settled = rounds.run(4)
+        if settled:
             return keep
+
+
+class NmsRounds:
+    """`nms_keep`'s iteration, run by the caller: `run(rounds)` goes on for `rounds` (a multiple
+    of 4) more rounds and returns (keep, settled) as device tensors, `settled` true when one of
+    its checks (every 4 rounds, as `nms_keep`) found the fixed point, so that `keep` is
+    `nms_keep`'s answer. Nothing is read from the device."""
+
+    def __init__(self, pred_probs, pred_masks, prob_threshold: float, iou_threshold: float):
+        import torch
+
+        valid = pred_probs > prob_threshold
+        binary = (pred_masks > 0).flatten(1).float() * valid[:, None]
+        inter = binary @ binary.T  # exact integer counts in float32 (masks of at most 2^24 pixels)
+        area = binary.sum(1)
+        iou = inter / (area[:, None] + area[None, :] - inter).clamp(min=1)
+        order = torch.argsort(-pred_probs.float(), stable=True)  # Meta: np.argsort(-scores, kind="stable")
+        rank = torch.empty_like(order).scatter_(0, order, torch.arange(len(order), device=order.device))
+        self.valid = valid
+        self.beats = (rank[:, None] < rank[None, :]) & (iou > iou_threshold) & valid[:, None] & valid[None, :]
+        self.keep = valid
+
+    def run(self, rounds: int = 4):
+        settled = None
+        for _ in range(max(1, rounds // 4)):
+            previous = keep = self.keep
+            for _ in range(4):
+                keep = self.valid & ~(self.beats & keep[:, None]).any(0)
+            same = (keep == previous).all()
+            settled = same if settled is None else settled | same
+            self.keep = keep
+        return self.keep, settled

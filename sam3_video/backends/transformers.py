@@ -25,7 +25,7 @@ from ..errors import BackendUnavailableError, BadRequestError
 from ..types import FrameResult, VideoInfo
 from ..video import VideoReader
 from . import load_errors, prepare_hub_model
-from . import batched_tracker, postprocess
+from . import batched_tracker, frame_reads, handoff, lean_vit, postprocess
 from . import transformers_edits as user_edits
 from .base import apply_threshold
 
@@ -203,10 +203,12 @@ class TransformersBackend:
             self.processor = Sam3VideoProcessor.from_pretrained(model_id, local_files_only=offline)
             model = Sam3VideoModel.from_pretrained(model_id, dtype=self.torch_dtype, local_files_only=offline)
         self.model = model.to(device).eval()
+        lean_vit.install(self.model.detector_model.vision_encoder.backbone, DEFAULTS.lean_encoder)
         compile_backbone(self.model, self.compile_mode)
         batched_tracker.install(self.model.tracker_model, DEFAULTS.batch_tracker)  # one pass for all objects
         batched_tracker.fixed_decoder_coords(self.model)  # no size read back from the device per layer
         self.postprocessing = postprocess.install(DEFAULTS.device_cleanup)  # mask NMS and hole filling
+        frame_reads.install(self.model, DEFAULTS.few_reads)  # the frame's plan from two device reads
         self.max_objects = check_max_objects(DEFAULTS.max_objects)
         if self.max_objects:  # transformers keeps the best-scoring new detections up to this
             self.model.max_num_objects = min(int(self.model.max_num_objects), self.max_objects)
@@ -377,19 +379,7 @@ class TransformersSession:
         return [self._to_result(out) for out in ready]
 
     def _to_result(self, out) -> FrameResult:
-        if self._removed:
-            out.obj_id_to_mask = {k: v for k, v in out.obj_id_to_mask.items() if k not in self._removed}
-        post = self.backend.processor.postprocess_outputs(self.state, out)
-        label_of = {int(i): text for text, ids in post["prompt_to_obj_ids"].items() for i in ids}
-        ids = post["object_ids"].cpu().numpy()
-        return FrameResult(
-            frame_index=int(out.frame_idx),
-            obj_ids=ids + 1,  # ours count from 1 (0 is background in mask and MOT formats)
-            labels=[label_of[int(i)] for i in ids],
-            scores=post["scores"].float().cpu().numpy(),
-            boxes_xyxy=post["boxes"].float().cpu().numpy(),
-            masks=post["masks"].cpu().numpy(),
-        )
+        return handoff.frame_result(self.state, out, self._removed)
 
     # -- the BackendSession interface ------------------------------------------------------
     def _start_over(self, frame_index: int, phrases: Sequence[str], threshold: float | None) -> None:
