@@ -26,9 +26,9 @@ import gradio as gr
 
 from sam3_video.config import LIMITS, MCP_SERVER
 from sam3_video.errors import Sam3VideoError
-from sam3_video.gradio_glue import from_page, mcp_tools, one_call_key, sweep_cache, user_errors
 from sam3_video.types import DIRECTIONS, Edit
 from sam3_video.web import review as run_review
+from sam3_video.web.gradio_glue import from_page, mcp_tools, one_call_key, sweep_cache, user_errors
 from sam3_video.web.previews import TABLE_HEADERS, object_table
 from sam3_video.web.runs import Outputs, summary_line
 from sam3_video.web.service import Service

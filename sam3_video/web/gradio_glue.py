@@ -24,8 +24,8 @@ from typing import Collection
 
 import gradio as gr
 
-from .config import ON_ZERO_GPU
-from .errors import OUT_OF_MEMORY_ADVICE, Sam3VideoError, is_out_of_memory
+from ..config import ON_ZERO_GPU
+from ..errors import OUT_OF_MEMORY_ADVICE, Sam3VideoError, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def as_text(message: str) -> str:
 def _user_error(err: Exception, action: str) -> gr.Error:
     """The gr.Error to raise for `err`: a handler's own gr.Error keeps its sentence, anything else
     gets one (`sentence`); either way HTML-escaped (`as_text`)."""
-    from .web.gpucalls import refusal
+    from .gpucalls import refusal
 
     refused = refusal(err)
     if refused is not None:  # the platform's own words (no visitor's text in them), their links working

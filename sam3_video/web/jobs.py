@@ -18,13 +18,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .backends import Backend
-from .errors import Sam3VideoError
-from .pipeline import Progress, run
-from .render import render, shrink
-from .runfolder import RunRecord
-from .session import VideoSession
-from .types import RunOptions, VideoInfo
+from ..backends import Backend
+from ..errors import Sam3VideoError
+from ..pipeline import Progress, run
+from ..render import render, shrink
+from ..runfolder import RunRecord
+from ..session import VideoSession
+from ..types import RunOptions, VideoInfo
 
 log = logging.getLogger(__name__)
 PREVIEW_EVERY_S = 0.4  # a running job draws its latest frame at most this often
