@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Protocol, Sequence
 
-from . import __version__, continuation
+from . import continuation
 from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
 from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
@@ -31,6 +31,7 @@ from .results import EncodedFrame, ResultsWriter, count_visible, frame_to_json
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
 from .types import FrameResult, RunOptions, ordinal, parse_prompts
+from .version import __version__
 from .video import probe
 from .writing import Background, FileWriter, call_all
 

@@ -25,12 +25,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import zipfile
 from typing import Sequence
 
 from ..errors import BadRequestError
 from ..results import EncodedFrame
-from ..runfolder import ANNOTATIONS, ANNOTATIONS_MANIFEST, ANNOTATIONS_ZIP
+from ..runfolder import ANNOTATIONS, ANNOTATIONS_MANIFEST, ANNOTATIONS_ZIP, zip_folder
 from .base import Categories, ExportContext, Writer
 from .coco import CocoWriter
 from .cvat import CvatWriter
@@ -119,18 +118,3 @@ class Annotations:
         if errors:
             raise RuntimeError("some annotation formats could not be written: " + "; ".join(errors))
 
-
-def zip_folder(folder: str, zip_path: str) -> None:
-    """Zip `folder` (paths inside start with its name) atomically; hidden files left out."""
-    base = os.path.dirname(folder)
-    tmp = zip_path + ".part"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        for root, dirs, files in os.walk(folder):
-            dirs.sort()
-            for name in sorted(files):
-                if name.startswith("."):
-                    continue
-                path = os.path.join(root, name)
-                packed = name.endswith((".jpg", ".png"))  # already compressed: store as is
-                z.write(path, os.path.relpath(path, base), zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED)
-    os.replace(tmp, zip_path)

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import os
 
-from .. import __version__
 from ..results import EncodedFrame
+from ..version import __version__
 from .base import AtomicText, ExportContext, Spill, dumps, present, write_bytes
 
 SUBSET = "default"  # the subset name datumaro and CVAT give a dataset of one subset

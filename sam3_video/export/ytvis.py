@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import os
 
-from .. import __version__
 from ..results import EncodedFrame
+from ..version import __version__
 from .base import (
     AtomicText,
     ExportContext,
