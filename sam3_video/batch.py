@@ -26,6 +26,7 @@ from dataclasses import asdict
 from . import runfolder
 from .batchjob import VideoJob, VideoReport
 from .errors import BadRequestError, Sam3VideoError
+from .export import check_outputs
 from .types import parse_prompts
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
@@ -106,8 +107,6 @@ def _manifest_rows(path: str) -> list[dict]:
 # -- is a video done? ----------------------------------------------------------------------------
 def is_complete(job: VideoJob, outputs: list[str]) -> bool:
     """Whether `job.out_dir` holds a finished run of exactly this job (checked, not assumed)."""
-    from .pipeline import check_outputs
-
     try:
         asked = job.options()
     except Sam3VideoError:  # a video that cannot be probed is not done; its run says why
@@ -134,7 +133,6 @@ def run_batch(jobs: list[VideoJob], out_root: str, model: str, backend: str = "a
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from . import cluster
-    from .pipeline import check_outputs
 
     outputs = check_outputs(outputs or ["all"])  # a bad name fails here, before any work
     os.makedirs(out_root, exist_ok=True)

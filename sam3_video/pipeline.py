@@ -26,7 +26,7 @@ from . import continuation
 from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
 from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
-from .export import FORMATS, check_formats
+from .export import check_outputs
 from .results import EncodedFrame, ResultsWriter, count_visible, frame_to_json
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
@@ -34,8 +34,6 @@ from .types import FrameResult, RunOptions, ordinal, parse_prompts
 from .version import __version__
 from .video import probe
 from .writing import Background, FileWriter, call_all
-
-OUTPUTS: tuple[str, ...] = ("overlay", *FORMATS)  # what `outputs=` may name; results.jsonl is always written
 
 
 class Sink(Protocol):
@@ -219,19 +217,6 @@ def replay(session: VideoSession, frame: int, phrases, threshold: float | None, 
         else:
             raise BadRequestError(f"Unknown edit '{edit.kind}'. Use refine, add_object or exemplar.")
     return result
-
-
-def check_outputs(outputs: Sequence[str]) -> list[str]:
-    """['overlay,coco'] or ['all'] -> the output names, checked ('overlay' first, then formats)."""
-    names = [n.strip().lower() for item in outputs for n in str(item).split(",") if n.strip()]
-    overlay = "overlay" in names or "all" in names
-    try:
-        formats = check_formats([n for n in names if n != "overlay"])
-    except BadRequestError:
-        raise BadRequestError(
-            f"Unknown output in '{', '.join(names)}'. Choose from: {', '.join(OUTPUTS)} (or all)."
-        ) from None
-    return (["overlay"] if overlay else []) + formats
 
 
 def _record(out_dir: str, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int,

@@ -110,7 +110,7 @@ def recorded_size(folder: str) -> tuple[int, int]:
 def is_complete(folder: str, asked: dict, outputs: list[str]) -> bool:
     """Whether `folder` holds a finished run of exactly what `asked` says (RunRecord field names:
     prompts, start_frame, direction, max_frames, threshold), with every one of `outputs` (names
-    checked by pipeline.check_outputs) whole: checked on disk, not assumed."""
+    checked by export.check_outputs) whole: checked on disk, not assumed."""
     record = read_record(folder)
     if record is None or not record.complete or record.frames_done != record.frames_expected:
         return False

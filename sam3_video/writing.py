@@ -81,8 +81,7 @@ class FileWriter:
                  parallel: bool | None = None):
         self.out_dir, self.info, self.stride, self.offset = out_dir, info, max(1, int(stride)), int(offset)
         formats = [name for name in wanted if name in FORMATS]
-        needs_image = bool(extra) or "overlay" in wanted or any(getattr(FORMATS[f], "needs_image", False)
-                                                                 for f in formats)
+        needs_image = bool(extra) or "overlay" in wanted or any(FORMATS[f].needs_image for f in formats)
         self._reader = VideoReader(info.path, info.sampled(self.stride, self.offset)) if needs_image else None
         self.sinks: list = []
         try:

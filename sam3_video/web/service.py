@@ -28,7 +28,7 @@ import numpy as np
 from .. import continuation
 from ..config import LIMITS, ON_SPACE, AppLimits, GpuBudget
 from ..errors import BadRequestError
-from ..pipeline import check_outputs
+from ..export import check_outputs
 from ..results import rle_areas
 from ..runfolder import read_record
 from ..session import check_direction, check_frame, check_threshold
