@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .batchjob import VideoReport
 from .errors import BadRequestError
@@ -254,7 +254,7 @@ class ClusterProgress:
 
 @dataclass
 class _Worker:
-    actor: object
+    actor: Any  # a Ray actor handle of Segmenter
     slot: Slot
 
 
@@ -272,7 +272,9 @@ class Scheduler:
         """Fill `reports` (job index -> VideoReport) for every index in `todo`; return it."""
         import ray
 
-        waiting, retries, frames, where = deque(todo), {k: [] for k in todo}, {k: 0 for k in todo}, {}
+        waiting, frames = deque(todo), {k: 0 for k in todo}
+        retries: dict[int, list[str]] = {k: [] for k in todo}  # why each attempt was cut off
+        where: dict[int, str] = {}  # job index -> the node it runs on
         starting = dict(self._start(slot) for slot in slots)  # ready call -> worker
         idle: list[_Worker] = []
         running: dict = {}  # streaming call -> (job index, worker)

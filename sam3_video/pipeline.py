@@ -30,7 +30,7 @@ from .export import check_outputs
 from .results import EncodedFrame, ResultsWriter, count_visible, frame_to_json
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
-from .types import FrameResult, RunOptions, ordinal, parse_prompts
+from .types import Direction, FrameResult, RunOptions, ordinal, parse_prompts
 from .version import __version__
 from .video import probe
 from .writing import Background, FileWriter, call_all
@@ -104,7 +104,8 @@ def run(
             on_session(session)
         prompts = parse_prompts(options.prompts)
         replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
-        order = session.frames(options.direction, options.start_frame, options.max_frames)
+        direction: Direction = options.direction or "forward"  # set above: the earlier run's, or forward
+        order = session.frames(direction, options.start_frame, options.max_frames)
         kept = earlier.kept if earlier else []  # ascending, all on one side of the start frame
         expected = len(kept) + len(order)
         os.makedirs(out_dir, exist_ok=True)
@@ -141,9 +142,9 @@ def run(
             # Continued with nothing changed on its start frame (the next GPU call of one run, or a
             # run continued as it was): that frame is the earlier run's, as its files show it.
             same_start = earlier is not None and not options.edits and not options.remove_ids
-            for result in () if session.stopped else session.propagate(options.direction, options.start_frame,
+            for result in () if session.stopped else session.propagate(direction, options.start_frame,
                                                                        options.max_frames):
-                if same_start and result.frame_index == earlier.frame:
+                if earlier is not None and same_start and result.frame_index == earlier.frame:
                     line = next(earlier.frames.lines([earlier.frame]))
                     hand_over(json.loads(line), line)
                 else:

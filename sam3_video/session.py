@@ -25,7 +25,6 @@ from .backends import Backend, BackendSession, load_backend
 from .continuation import EarlierRun
 from .errors import BackendUnavailableError, BadRequestError
 from .types import (  # noqa: F401  (check_stride, stride_for_fps: checks of this module's kind, kept in types)
-    DIRECTIONS,
     MAX_PHRASE_CHARS,
     Direction,
     FrameResult,
@@ -33,6 +32,7 @@ from .types import (  # noqa: F401  (check_stride, stride_for_fps: checks of thi
     check_stride,
     frame_order,
     grid_position,
+    is_direction,
     parse_prompts,
     stride_for_fps,
 )
@@ -54,12 +54,13 @@ def check_threshold(threshold: float | None) -> float | None:
     return None if threshold is None else float(threshold)
 
 
-def check_direction(direction: str, max_frames: int | None = None) -> None:
-    """A direction of DIRECTIONS and a frame limit of at least 1 (or None), else a sentence."""
-    if direction not in DIRECTIONS:
+def check_direction(direction: str | None, max_frames: int | None = None) -> Direction:
+    """A direction of DIRECTIONS (returned as one) and a frame limit of at least 1 (or None), else a sentence."""
+    if not is_direction(direction):
         raise BadRequestError(f"Unknown direction '{direction}'. Use forward, backward or both.")
     if max_frames is not None and int(max_frames) < 1:
         raise BadRequestError("The frame limit must be at least 1 (or empty for the whole video).")
+    return direction
 
 
 class VideoSession:
@@ -171,7 +172,7 @@ class VideoSession:
     def detect(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None = None) -> FrameResult:
         """Find every instance of the phrases on one frame (starts the session over)."""
         phrases = self._start_over(frame_index, prompts, threshold)
-        result = self._session.detect(self._model_index(self.detect_frame), phrases, self.threshold)
+        result = self._session.detect(self._model_index(frame_index), phrases, self.threshold)
         return self._video_result(result)
 
     def resume(self, earlier: EarlierRun, prompts: str | Sequence[str] | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import math
-from typing import Literal, Sequence
+from typing import Literal, Sequence, TypeGuard
 
 import numpy as np
 
@@ -16,6 +16,11 @@ from .errors import BadRequestError
 
 Direction = Literal["forward", "backward", "both"]
 DIRECTIONS: tuple[str, ...] = ("forward", "backward", "both")
+
+
+def is_direction(value: object) -> TypeGuard[Direction]:
+    """Whether `value` (a page's field, a record's) is one of DIRECTIONS; narrows it to Direction."""
+    return value in DIRECTIONS
 
 
 @dataclass(frozen=True)

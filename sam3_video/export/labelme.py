@@ -17,6 +17,7 @@ carry it.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class LabelmeWriter(Writer):
             score, track = round(float(r.scores[k]), 4), int(r.obj_ids[k])
             shapes += [_shape(r.labels[k], score, polygon, track)
                        for polygon in mask_to_polygons(r.masks[k], frame.boxes[k])]
-        doc = {
+        doc: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "flags": {},
             "shapes": shapes,

@@ -100,7 +100,8 @@ class Job:
         if self._asked_to_stop() and self._session is not None:
             self._session.stop()
         now = time.perf_counter()
-        if p.result is not None and (now - self._drawn_at >= PREVIEW_EVERY_S or p.done == p.total):
+        if p.result is not None and self._session is not None and (now - self._drawn_at >= PREVIEW_EVERY_S
+                                                                    or p.done == p.total):
             self._drawn_at = now  # drawn here, in the job's thread: the decoder is not thread-safe
             try:
                 self.preview = shrink(render(self._session.frame(p.result.frame_index), p.result))
