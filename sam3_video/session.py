@@ -34,6 +34,7 @@ from .types import (  # noqa: F401  (check_stride, stride_for_fps: checks of thi
     grid_position,
     is_direction,
     parse_prompts,
+    phrases_of,
     stride_for_fps,
 )
 from .video import VideoReader, probe
@@ -160,9 +161,7 @@ class VideoSession:
     # -- operations ----------------------------------------------------------------------------
     def _start_over(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None) -> tuple[str, ...]:
         """Check and keep what `detect` and `resume` start from; return the phrases."""
-        phrases = parse_prompts(prompts)
-        if not phrases:
-            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        phrases = phrases_of(prompts)
         threshold = check_threshold(threshold)
         self._model_index(self._check_frame(frame_index))  # a frame the stride does
         self.phrases, self.threshold, self.detect_frame = phrases, threshold, frame_index

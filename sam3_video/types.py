@@ -212,6 +212,15 @@ MAX_PHRASE_CHARS = 100
 MAX_PHRASES = 20
 
 
+def phrases_of(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The phrases a run starts from (`parse_prompts`), at least one, else the one sentence that
+    says so: every door (the page, the API, the CLI, the Python session) parses them here."""
+    phrases = parse_prompts(text or "")
+    if not phrases:
+        raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+    return phrases
+
+
 def parse_prompts(text: str | Sequence[str]) -> tuple[str, ...]:
     """'car, person' -> ('car', 'person'): stripped, control characters, empty parts and repeats
     dropped, order kept. Any script is fine; markup is just text.

@@ -32,7 +32,7 @@ from ..export import check_outputs
 from ..results import rle_areas
 from ..runfolder import read_record
 from ..session import check_direction, check_frame, check_threshold
-from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, parse_prompts
+from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, phrases_of
 from ..video import VideoReader
 from . import clicks, gpu, review, runloop, runs
 from .live import LiveRun
@@ -226,9 +226,7 @@ class Service:
         """Detect the phrases on frame `index` (starts over: no removals, clicks or continuation)."""
         ws = self.workspaces.get(key)
         _, info = ws.need_video()
-        phrases = parse_prompts(prompts or "")
-        if not phrases:
-            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        phrases = phrases_of(prompts)
         frame, threshold = check_frame(info, int(index or 0)), check_threshold(threshold)
         preview = self._rebuild(ws, frame, phrases, threshold, set(), [], None)
         ws.phrases, ws.frame, ws.threshold, ws.preview = phrases, frame, threshold, preview
@@ -353,9 +351,7 @@ class Service:
         self.open_video(key, path)
         ws = self.workspaces.get(key)
         _, info = ws.need_video()
-        phrases = parse_prompts(prompts or "")
-        if not phrases:
-            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        phrases = phrases_of(prompts)
         ws.phrases, ws.frame, ws.threshold = phrases, check_frame(info, int(start_frame or 0)), check_threshold(threshold)
         options = RunOptions(phrases, ws.frame, check_direction(direction), int(max_frames) if max_frames else None,
                              ws.threshold, stride=check_stride(stride, info))
