@@ -17,6 +17,7 @@ import os
 import sys
 from contextlib import closing
 from dataclasses import replace
+from typing import Any
 
 try:
     import spaces  # noqa: F401  (on Hugging Face ZeroGPU it must be imported before torch)
@@ -26,9 +27,9 @@ import gradio as gr
 
 from sam3_video.config import LIMITS, MCP_SERVER
 from sam3_video.errors import Sam3VideoError
-from sam3_video.gradio_glue import from_page, mcp_tools, one_call_key, sweep_cache, user_errors
 from sam3_video.types import DIRECTIONS, Edit
 from sam3_video.web import review as run_review
+from sam3_video.web.gradio_glue import from_page, mcp_tools, one_call_key, sweep_cache, user_errors, visitor_key
 from sam3_video.web.previews import TABLE_HEADERS, object_table
 from sam3_video.web.runs import Outputs, summary_line
 from sam3_video.web.service import Service
@@ -72,27 +73,32 @@ def model_banner() -> str:
 
 
 @user_errors
-def open_tab(token, request: gr.Request):
+def open_tab(token, request: gr.Request) -> dict:
     """The page opens: the model's state (Detect is off without a model), and after a reload the
-    tab's workspace as it was."""
+    tab's workspace as it was. Returns the components it changes, by component (the rest stay)."""
     problem = service.visitor_problem()
-    banner = gr.Markdown(f"**The model is not available.** {problem}" if problem else "", visible=bool(problem))
-    detect_button = gr.Button(interactive=not problem)
-    back = service.restore(request.session_hash, token or "")
-    if not back.back or back.video is None:
-        return back.token, banner, detect_button, *[gr.skip()] * 14
-    info, shown = back.info, back.preview
-    out = back.outputs
+    back = service.restore(visitor_key(request), token or "")
+    page: dict[gr.components.Component, Any] = {
+        tab: back.token, detect_btn: gr.Button(interactive=not problem),
+        banner: gr.Markdown(f"**The model is not available.** {problem}" if problem else "", visible=bool(problem))}
+    if not back.back or back.video is None or back.info is None or back.preview is None:
+        return page
+    info, shown, out = back.info, back.preview, back.outputs
+    image, table, choices = _objects(shown)
     line = ("Back after a reload: the run goes on." if back.running else
             summary_line(out.summary) if out is not None else "Back after a reload.")
-    return (back.token, banner, detect_button, back.video, _facts(info),
-            gr.Slider(maximum=max(1, info.num_frames - 1), value=back.frame), ", ".join(back.phrases),
-            "" if back.threshold is None else str(back.threshold), *_objects(shown), shown.said, line,
-            *((out.overlay, out.annotations_zip, out.files, out.summary) if out is not None else [gr.skip()] * 4))
+    page |= {video: back.video, facts: _facts(info),
+             frame: gr.Slider(maximum=max(1, info.num_frames - 1), value=back.frame),
+             prompts: ", ".join(back.phrases), threshold: "" if back.threshold is None else str(back.threshold),
+             preview: image, objects: table, to_remove: choices, clicked: shown.said, status: line}
+    if out is not None:
+        page |= {overlay: out.overlay, annotations_file: out.annotations_zip, formats: out.files,
+                 summary: out.summary}
+    return page
 
 
 def leave_tab(request: gr.Request):
-    service.leave(request.session_hash)
+    service.leave(visitor_key(request))
 
 
 def _facts(info) -> str:
@@ -104,22 +110,22 @@ def _facts(info) -> str:
 def open_video(video, request: gr.Request):
     if not video:
         return "", gr.Slider(maximum=1, value=0), None
-    if service.reopened(request.session_hash, video):  # given back to the page after a reload: as it was
+    if service.reopened(visitor_key(request), video):  # given back to the page after a reload: as it was
         return gr.skip(), gr.skip(), gr.skip()
-    info, image = service.open_video(request.session_hash, video)
+    info, image = service.open_video(visitor_key(request), video)
     return _facts(info), gr.Slider(maximum=max(1, info.num_frames - 1), value=0), image  # a slider needs max > min
 
 
 @user_errors
 def show_frame(index, request: gr.Request):
-    return service.frame_image(request.session_hash, index)
+    return service.frame_image(visitor_key(request), index)
 
 
 def after_run(index, request: gr.Request):
     """After a run on the page, the slider's frame with the run's result on it (the frame showed
     the newest frame done while it ran), the run's objects table and its timeline; nothing when
     no run ended (a refused Propagate)."""
-    key = request.session_hash
+    key = visitor_key(request)
     if service.last_summary(key) is None or service.running(key):
         return gr.skip(), gr.skip(), gr.skip()
     try:
@@ -137,7 +143,7 @@ def _run_table(table):
 def show_timeline(request: gr.Request) -> str:
     """The timeline of the tab's latest run, as it is now (it grows during a run)."""
     try:
-        return service.timeline_html(request.session_hash)
+        return service.timeline_html(visitor_key(request))
     except Sam3VideoError:
         return gr.skip()
 
@@ -145,7 +151,7 @@ def show_timeline(request: gr.Request) -> str:
 @user_errors
 def follow_slider(index, request: gr.Request):
     """The slider moved: the timeline's cursor, and after a run the objects' scores on that frame."""
-    key = request.session_hash
+    key = visitor_key(request)
     table = service.run_table(key, index)
     return _run_table(table), service.timeline_html(key)
 
@@ -154,7 +160,7 @@ def follow_slider(index, request: gr.Request):
 def pick(evt: gr.EventData, request: gr.Request):
     """A click on the timeline (review.CLICK_JS: which object, where along its bar): the slider to
     that frame, the run's result there with the object highlighted, the table and the timeline."""
-    key = request.session_hash
+    key = visitor_key(request)
     data = evt._data if isinstance(evt._data, dict) else {}
     x, obj = data.get("x"), data.get("id")
     x = float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
@@ -170,7 +176,7 @@ def timeline(request: gr.Request) -> dict:
     and has done, its stride, start and direction, where it was continued from, and per object
     its id, label, colour, first and last frame, frames with a mask as ranges [[a, b], ...] (every
     stride-th frame from a to b), the gaps inside its span, and its best score."""
-    return service.timeline(request.session_hash)
+    return service.timeline(visitor_key(request))
 
 
 def _threshold(text) -> float | None:
@@ -191,19 +197,19 @@ def _objects(preview):
 
 @user_errors
 def detect(index, prompts, threshold, request: gr.Request):
-    return _objects(service.detect(request.session_hash, int(index or 0), prompts, _threshold(threshold)))
+    return _objects(service.detect(visitor_key(request), int(index or 0), prompts, _threshold(threshold)))
 
 
 @user_errors
 def remove(ids, request: gr.Request):
-    return _objects(service.remove(request.session_hash, [int(i) for i in ids or []]))
+    return _objects(service.remove(visitor_key(request), [int(i) for i in ids or []]))
 
 
 @user_errors
 def click(mode, fix_id, new_label, evt: gr.SelectData, request: gr.Request):
     """A click on the preview: a point on an object, or a corner of a box (new object, exemplar).
     The click event stays here: the service gets video pixels and an Edit (plain values)."""
-    key = request.session_hash
+    key = visitor_key(request)
     x, y = service.to_video_pixels(key, *evt.index)
     intent = replace(CLICK_MODES[mode], obj_id=int(fix_id) if fix_id else None, label=new_label or "")
     preview = service.click(key, x, y, intent)
@@ -214,34 +220,34 @@ def click(mode, fix_id, new_label, evt: gr.SelectData, request: gr.Request):
 def refine_object(obj_id: int, x: float, y: float, positive: bool, request: gr.Request) -> list:
     """API: add a click at video pixel (x, y) to object `obj_id`; returns [id, label, score, colour] rows."""
     edit = Edit("refine", int(obj_id), ((float(x), float(y)),), (1 if positive else 0,))
-    return [list(row) for row in service.edit(request.session_hash, edit).objects]
+    return [list(row) for row in service.edit(visitor_key(request), edit).objects]
 
 
 @user_errors
 def add_object(label: str, x0: float, y0: float, x1: float, y1: float, request: gr.Request) -> list:
     """API: a new object labelled `label` from the box (x0, y0, x1, y1) in video pixels."""
     edit = Edit("add_object", box=(x0, y0, x1, y1), label=label)
-    return [list(row) for row in service.edit(request.session_hash, edit).objects]
+    return [list(row) for row in service.edit(visitor_key(request), edit).objects]
 
 
 @user_errors
 def exemplar(x0: float, y0: float, x1: float, y1: float, positive: bool, request: gr.Request) -> list:
     """API: "more like this" (or "not like this") with the box (x0, y0, x1, y1) in video pixels."""
     edit = Edit("exemplar", box=(x0, y0, x1, y1), positive=positive)
-    return [list(row) for row in service.edit(request.session_hash, edit).objects]
+    return [list(row) for row in service.edit(visitor_key(request), edit).objects]
 
 
 @user_errors
 def fix_frame(index, request: gr.Request):
     """The last run's result on frame `index`, to correct; Propagate then continues from it, by
     default the way the run went there."""
-    preview, direction = service.fix_frame(request.session_hash, int(index or 0))
+    preview, direction = service.fix_frame(visitor_key(request), int(index or 0))
     return (*_objects(preview), direction, preview.said)
 
 
 @user_errors
 def clear_edits(request: gr.Request):
-    return _objects(service.clear_edits(request.session_hash))
+    return _objects(service.clear_edits(visitor_key(request)))
 
 
 def _follow(updates, progress):
@@ -269,7 +275,7 @@ def _run_outputs(updates, progress, request: gr.Request):
             else:
                 yield image, status, out.overlay, out.annotations_zip, out.files, out.summary
     except Exception:
-        ended = service.last_summary(request.session_hash) if started and from_page(request) else None
+        ended = service.last_summary(visitor_key(request)) if started and from_page(request) else None
         if ended is not None:
             yield gr.skip(), summary_line(ended), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         raise
@@ -279,7 +285,7 @@ def _run_outputs(updates, progress, request: gr.Request):
 def propagate(direction, max_frames, stride, request: gr.Request, progress=gr.Progress()):
     # From the page, the run goes on when the page goes away (a reload follows it again); an API
     # client's cancel stops it.
-    updates = service.propagate(request.session_hash, direction, max_frames, stride,
+    updates = service.propagate(visitor_key(request), direction, max_frames, stride,
                                 stop_on_close=not from_page(request))
     yield from _run_outputs(updates, progress, request)
 
@@ -288,14 +294,14 @@ def propagate(direction, max_frames, stride, request: gr.Request, progress=gr.Pr
 def continue_run(request: gr.Request, progress=gr.Progress()):
     """Go on with the last run where it ended early (Stop, the GPU quota, a GPU call cut off), its
     frames kept."""
-    updates = service.continue_run(request.session_hash, stop_on_close=not from_page(request))
+    updates = service.continue_run(visitor_key(request), stop_on_close=not from_page(request))
     yield from _run_outputs(updates, progress, request)
 
 
 def gpu_estimate(direction: str, max_frames: float, stride: float, request: gr.Request) -> str:
     """API: roughly how much GPU time the run set up so far needs ("" before Detect)."""
     try:
-        return service.estimate(request.session_hash, direction, max_frames, stride)
+        return service.estimate(visitor_key(request), direction, max_frames, stride)
     except Sam3VideoError as err:
         return str(err)
 
@@ -303,7 +309,7 @@ def gpu_estimate(direction: str, max_frames: float, stride: float, request: gr.R
 @user_errors
 def follow_run(request: gr.Request, progress=gr.Progress()):
     """The tab's run going on after a reload, followed again to its end."""
-    yield from _run_outputs(service.follow(request.session_hash), progress, request)
+    yield from _run_outputs(service.follow(visitor_key(request)), progress, request)
 
 
 @user_errors
@@ -339,17 +345,17 @@ def segment_video(video, prompts, start_frame, direction, max_frames, threshold,
 
 
 def stop(request: gr.Request):
-    service.stop(request.session_hash)
+    service.stop(visitor_key(request))
 
 
 @user_errors
 def results(request: gr.Request):
-    out = service.results(request.session_hash)
+    out = service.results(visitor_key(request))
     return out.overlay, out.annotations_zip, out.files, out.summary
 
 
 def click_said(request: gr.Request):
-    return service.said(request.session_hash)
+    return service.said(visitor_key(request))
 
 
 # -- layout ----------------------------------------------------------------------------------
@@ -430,7 +436,7 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
                         "then Propagate continues from that frame and keeps the run's frames it does not redo.")
             gr.Markdown("### 5. Results")
             overlay = gr.Video(label="Overlay video", interactive=False, elem_id="overlay", height=360)
-            annotations = gr.File(label="annotations.zip (every format)", elem_id="annotations")
+            annotations_file = gr.File(label="annotations.zip (every format)", elem_id="annotations")
             formats = gr.File(label="Each format", file_count="multiple", elem_id="formats")
             with gr.Accordion("Summary as JSON (what API clients get)", open=False):
                 summary = gr.JSON(label="Summary")
@@ -438,10 +444,10 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
     every = gr.Number(1, visible=False, precision=0)  # the one-shot call's stride
     tab = gr.Textbox(visible=False)  # the tab's token (open_tab)
 
-    run_outputs = [preview, status, overlay, annotations, formats, summary]
+    run_outputs = [preview, status, overlay, annotations_file, formats, summary]
     reviewed = [preview, objects, timeline_view]  # after a run: its result on the frame, its objects, its timeline
     demo.load(open_tab, tab, [tab, banner, detect_btn, video, facts, frame, prompts, threshold, preview, objects,
-                              to_remove, clicked, status, overlay, annotations, formats, summary],
+                              to_remove, clicked, status, overlay, annotations_file, formats, summary],
               js=TAB_TOKEN_JS, api_visibility="private", queue=False
               ).then(None, tab, None, js=KEEP_TAB_TOKEN_JS, api_visibility="private", queue=False
                      ).then(follow_run, None, run_outputs, api_visibility="private", concurrency_limit=None,
@@ -489,8 +495,8 @@ with gr.Blocks(title="sam3-video", delete_cache=(LIMITS.sweep_every_s, max(1, in
                        ).then(after_run, frame, reviewed, api_visibility="private", queue=False)
     stop_btn.click(stop, None, None, api_name="stop", concurrency_limit=None, queue=False)
     one_shot.click(segment_video, [video, prompts, start_frame, direction, max_frames, threshold, every],
-                   [overlay, annotations, summary], api_name="segment_video", concurrency_id="gpu")
-    gr.Button(visible=False).click(results, None, [overlay, annotations, formats, summary], api_name="results",
+                   [overlay, annotations_file, summary], api_name="segment_video", concurrency_id="gpu")
+    gr.Button(visible=False).click(results, None, [overlay, annotations_file, formats, summary], api_name="results",
                                    concurrency_limit=None)
 
 service.also_sweep(lambda: sweep_cache(demo, LIMITS.session_ttl_s))  # what delete_cache misses

@@ -8,10 +8,9 @@
             ...
 """
 
-__version__ = "0.1.0"
-
-from .errors import Sam3VideoError  # noqa: E402
-from .types import FrameResult, RunOptions, VideoInfo  # noqa: E402
+from .errors import Sam3VideoError
+from .types import FrameResult, RunOptions, VideoInfo
+from .version import __version__
 
 
 def __getattr__(name):  # heavy imports (torch, transformers) only when used
@@ -30,4 +29,4 @@ def __getattr__(name):  # heavy imports (torch, transformers) only when used
     raise AttributeError(name)
 
 
-__all__ = ["FrameResult", "RunOptions", "VideoInfo", "Sam3VideoError", "VideoSession", "load_backend", "run"]
+__all__ = ["__version__", "FrameResult", "RunOptions", "VideoInfo", "Sam3VideoError", "VideoSession", "load_backend", "run"]

@@ -21,58 +21,16 @@ import csv
 import glob
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 from . import runfolder
+from .batchjob import VideoJob, VideoReport
 from .errors import BadRequestError, Sam3VideoError
-from .types import RunOptions, parse_prompts, stride_for_fps
+from .export import check_outputs
+from .types import parse_prompts
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
 SUMMARY = "batch_summary.json"
-
-
-@dataclass
-class VideoJob:
-    """One video of the batch: where it is, what to find, where its outputs go."""
-
-    video: str
-    out_dir: str
-    prompts: tuple[str, ...]
-    start_frame: int = 0
-    direction: str = "forward"
-    max_frames: int | None = None
-    threshold: float | None = None
-    stride: int = 1  # every Nth frame
-    target_fps: float | None = None  # or: the stride that brings this video's frame rate nearest to it
-
-    def options(self) -> RunOptions:
-        """The run's options (a `target_fps` is turned into this video's stride: the video is probed)."""
-        stride = self.stride
-        if self.target_fps is not None:
-            from .video import probe
-
-            stride = stride_for_fps(probe(self.video), self.target_fps)
-        return RunOptions(self.prompts, self.start_frame, self.direction, self.max_frames,  # type: ignore[arg-type]
-                          self.threshold, stride=stride)
-
-
-@dataclass
-class VideoReport:
-    video: str
-    out_dir: str
-    status: str  # "complete", "skipped" (already complete), "failed", "stopped"
-    frames: int = 0
-    objects_per_label: dict = field(default_factory=dict)
-    seconds: float = 0.0
-    error: str | None = None
-    worker: str = ""  # host:pid of the Ray actor that held the model for this video
-    node: str = ""  # the Ray node id it ran on (the last attempt's)
-    retries: list[str] = field(default_factory=list)  # why each earlier attempt was cut off (a lost worker)
-
-    @classmethod
-    def of(cls, video: str, record: runfolder.RunRecord) -> "VideoReport":
-        return cls(video, record.out_dir, record.status, record.frames_done, record.objects_per_label, record.elapsed_s,
-                   record.error)
 
 
 # -- finding the videos --------------------------------------------------------------------------
@@ -149,8 +107,6 @@ def _manifest_rows(path: str) -> list[dict]:
 # -- is a video done? ----------------------------------------------------------------------------
 def is_complete(job: VideoJob, outputs: list[str]) -> bool:
     """Whether `job.out_dir` holds a finished run of exactly this job (checked, not assumed)."""
-    from .pipeline import check_outputs
-
     try:
         asked = job.options()
     except Sam3VideoError:  # a video that cannot be probed is not done; its run says why
@@ -177,7 +133,6 @@ def run_batch(jobs: list[VideoJob], out_root: str, model: str, backend: str = "a
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from . import cluster
-    from .pipeline import check_outputs
 
     outputs = check_outputs(outputs or ["all"])  # a bad name fails here, before any work
     os.makedirs(out_root, exist_ok=True)

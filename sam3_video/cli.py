@@ -16,6 +16,7 @@ import sys
 from .backends import BACKENDS
 from .config import DEFAULTS
 from .errors import Sam3VideoError
+from .export import OUTPUTS
 from .runfolder import ANNOTATIONS_ZIP, OVERLAY, RESULTS
 from .types import DIRECTIONS
 
@@ -78,7 +79,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
                                "frames a second (round(fps / F), at least 1)")
     p.add_argument("--threshold", type=float, default=None, help="score a detection needs to become an object (0-1)")
     p.add_argument("--outputs", default="all",
-                   help="comma-separated: overlay, coco, ytvis, mot, mots, labelme, davis, cvat, or all (default); "
+                   help=f"comma-separated: {', '.join(OUTPUTS)}, or all (default); "
                         "results.jsonl and run.json are always written")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 

@@ -29,9 +29,11 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
+from .batchjob import VideoReport
 from .errors import BadRequestError
+from .version import __version__
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 MAX_ATTEMPTS = 3  # runs of one video cut off by lost workers before it is reported failed
@@ -94,9 +96,7 @@ def node_facts(paths: list[str], probe: str, out_root: str) -> dict:
     """Run on a node: the code it imports and what it sees of the shared storage."""
     import ray
 
-    import sam3_video
-
-    return {"version": sam3_video.__version__, "code": code_fingerprint(os.path.dirname(sam3_video.__file__)),
+    return {"version": __version__, "code": code_fingerprint(),
             "host": socket.gethostname(), "node": ray.get_runtime_context().get_node_id(),
             "missing": [p for p in paths if not os.path.exists(p)],
             "sees_out": os.path.exists(probe), "writable": os.access(out_root, os.W_OK)}
@@ -131,8 +131,6 @@ def check_nodes(nodes: list[Node], paths: list[str], out_root: str, timeout_s: f
         task = ray.remote(num_cpus=0, max_retries=0)(node_facts)
         refs = {task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n.id, soft=False))
                 .remote(paths, probe, out_root): n for n in nodes}
-        import sam3_video
-
         code = code_fingerprint()
         for ref, node in refs.items():
             try:
@@ -142,7 +140,7 @@ def check_nodes(nodes: list[Node], paths: list[str], out_root: str, timeout_s: f
                     f"Node {node.name} could not run the batch's code ({_first_line(err)}). Let the batch ship "
                     "the code (the default), or install this package and its requirements on every node."
                 ) from None
-            problem = node_problem(node, facts, code, sam3_video.__version__)
+            problem = node_problem(node, facts, code, __version__)
             if problem:
                 raise BadRequestError(problem)
     finally:
@@ -222,7 +220,6 @@ class Segmenter:
                 yield event
 
     def _segment(self, job, outputs: list[str], events: queue.Queue):
-        from .batch import VideoReport
         from .errors import Sam3VideoError
         from .pipeline import run
 
@@ -257,7 +254,7 @@ class ClusterProgress:
 
 @dataclass
 class _Worker:
-    actor: object
+    actor: Any  # a Ray actor handle of Segmenter
     slot: Slot
 
 
@@ -275,9 +272,9 @@ class Scheduler:
         """Fill `reports` (job index -> VideoReport) for every index in `todo`; return it."""
         import ray
 
-        from .batch import VideoReport
-
-        waiting, retries, frames, where = deque(todo), {k: [] for k in todo}, {k: 0 for k in todo}, {}
+        waiting, frames = deque(todo), {k: 0 for k in todo}
+        retries: dict[int, list[str]] = {k: [] for k in todo}  # why each attempt was cut off
+        where: dict[int, str] = {}  # job index -> the node it runs on
         starting = dict(self._start(slot) for slot in slots)  # ready call -> worker
         idle: list[_Worker] = []
         running: dict = {}  # streaming call -> (job index, worker)

@@ -25,7 +25,7 @@ from typing import Iterator
 from .errors import BadRequestError
 from .results import frame_from_json
 from .runfolder import RECORD, RESULTS, RunRecord, read_record
-from .types import Direction, FrameResult, VideoInfo, grid_position
+from .types import Direction, FrameResult, VideoInfo, grid_position, is_direction
 
 
 class RunFrames:
@@ -113,11 +113,14 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
         raise BadRequestError(f"'{folder}' is not the output folder of a run (it needs {RECORD} and "
                               f"{RESULTS}); give the folder an earlier run wrote.")
     record = read_record(folder)
+    unreadable = BadRequestError(f"The {RECORD} in '{folder}' cannot be read; continue a run whose folder is "
+                                 "complete, or start a new run.")
+    if record is None:
+        raise unreadable
     try:
         size = (int(record.video["width"]), int(record.video["height"]), int(record.video["num_frames"]))
     except (AttributeError, KeyError, TypeError, ValueError):
-        raise BadRequestError(f"The {RECORD} in '{folder}' cannot be read; continue a run whose folder is "
-                              "complete, or start a new run.") from None
+        raise unreadable from None
     if size != (info.width, info.height, info.num_frames):
         raise BadRequestError(
             f"The run in '{folder}' was made on another video ({size[0]}x{size[1]}, {size[2]} frames; this one "
@@ -154,7 +157,7 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
 def heading(record: RunRecord, frame: int) -> Direction:
     """The way a run went through `frame`: a "both" run goes forward from its start frame and
     backward below it."""
-    if record.direction in ("forward", "backward"):
+    if is_direction(record.direction) and record.direction != "both":
         return record.direction
     return "forward" if frame >= int(record.start_frame or 0) else "backward"
 

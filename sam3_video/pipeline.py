@@ -22,19 +22,18 @@ import time
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Protocol, Sequence
 
-from . import __version__, continuation
+from . import continuation
 from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
 from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
-from .export import FORMATS, check_formats
+from .export import check_outputs
 from .results import EncodedFrame, ResultsWriter, count_visible, frame_to_json
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
-from .types import FrameResult, RunOptions, ordinal, parse_prompts
+from .types import Direction, FrameResult, RunOptions, ordinal, parse_prompts
+from .version import __version__
 from .video import probe
 from .writing import Background, FileWriter, call_all
-
-OUTPUTS: tuple[str, ...] = ("overlay", *FORMATS)  # what `outputs=` may name; results.jsonl is always written
 
 
 class Sink(Protocol):
@@ -105,7 +104,8 @@ def run(
             on_session(session)
         prompts = parse_prompts(options.prompts)
         replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
-        order = session.frames(options.direction, options.start_frame, options.max_frames)
+        direction: Direction = options.direction or "forward"  # set above: the earlier run's, or forward
+        order = session.frames(direction, options.start_frame, options.max_frames)
         kept = earlier.kept if earlier else []  # ascending, all on one side of the start frame
         expected = len(kept) + len(order)
         os.makedirs(out_dir, exist_ok=True)
@@ -142,9 +142,9 @@ def run(
             # Continued with nothing changed on its start frame (the next GPU call of one run, or a
             # run continued as it was): that frame is the earlier run's, as its files show it.
             same_start = earlier is not None and not options.edits and not options.remove_ids
-            for result in () if session.stopped else session.propagate(options.direction, options.start_frame,
+            for result in () if session.stopped else session.propagate(direction, options.start_frame,
                                                                        options.max_frames):
-                if same_start and result.frame_index == earlier.frame:
+                if earlier is not None and same_start and result.frame_index == earlier.frame:
                     line = next(earlier.frames.lines([earlier.frame]))
                     hand_over(json.loads(line), line)
                 else:
@@ -218,19 +218,6 @@ def replay(session: VideoSession, frame: int, phrases, threshold: float | None, 
         else:
             raise BadRequestError(f"Unknown edit '{edit.kind}'. Use refine, add_object or exemplar.")
     return result
-
-
-def check_outputs(outputs: Sequence[str]) -> list[str]:
-    """['overlay,coco'] or ['all'] -> the output names, checked ('overlay' first, then formats)."""
-    names = [n.strip().lower() for item in outputs for n in str(item).split(",") if n.strip()]
-    overlay = "overlay" in names or "all" in names
-    try:
-        formats = check_formats([n for n in names if n != "overlay"])
-    except BadRequestError:
-        raise BadRequestError(
-            f"Unknown output in '{', '.join(names)}'. Choose from: {', '.join(OUTPUTS)} (or all)."
-        ) from None
-    return (["overlay"] if overlay else []) + formats
 
 
 def _record(out_dir: str, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int,

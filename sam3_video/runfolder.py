@@ -110,7 +110,7 @@ def recorded_size(folder: str) -> tuple[int, int]:
 def is_complete(folder: str, asked: dict, outputs: list[str]) -> bool:
     """Whether `folder` holds a finished run of exactly what `asked` says (RunRecord field names:
     prompts, start_frame, direction, max_frames, threshold), with every one of `outputs` (names
-    checked by pipeline.check_outputs) whole: checked on disk, not assumed."""
+    checked by export.check_outputs) whole: checked on disk, not assumed."""
     record = read_record(folder)
     if record is None or not record.complete or record.frames_done != record.frames_expected:
         return False
@@ -141,8 +141,6 @@ def is_complete(folder: str, asked: dict, outputs: list[str]) -> bool:
 def format_files(folder: str) -> list[str]:
     """Each format's file, to download on its own: the files in annotations/, and a folder format
     (labelme, davis, mot, JPEGImages) as a zip of its own next to annotations.zip (made once)."""
-    from .export import zip_folder
-
     annotations, files = os.path.join(folder, ANNOTATIONS), []
     if os.path.isdir(annotations):
         for name in sorted(os.listdir(annotations)):
@@ -157,3 +155,19 @@ def format_files(folder: str) -> list[str]:
                 path = packed
             files.append(path)
     return files
+
+
+def zip_folder(folder: str, zip_path: str) -> None:
+    """Zip `folder` (paths inside start with its name) atomically; hidden files left out."""
+    base = os.path.dirname(folder)
+    tmp = zip_path + ".part"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for root, dirs, files in os.walk(folder):
+            dirs.sort()
+            for name in sorted(files):
+                if name.startswith("."):
+                    continue
+                path = os.path.join(root, name)
+                packed = name.endswith((".jpg", ".png"))  # already compressed: store as is
+                z.write(path, os.path.relpath(path, base), zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED)
+    os.replace(tmp, zip_path)

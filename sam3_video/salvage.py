@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from .continuation import RunFrames
-from .pipeline import check_outputs
+from .export import check_outputs
 from .results import ResultsWriter, count_visible
 from .runfolder import RunRecord, read_record, write_record
 from .types import VideoInfo

@@ -25,7 +25,6 @@ from .backends import Backend, BackendSession, load_backend
 from .continuation import EarlierRun
 from .errors import BackendUnavailableError, BadRequestError
 from .types import (  # noqa: F401  (check_stride, stride_for_fps: checks of this module's kind, kept in types)
-    DIRECTIONS,
     MAX_PHRASE_CHARS,
     Direction,
     FrameResult,
@@ -33,7 +32,9 @@ from .types import (  # noqa: F401  (check_stride, stride_for_fps: checks of thi
     check_stride,
     frame_order,
     grid_position,
+    is_direction,
     parse_prompts,
+    phrases_of,
     stride_for_fps,
 )
 from .video import VideoReader, probe
@@ -54,12 +55,13 @@ def check_threshold(threshold: float | None) -> float | None:
     return None if threshold is None else float(threshold)
 
 
-def check_direction(direction: str, max_frames: int | None = None) -> None:
-    """A direction of DIRECTIONS and a frame limit of at least 1 (or None), else a sentence."""
-    if direction not in DIRECTIONS:
+def check_direction(direction: str | None, max_frames: int | None = None) -> Direction:
+    """A direction of DIRECTIONS (returned as one) and a frame limit of at least 1 (or None), else a sentence."""
+    if not is_direction(direction):
         raise BadRequestError(f"Unknown direction '{direction}'. Use forward, backward or both.")
     if max_frames is not None and int(max_frames) < 1:
         raise BadRequestError("The frame limit must be at least 1 (or empty for the whole video).")
+    return direction
 
 
 class VideoSession:
@@ -159,9 +161,7 @@ class VideoSession:
     # -- operations ----------------------------------------------------------------------------
     def _start_over(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None) -> tuple[str, ...]:
         """Check and keep what `detect` and `resume` start from; return the phrases."""
-        phrases = parse_prompts(prompts)
-        if not phrases:
-            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        phrases = phrases_of(prompts)
         threshold = check_threshold(threshold)
         self._model_index(self._check_frame(frame_index))  # a frame the stride does
         self.phrases, self.threshold, self.detect_frame = phrases, threshold, frame_index
@@ -171,7 +171,7 @@ class VideoSession:
     def detect(self, frame_index: int, prompts: str | Sequence[str], threshold: float | None = None) -> FrameResult:
         """Find every instance of the phrases on one frame (starts the session over)."""
         phrases = self._start_over(frame_index, prompts, threshold)
-        result = self._session.detect(self._model_index(self.detect_frame), phrases, self.threshold)
+        result = self._session.detect(self._model_index(frame_index), phrases, self.threshold)
         return self._video_result(result)
 
     def resume(self, earlier: EarlierRun, prompts: str | Sequence[str] | None = None,

@@ -122,8 +122,10 @@ def _processor(image_size: int):
 
     try:
         from transformers.models.sam3.image_processing_sam3 import Sam3ImageProcessor
-    except ImportError:  # older transformers 5.x name it "Fast"
-        from transformers.models.sam3.image_processing_sam3_fast import Sam3ImageProcessorFast as Sam3ImageProcessor
+    except ImportError:  # older transformers 5.x name it "Fast" (a module the installed one lacks)
+        from transformers.models.sam3.image_processing_sam3_fast import (  # type: ignore[import-not-found]
+            Sam3ImageProcessorFast as Sam3ImageProcessor,
+        )
 
     mask = image_size * 2 // 7  # 288 for the real 1008 px input, 32 for 112 px
     return Sam3VideoProcessor(

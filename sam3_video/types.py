@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import math
-from typing import Literal, Sequence
+from typing import Literal, Sequence, TypeGuard
 
 import numpy as np
 
@@ -16,6 +16,11 @@ from .errors import BadRequestError
 
 Direction = Literal["forward", "backward", "both"]
 DIRECTIONS: tuple[str, ...] = ("forward", "backward", "both")
+
+
+def is_direction(value: object) -> TypeGuard[Direction]:
+    """Whether `value` (a page's field, a record's) is one of DIRECTIONS; narrows it to Direction."""
+    return value in DIRECTIONS
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,15 @@ class RunOptions:
 #: SAM3 reads a phrase of a few words (its text encoder keeps 32 tokens); each phrase costs a pass.
 MAX_PHRASE_CHARS = 100
 MAX_PHRASES = 20
+
+
+def phrases_of(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The phrases a run starts from (`parse_prompts`), at least one, else the one sentence that
+    says so: every door (the page, the API, the CLI, the Python session) parses them here."""
+    phrases = parse_prompts(text or "")
+    if not phrases:
+        raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+    return phrases
 
 
 def parse_prompts(text: str | Sequence[str]) -> tuple[str, ...]:

@@ -271,7 +271,7 @@ class VideoReader:
                 got, rgb = self._decode_next()
                 if got is None or got > index:  # the end, or a seek that landed past the frame
                     break
-                if got == index:
+                if got == index and rgb is not None:
                     return rgb
             self._restart(max(0, index - chunk + self._step))  # decode from the very start instead
         raise VideoReadError(

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import weakref
 from fractions import Fraction
-from typing import Sequence
+from typing import IO, Sequence, cast
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def _release_in_child() -> None:
     for writer in list(_OPEN):
         try:
             with open(os.devnull, "wb") as null:
-                os.dup2(null.fileno(), writer._proc.stdin.fileno())
+                os.dup2(null.fileno(), writer._stdin.fileno())
         except (OSError, ValueError, AttributeError):
             pass
 
@@ -103,6 +103,7 @@ class H264Writer:
         except OSError as err:
             self._stderr.close()
             raise VideoWriteError(f"Could not start ffmpeg to write '{os.path.basename(self.path)}' ({err}).") from None
+        self._stdin = cast(IO[bytes], self._proc.stdin)  # stdin=PIPE: never None
         _OPEN.add(self)
 
     def write(self, rgb: np.ndarray) -> None:
@@ -122,7 +123,7 @@ class H264Writer:
             self._buffer[h:] = self._buffer[h - 1 : h]  # and the last row (odd height)
             rgb = self._buffer
         try:
-            self._proc.stdin.write(memoryview(np.ascontiguousarray(rgb)).cast("B"))
+            self._stdin.write(np.ascontiguousarray(rgb).data.cast("B"))
         except (BrokenPipeError, OSError):  # ffmpeg has exited; its stderr says why
             self._finish(kill=False)
             raise self._error() from None
@@ -161,7 +162,7 @@ class H264Writer:
         if kill:
             self._proc.kill()
         try:
-            self._proc.stdin.close()
+            self._stdin.close()
         except OSError:  # BrokenPipe while flushing: ffmpeg already exited
             pass
         self._proc.wait()
@@ -236,10 +237,10 @@ def mux_video(
     os.close(fd)
     fd, listing = tempfile.mkstemp(prefix=".mux-", suffix=".txt")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.writelines(concat_line(p) for p in parts)
+        f.writelines(concat_line(os.fspath(p)) for p in parts)
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
            "-f", "concat", "-safe", "0", "-i", listing]  # fmt: skip
-    if codec is not None:
+    if codec is not None and audio_source is not None:
         copy_audio = codec in COPY_AUDIO_CODECS
         cmd += ["-ss", f"{max(0.0, audio_start):.6f}"]
         if audio_duration is not None:

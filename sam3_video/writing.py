@@ -28,7 +28,7 @@ import shutil
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -81,8 +81,7 @@ class FileWriter:
                  parallel: bool | None = None):
         self.out_dir, self.info, self.stride, self.offset = out_dir, info, max(1, int(stride)), int(offset)
         formats = [name for name in wanted if name in FORMATS]
-        needs_image = bool(extra) or "overlay" in wanted or any(getattr(FORMATS[f], "needs_image", False)
-                                                                 for f in formats)
+        needs_image = bool(extra) or "overlay" in wanted or any(FORMATS[f].needs_image for f in formats)
         self._reader = VideoReader(info.path, info.sampled(self.stride, self.offset)) if needs_image else None
         self.sinks: list = []
         try:
@@ -114,12 +113,13 @@ class FileWriter:
         """Give one frame (a results record, or an encoded frame) to every sink, even when one
         fails, then raise the first failure."""
         if isinstance(frame, dict):
-            frame = RecordFrame(frame, self.info.size, lambda i=int(frame["frame_index"]): self.frame(i))
+            frame = RecordFrame(frame, self.info.size, partial(self.frame, int(frame["frame_index"])))
         elif frame._image is None:
-            frame._image = lambda i=frame.frame_index: self.frame(i)
+            frame._image = partial(self.frame, frame.frame_index)
+        first: BaseException | None
         if self._pool is None:
             sinks = self.sinks + ([self.annotations] if self.annotations is not None else [])
-            first = call_all([lambda sink=sink: sink.write(frame) for sink in sinks])
+            first = call_all([partial(sink.write, frame) for sink in sinks])
         else:
             frame.result  # what several writers share, made once before they start
             if self._reader is not None:
@@ -139,13 +139,14 @@ class FileWriter:
         first = call_all([sink.close for sink in self.sinks])
         if self.annotations is not None:
             manifest = record.to_json() if record is not None else {}
-            first = first or call_all([lambda: self.annotations.close(manifest)])
+            first = first or call_all([partial(self.annotations.close, manifest)])
         self._close_reader()
         return first
 
     def _close_reader(self) -> None:
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown()
+        pool = getattr(self, "_pool", None)  # None too when __init__ failed before making it
+        if pool is not None:
+            pool.shutdown()
             self._pool = None
         if self._reader is not None:
             self._reader.close()
@@ -281,9 +282,9 @@ class Follower:
         self._lines[index] = crc
         self._writer.write(record)
 
-    def finish(self, folder: str, record: RunRecord, every: int = 10) -> Iterator[tuple[int, int]]:
+    def finish(self, folder: str, record: RunRecord | None, every: int = 10) -> Iterator[tuple[int, int]]:
         """Write what is left of the results of `folder` (the run's final folder, its `record` as
-        run.json holds it), close the files and move them into `folder`. Yields (frames written,
+        run.json holds it, None: none readable), close the files and move them into `folder`. Yields (frames written,
         frames in all) as it goes, at least every `every` frames. Raises a writer's error after
         closing every file it could."""
         self._stop()

@@ -97,7 +97,7 @@ def test_a_node_with_other_code_stops_the_batch_before_any_work(ray_cluster, cli
     nodes, _ = ray_cluster
     stale = tmp_path / "stale"
     shutil.copytree(cluster.PACKAGE_DIR, stale / "sam3_video", ignore=shutil.ignore_patterns("__pycache__"))
-    init = stale / "sam3_video" / "__init__.py"
+    init = stale / "sam3_video" / "version.py"
     init.write_text(init.read_text().replace('__version__ = "', '__version__ = "0.0.0-old+'))
     out = tmp_path / "out"
     jobs = collect_jobs(str(clips), "person", str(out), max_frames=3)

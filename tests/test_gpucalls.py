@@ -7,9 +7,9 @@ import gradio as gr
 import pytest
 
 from sam3_video.config import GpuBudget
-from sam3_video.gradio_glue import _user_error
 from sam3_video.types import RunOptions, VideoInfo
 from sam3_video.web.gpucalls import Pace, Refusal, readable, refusal
+from sam3_video.web.gradio_glue import _user_error
 from sam3_video.web.runloop import Sizer
 
 QUOTA = "You have exceeded your free ZeroGPU quota (90s requested vs. 45s left). Try again in 23:59:00. "

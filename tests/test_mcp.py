@@ -110,7 +110,7 @@ def test_an_agent_segments_a_clip_and_downloads_the_files(app_url, carphone, tmp
 def test_each_mcp_call_gets_a_workspace_of_its_own():
     import gradio as gr
 
-    from sam3_video.gradio_glue import one_call_key
+    from sam3_video.web.gradio_glue import one_call_key
 
     def request(user):
         req = gr.Request(headers={"x-gradio-user": user})

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from sam3_video.errors import BadRequestError
-from sam3_video.types import MAX_PHRASE_CHARS, MAX_PHRASES, FrameResult, frame_order, parse_prompts
+from sam3_video.types import MAX_PHRASE_CHARS, MAX_PHRASES, FrameResult, frame_order, parse_prompts, phrases_of
 
 
 def _result(ids, h=4, w=5):
@@ -76,3 +76,14 @@ def test_select_without_and_merge():
     assert merged.obj_ids.tolist() == [2, 5, 9] and merged.labels == ["l2", "l5", "l9"]
     empty = FrameResult.empty(3, 4, 5)
     assert len(empty) == 0 and empty.masks.shape == (0, 4, 5)
+
+
+@pytest.mark.parametrize("text", ["", " , ,, ", None, (), ["", " "]])
+def test_no_phrase_is_the_one_empty_prompt_sentence(text):
+    with pytest.raises(BadRequestError, match=r"^The prompt is empty\. Type one or more phrases separated by commas"):
+        phrases_of(text)
+
+
+def test_phrases_are_parsed_as_parse_prompts_does():
+    assert phrases_of(" car,  person ,Car") == parse_prompts(" car,  person ,Car") == ("car", "person")
+    assert phrases_of(["car, bus", "tree"]) == ("car", "bus", "tree")

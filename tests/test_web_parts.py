@@ -10,9 +10,9 @@ import pytest
 
 from sam3_video.config import GpuBudget
 from sam3_video.errors import Sam3VideoError
-from sam3_video.gradio_glue import from_page
 from sam3_video.types import Edit, FrameResult, frame_order
 from sam3_video.web import clicks
+from sam3_video.web.gradio_glue import from_page
 from sam3_video.web.previews import ObjectRow, draw, object_table
 from sam3_video.web.runs import (
     Leg,

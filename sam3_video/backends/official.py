@@ -246,6 +246,7 @@ class OfficialSession:
         if reverse:
             start, count = first + 1, n  # the predictor's backward pass starts after its start frame
             if first == self.detect_frame and first + 1 >= self.info.num_frames:
+                assert self._preview is not None  # detect made it
                 yield self._preview.select([label == self.phrases[phrase_index] for label in self._preview.labels])
                 start, count = first, n - 1
         else:
@@ -271,6 +272,7 @@ class OfficialSession:
                 for r in self._pass(p, indices, reverse):
                     if should_stop():
                         break
+                    assert spill is not None  # made when there are earlier phrases
                     spill.put(r, p)
                 if should_stop():  # a frame is whole only after every phrase's pass
                     return

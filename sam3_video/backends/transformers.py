@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..config import DEFAULTS
 from ..errors import BackendUnavailableError, BadRequestError
@@ -248,14 +248,14 @@ class TransformersSession:
         self._processed_unyielded: int | None = None  # frame run by detect, not yet yielded
         self.notice: str | None = None  # a sentence for the user, set when the object cap binds
         self._anchor: int | None = None  # the detect frame: a backward pass reads memory near it
-        self.state = None
+        self.state: Any = None  # transformers' Sam3VideoInferenceSession, once opened
         self._reset_edits()
 
     def _reset_edits(self) -> None:
         self._protected: set[int] = set()  # raw ids of clicked or added objects: kept through warm-up
         self._user_prompts: dict[int, str] = {}  # prompt id -> label of added objects that is no phrase
         self._base: dict[int, tuple] = {}  # raw id -> (box, logits (1, 1, h, w)) the clicks correct
-        self._exemplars: list[tuple[tuple[float, float, float, float], bool]] = []  # (box, positive)
+        self._exemplars: list[tuple[tuple[float, ...], bool]] = []  # (box x0, y0, x1, y1; positive)
 
     # -- state -----------------------------------------------------------------------------
     def _new_state(self):

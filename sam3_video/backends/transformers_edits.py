@@ -23,7 +23,7 @@ import copy
 import dataclasses
 import functools
 from collections import OrderedDict, defaultdict
-from typing import Sequence
+from typing import Sequence, cast
 
 import numpy as np
 import torch
@@ -219,7 +219,8 @@ def seed_objects(model, state, frame: int, raw_ids: Sequence[int], masks: np.nda
         state.obj_id_to_score[raw] = score
         state.obj_id_to_tracker_score_frame_wise[frame][raw] = score
     return Sam3VideoSegmentationOutput(
-        object_ids=list(ids), obj_id_to_mask={raw: object_logits(state, frame, raw)[0] for raw in ids},
+        object_ids=list(ids),  # just seeded: the tracker holds each one's logits on `frame`
+        obj_id_to_mask={raw: cast(torch.Tensor, object_logits(state, frame, raw))[0] for raw in ids},
         obj_id_to_score=dict(score_of), obj_id_to_tracker_score=dict(score_of), removed_obj_ids=set(),
         suppressed_obj_ids=set(), frame_idx=frame)
 

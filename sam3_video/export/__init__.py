@@ -25,12 +25,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import zipfile
 from typing import Sequence
 
 from ..errors import BadRequestError
 from ..results import EncodedFrame
-from ..runfolder import ANNOTATIONS, ANNOTATIONS_MANIFEST, ANNOTATIONS_ZIP
+from ..runfolder import ANNOTATIONS, ANNOTATIONS_MANIFEST, ANNOTATIONS_ZIP, zip_folder
 from .base import Categories, ExportContext, Writer
 from .coco import CocoWriter
 from .cvat import CvatWriter
@@ -39,7 +38,7 @@ from .labelme import LabelmeWriter
 from .mot import MotsWriter, MotWriter
 from .ytvis import YtvisWriter
 
-FORMATS: dict[str, type] = {
+FORMATS: dict[str, type[Writer]] = {  # the one list of formats: CLI, SAM3_APP_OUTPUTS and README follow it
     "coco": CocoWriter,
     "ytvis": YtvisWriter,
     "mot": MotWriter,
@@ -48,9 +47,12 @@ FORMATS: dict[str, type] = {
     "davis": DavisWriter,
     "cvat": CvatWriter,
 }
+#: what a run may write besides results.jsonl and run.json: the overlay video (overlay.py), then every format
+OUTPUTS: tuple[str, ...] = ("overlay", *FORMATS)
 FOLDER, ZIP, MANIFEST = ANNOTATIONS, ANNOTATIONS_ZIP, ANNOTATIONS_MANIFEST  # the run folder's names (runfolder.py)
 
-__all__ = ["FORMATS", "Annotations", "Categories", "ExportContext", "get_writer", "check_formats"]
+__all__ = ["FORMATS", "OUTPUTS", "Annotations", "Categories", "ExportContext", "Writer", "get_writer", "check_formats",
+           "check_outputs"]
 
 
 def check_formats(names: Sequence[str]) -> list[str]:
@@ -65,6 +67,19 @@ def check_formats(names: Sequence[str]) -> list[str]:
         elif name:
             raise BadRequestError(f"Unknown annotation format '{name}'. Choose from: {', '.join(FORMATS)} (or all).")
     return list(dict.fromkeys(out))
+
+
+def check_outputs(outputs: Sequence[str]) -> list[str]:
+    """['overlay,coco'] or ['all'] -> the output names, checked ('overlay' first, then formats)."""
+    names = [n.strip().lower() for item in outputs for n in str(item).split(",") if n.strip()]
+    overlay = "overlay" in names or "all" in names
+    try:
+        formats = check_formats([n for n in names if n != "overlay"])
+    except BadRequestError:
+        raise BadRequestError(
+            f"Unknown output in '{', '.join(names)}'. Choose from: {', '.join(OUTPUTS)} (or all)."
+        ) from None
+    return (["overlay"] if overlay else []) + formats
 
 
 def get_writer(name: str, folder: str, context: ExportContext) -> Writer:
@@ -109,8 +124,9 @@ class Annotations:
         doc["categories"] = self.context.categories.as_list()
         doc["formats"] = {name: list(FORMATS[name].files) for name in self.writers}
         for name, writer in self.writers.items():  # what a format's reader must know (id maps, limits)
-            if hasattr(writer, "manifest") and name not in failed:
-                doc[name] = writer.manifest()
+            facts = writer.manifest() if name not in failed else None
+            if facts is not None:
+                doc[name] = facts
         if errors:
             doc["export_errors"] = errors
         with open(os.path.join(self.folder, MANIFEST), "w", encoding="utf-8") as f:
@@ -119,18 +135,3 @@ class Annotations:
         if errors:
             raise RuntimeError("some annotation formats could not be written: " + "; ".join(errors))
 
-
-def zip_folder(folder: str, zip_path: str) -> None:
-    """Zip `folder` (paths inside start with its name) atomically; hidden files left out."""
-    base = os.path.dirname(folder)
-    tmp = zip_path + ".part"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        for root, dirs, files in os.walk(folder):
-            dirs.sort()
-            for name in sorted(files):
-                if name.startswith("."):
-                    continue
-                path = os.path.join(root, name)
-                packed = name.endswith((".jpg", ".png"))  # already compressed: store as is
-                z.write(path, os.path.relpath(path, base), zipfile.ZIP_STORED if packed else zipfile.ZIP_DEFLATED)
-    os.replace(tmp, zip_path)

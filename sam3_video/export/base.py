@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from array import array
 from dataclasses import dataclass, field
-from typing import IO, Iterator, Protocol, Sequence
+from typing import IO, ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -21,15 +22,37 @@ from ..results import EncodedFrame
 from ..types import VideoInfo
 
 
-class Writer(Protocol):
-    """A sink for one format: `write` each frame as it arrives, `close` once (files final)."""
+class Writer(ABC):
+    """One annotation format, registered by name in `export.FORMATS`. The contract, which
+    tests/test_export_contract.py checks for every registered format:
 
+    - `files`: what the format writes in annotations/, as paths inside it ("name/" is a folder).
+      After `close()` each one exists, and the writer has left nothing else there (its spills are
+      hidden files, removed on close). manifest.json lists them under "formats".
+    - `needs_image`: whether `write` reads `frame.image` (the decoded frame, e.g. to ship JPEGs).
+      A run decodes the video only when an output says it needs it (writing.py), so a writer that
+      says False must never read it.
+    - `write(frame)` for every frame, in processing order (forward, then backward for "both");
+      the files cover exactly those frames, in frame order. `close()` once: files final.
+    - `manifest()`: what a reader of the format must know (id maps, limits): a JSON-ready dict
+      written into manifest.json under the format's name after `close()`; None (the default):
+      nothing to add.
+    """
+
+    files: ClassVar[tuple[str, ...]]
+    needs_image: ClassVar[bool] = False
+
+    def __init__(self, folder: str, context: ExportContext):
+        self.folder, self.context = folder, context
+
+    @abstractmethod
     def write(self, frame: EncodedFrame) -> None: ...
 
-    # optional: `manifest() -> dict`, what a reader of the format must know (id maps, limits),
-    # written into manifest.json under the format's name after `close()`
-
+    @abstractmethod
     def close(self) -> None: ...
+
+    def manifest(self) -> dict | None:
+        return None
 
 
 class Categories:

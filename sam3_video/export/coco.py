@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import os
 
-from .. import __version__
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, Spill, dumps, present, write_bytes
+from ..version import __version__
+from .base import AtomicText, ExportContext, Spill, Writer, dumps, present, write_bytes
 
 SUBSET = "default"  # the subset name datumaro and CVAT give a dataset of one subset
 
@@ -36,7 +36,7 @@ def cvat_attributes(track_id: int, score: float) -> dict:
     return {"occluded": False, "rotation": 0.0, "track_id": track_id, "keyframe": True, "score": round(score, 4)}
 
 
-class CocoWriter:
+class CocoWriter(Writer):
     files = ("coco_instances.json", "coco/")
     needs_image = True  # coco/images/: decoded by the writer's own video reader (writing.py)
 
@@ -46,7 +46,7 @@ class CocoWriter:
         self.image_dir = os.path.join(folder, "coco", "images", SUBSET)
         os.makedirs(os.path.dirname(self.standard), exist_ok=True)
         os.makedirs(self.image_dir, exist_ok=True)
-        self.context = context
+        super().__init__(folder, context)
         self._spill = Spill(folder, "coco")
 
     def write(self, frame: EncodedFrame) -> None:

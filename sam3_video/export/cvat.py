@@ -33,7 +33,7 @@ import numpy as np
 
 from ..render import color_for, hex_color
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, Spill, present
+from .base import AtomicText, ExportContext, Spill, Writer, present
 from .outlines import Box, joined_outline
 
 
@@ -50,12 +50,12 @@ def cvat_outline(mask: np.ndarray, box: Box | None = None) -> np.ndarray:
     return (joined_outline(doubled, (0, 0, 2 * w, 2 * h)) + 0.5) / 2 + (x, y)
 
 
-class CvatWriter:
+class CvatWriter(Writer):
     files = ("cvat_video.xml",)
 
     def __init__(self, folder: str, context: ExportContext):
         self.path = os.path.join(folder, self.files[0])
-        self.context = context
+        super().__init__(folder, context)
         self._spill = Spill(folder, "cvat")  # key: track id; records: [frame, label, points]
 
     def write(self, frame: EncodedFrame) -> None:

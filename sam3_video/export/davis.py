@@ -24,20 +24,20 @@ from PIL import Image
 
 from ..render import color_for
 from ..results import EncodedFrame
-from .base import ExportContext
+from .base import ExportContext, Writer
 
 MAX_OBJECTS = 254  # indices 1..254; 255 is DAVIS's void
 LIMIT_NOTE = (f"indices 1..{MAX_OBJECTS} in order of first appearance (255 is void in DAVIS); objects past the "
               f"{MAX_OBJECTS}th to appear are left out of the PNGs and kept by every other format")
 
 
-class DavisWriter:
+class DavisWriter(Writer):
     files = ("davis/",)
 
     def __init__(self, folder: str, context: ExportContext):
         self.dir = os.path.join(folder, "davis")
         os.makedirs(self.dir, exist_ok=True)
-        self.context = context
+        super().__init__(folder, context)
         self.left_out: set[int] = set()  # track ids
         self._index: dict[int, int] = {}  # track id -> index in the files written so far
         self._present: dict[int, list[int]] = {}  # frame -> track ids in its PNG

@@ -17,11 +17,12 @@ carry it.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
 from ..results import EncodedFrame
-from .base import AtomicText, ExportContext, dumps, present, write_bytes
+from .base import AtomicText, ExportContext, Writer, dumps, present, write_bytes
 from .outlines import Box, part_outlines_packed
 
 FORMAT_VERSION = "5.5.0"  # the labelme JSON layout X-AnyLabeling reads
@@ -41,14 +42,14 @@ def _shape(label: str, score: float, points: list, group_id: int) -> dict:
             "difficult": False, "shape_type": "polygon", "flags": {}, "attributes": {}, "kie_linking": []}
 
 
-class LabelmeWriter:
+class LabelmeWriter(Writer):
     files = ("labelme/",)
     needs_image = True  # ships the frames: decoded by the writer's own video reader (writing.py)
 
     def __init__(self, folder: str, context: ExportContext):
         self.dir = os.path.join(folder, "labelme")
         os.makedirs(self.dir, exist_ok=True)
-        self.context = context
+        super().__init__(folder, context)
 
     def write(self, frame: EncodedFrame) -> None:
         r, info = frame.result, self.context.info
@@ -59,7 +60,7 @@ class LabelmeWriter:
             score, track = round(float(r.scores[k]), 4), int(r.obj_ids[k])
             shapes += [_shape(r.labels[k], score, polygon, track)
                        for polygon in mask_to_polygons(r.masks[k], frame.boxes[k])]
-        doc = {
+        doc: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "flags": {},
             "shapes": shapes,

@@ -33,7 +33,7 @@ import os
 import re
 
 from ..results import EncodedFrame, encode_mask
-from .base import AtomicText, ExportContext, Spill, present
+from .base import AtomicText, ExportContext, Spill, Writer, present
 
 MOTS_RESERVED = (1, 2, 10)  # car, pedestrian, ignore region
 TRACKEVAL = "trackeval"
@@ -46,14 +46,14 @@ def mots_class(category_id: int) -> int:
     return n + 1 if n >= 10 else n
 
 
-class MotWriter:
+class MotWriter(Writer):
     files = ("mot.txt", "mot/gt/gt.txt", "mot/gt/labels.txt", f"{TRACKEVAL}/")
 
     def __init__(self, folder: str, context: ExportContext):
         self.path, self.gt_path, self.labels_path = (os.path.join(folder, f) for f in self.files[:3])
         os.makedirs(os.path.dirname(self.gt_path), exist_ok=True)
         self.trackeval = os.path.join(folder, TRACKEVAL)
-        self.context = context
+        super().__init__(folder, context)
         self._spill = Spill(folder, "mot")
         self._gt = Spill(folder, "mot-gt")
 
@@ -99,12 +99,12 @@ def _challenge_gt(line: str) -> str:
     return ",".join(line.split(",")[:6]) + ",1,1,1"
 
 
-class MotsWriter:
+class MotsWriter(Writer):
     files = ("mots.txt", "mots_labels.txt")
 
     def __init__(self, folder: str, context: ExportContext):
         self.path, self.labels_path = (os.path.join(folder, f) for f in self.files)
-        self.context = context
+        super().__init__(folder, context)
         self._spill = Spill(folder, "mots")
 
     def write(self, frame: EncodedFrame) -> None:

@@ -105,7 +105,7 @@ class _Traced:
         rank[np.lexsort((np.arange(n), is_hole, x[entry]))] = np.arange(n)  # left first; a part before its holes
         self.entry = entry.copy()
         self.up = np.full(n, -1, np.int64)
-        self._pixels = None
+        self._pixels: np.ndarray | None = None  # made when first asked (_point_at)
         holes = np.flatnonzero(is_hole)
         self.bg_left = np.zeros(len(x), bool)  # the points with background on their left
         self.bg_left[x > 0] = crop[y[x > 0], x[x > 0] - 1] == 0
@@ -225,22 +225,23 @@ class _Traced:
         before = np.cumsum(inserted[ordered]) - inserted[ordered]
         place = np.empty(count, np.int64)
         place[ordered] = local + before - before[start[owner]]
-        at, total, after = [0] * n, 0, {}
+        at_list, total = [0] * n, 0  # where each loop starts in the tour
+        after: dict[int, int] = {}  # a point -> how many points the slits to its children put after it so far
         place_list, up_list = place.tolist(), up.tolist()
         for k in order:  # parents first
             p = parent_list[k]
             if p < 0:
-                at[k], total = total, total + length[k]
+                at_list[k], total = total, total + length[k]
             else:
                 a = up_list[k]
-                at[k] = at[p] + place_list[a] + 1 + after.get(a, 0)
+                at_list[k] = at_list[p] + place_list[a] + 1 + after.get(a, 0)
                 after[a] = after.get(a, 0) + length[k] + 1
-        at, length = np.array(at), np.array(length)
+        at, lengths = np.array(at_list), np.array(length)
         tour = np.empty(total, np.int64)
         tour[at[owner] + place] = np.arange(count)
-        tour[at[joined] + length[joined] - 1] = self.entry[joined]  # back at the entry
-        tour[at[joined] + length[joined]] = up[joined]  # back where the slit left from
-        return self.points[tour] + self.offset, np.sort(at[roots] + length[roots])
+        tour[at[joined] + lengths[joined] - 1] = self.entry[joined]  # back at the entry
+        tour[at[joined] + lengths[joined]] = up[joined]  # back where the slit left from
+        return self.points[tour] + self.offset, np.sort(at[roots] + lengths[roots])
 
     def _point_at(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Rows of `points` at pixels (x, y), of the loop first in rank there; -1 where no loop passes."""
@@ -249,8 +250,9 @@ class _Traced:
             self._width = int(points[:, 0].max()) + 1
             pixel = points[:, 1].astype(np.int64) * self._width + points[:, 0]
             self._pixels = np.sort((pixel * n + self.rank[self.owner]) * count + np.arange(count))
+        pixels = self._pixels
         wanted = (y.astype(np.int64) * self._width + x) * n * count
-        hit = self._pixels[np.minimum(np.searchsorted(self._pixels, wanted), count - 1)]
+        hit = pixels[np.minimum(np.searchsorted(pixels, wanted), count - 1)]
         found = (x >= 0) & (x < self._width) & (hit // (n * count) == wanted // (n * count))
         return np.where(found, hit % count, -1)
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import os
 
-from .. import __version__
 from ..results import EncodedFrame
+from ..version import __version__
 from .base import (
     AtomicText,
     ExportContext,
@@ -31,19 +31,20 @@ from .base import (
     dumps,
     present,
     uncompressed_counts,
+    Writer,
     write_bytes,
 )
 
 IMAGE_ROOT = "JPEGImages"
 
 
-class YtvisWriter:
+class YtvisWriter(Writer):
     files = ("ytvis_results.json", "ytvis_dataset.json", f"{IMAGE_ROOT}/")
     needs_image = True  # ships the frames: decoded by the writer's own video reader (writing.py)
 
     def __init__(self, folder: str, context: ExportContext):
         self.results_path, self.dataset_path = (os.path.join(folder, f) for f in self.files[:2])
-        self.context = context
+        super().__init__(folder, context)
         self.image_dir = os.path.join(folder, IMAGE_ROOT, context.video_name)
         os.makedirs(self.image_dir, exist_ok=True)
         self._spill = Spill(folder, "ytvis")  # key: track id; records: [frame, rle, box, area, score]

@@ -21,11 +21,11 @@ from typing import Iterator
 from .. import continuation
 from ..config import GpuBudget
 from ..errors import Sam3VideoError
-from ..gradio_glue import gpu, sentence
-from ..jobs import Job
 from ..pipeline import replay
 from ..session import VideoSession
 from ..types import Edit, FrameResult, RunOptions, VideoInfo
+from .gradio_glue import gpu, sentence
+from .jobs import Job
 from .model import ModelRef
 from .runs import RunUpdate, stop_requested
 

@@ -54,7 +54,7 @@ def object_table(rows: Sequence[ObjectRow]):
 
 def swatch(colour: str) -> str:
     """The style of a table cell painted in `colour` ('#rrggbb'), its text black or white."""
-    rgb = tuple(int(colour[k:k + 2], 16) for k in (1, 3, 5))
+    rgb = (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16))
     return f"background-color: {colour}; color: {'#000' if text_color(rgb) == (0, 0, 0) else '#fff'}"
 
 

@@ -75,7 +75,7 @@ class Sizer:
         """The duration to try after `asked` was refused for want of quota: what is left (the
         platform's figure divided by its factor), else half of `asked`; None when that is too
         short to do anything."""
-        seconds = _asks_left(refused) if refused.left_s is not None else asked // 2
+        seconds = _asks_left(refused.left_s) if refused.left_s is not None else asked // 2
         return seconds if self.smallest(kept, edits) <= seconds < asked else None
 
     def shorter_step(self, asked: int, refused: Refusal | None) -> int | None:
@@ -83,7 +83,7 @@ class Sizer:
         the platform said and they are at least half of what was asked; else None."""
         if refused is None or refused.kind != "quota" or refused.left_s is None:
             return None
-        seconds = _asks_left(refused)
+        seconds = _asks_left(refused.left_s)
         return seconds if asked / 2 <= seconds < asked else None
 
     def estimate(self, info: VideoInfo, options: RunOptions, kept: int = 0) -> tuple[int, int]:
@@ -100,10 +100,10 @@ class Sizer:
         return math.ceil(needed + (calls - 1) * figures.start_s), calls
 
 
-def _asks_left(refused: Refusal) -> int:
-    """The longest call the quota the platform said is left lets start (it counts each asked second
-    `duration_factor` times), a second short."""
-    return math.floor(refused.left_s / duration_factor()) - 1
+def _asks_left(left_s: float) -> int:
+    """The longest call that `left_s`, the quota the platform said is left, lets start (it counts
+    each asked second `duration_factor` times), a second short."""
+    return math.floor(left_s / duration_factor()) - 1
 
 
 def ended_by(refused: Refusal | None, err: BaseException) -> tuple[str, str]:
@@ -153,14 +153,21 @@ class RunLoop:
               ) -> Iterator[tuple[int, RunUpdate] | Writing | dict]:
         video, info = ws.need_video()
         before = previous = ws.run_dir  # what the visitor keeps if the first call does nothing
-        self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {ws.run_dir, ws.earlier}))
+
+        def new_leg() -> str:
+            """A new folder for the next call, the workspace's run from now on."""
+            folder = self.workspaces.new_run_dir(ws, {previous, ws.earlier})
+            self.workspaces.set_run(ws, folder)
+            return folder
+
+        run_dir = new_leg()
         started, calls, seen, ended, boost = time.monotonic(), 0, None, None, 1.0
         while True:
             new = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
                                   options.max_frames, options.stride))
             seconds = self.sizer.run(new, len(kept), len(options.edits), boost)
-            request = gpu.RunRequest(model, video, info, options, ws.run_dir, seconds, self.sizer.budget.enforced)
-            follower.follow(ws.run_dir)  # the files are written from its results as they land, here
+            request = gpu.RunRequest(model, video, info, options, run_dir, seconds, self.sizer.budget.enforced)
+            follower.follow(run_dir)  # the files are written from its results as they land, here
             last, err = RunUpdate(), None
             while True:  # the call, and shorter ones while the platform refuses it for want of quota
                 calls += 1
@@ -174,7 +181,7 @@ class RunLoop:
                     refused = refusal(caught)
                     shorter = self.sizer.shorter(request.seconds, refused, len(kept), len(options.edits)) \
                         if refused is not None and refused.kind == "quota" and not got else None
-                    if shorter is None:
+                    if refused is None or shorter is None:
                         err = caught
                         break
                     log.info("GPU call of %s s refused (%s); trying %s s", request.seconds, refused.message, shorter)
@@ -183,19 +190,19 @@ class RunLoop:
             if err is not None:
                 ended = self._keep_done(ws, previous, len(kept), err, replace(info, path=video))
                 break
-            record = read_record(ws.run_dir)
+            record = read_record(run_dir)
             if record is None:  # failed before it wrote anything (its sentence says why): back to the last record
                 self.workspaces.prune_runs(ws, {previous, ws.earlier})
                 self.workspaces.set_run(ws, previous)
                 raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
             done = record.frame_range
-            stopped = runs.stop_requested(ws.run_dir)
+            stopped = runs.stop_requested(run_dir)
             if last.stopped_for == "time" and not stopped and (done is None or done == seen):
                 # its time was up before one more frame (a start-up slower than budgeted): the same
                 # leg again in a new folder, asking twice as long, while the cap allows
                 if boost < 8 and self.sizer.run(new, len(kept), len(options.edits), 2 * boost) > request.seconds:
                     boost *= 2
-                    self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {previous, ws.earlier}))
+                    run_dir = new_leg()
                     continue
                 ended = {"stopped_by": "the GPU time limit",
                          "error": f"A GPU call of {request.seconds} s ended before one more frame was done; "
@@ -206,38 +213,40 @@ class RunLoop:
             going_on = last.stopped_for == "time" or record.complete
             leg = plan.next_leg(done, options.stride) if going_on and not stopped else None
             if leg is None:
-                ended = ({"stopped_by": "you"} if runs.stop_requested(ws.run_dir) else
+                ended = ({"stopped_by": "you"} if runs.stop_requested(run_dir) else
                          {"stopped_by": "the GPU time limit"} if record.status == "stopped" else {})
                 if last.error:  # the step's sentence for the visitor (run.json keeps the exception's own words)
                     ended["error"] = last.error
                 break
-            seen, previous, boost = done, ws.run_dir, 1.0  # the frames done so far: what the visitor keeps if the next call fails
-            kept = continuation.load(previous, leg.frame, leg.direction, info).kept
+            seen, previous, boost = done, run_dir, 1.0  # the frames done so far: what the visitor keeps if the next call fails
+            kept = continuation.load(run_dir, leg.frame, leg.direction, info).kept
             options = replace(options, start_frame=leg.frame, direction=leg.direction, max_frames=leg.max_frames,
-                              remove_ids=(), edits=(), continue_from=previous)
-            self.workspaces.set_run(ws, self.workspaces.new_run_dir(ws, {previous, ws.earlier}))
+                              remove_ids=(), edits=(), continue_from=run_dir)
+            run_dir = new_leg()
         self.workspaces.prune_runs(ws, {ws.run_dir, ws.earlier})
-        if ws.run_dir is None or ws.run_dir == before:  # not one frame of this run: the earlier run stays as it was
+        final = ws.run_dir  # the folder with every frame done (_keep_done may have moved it)
+        if final is None or final == before:  # not one frame of this run: the earlier run stays as it was
             why = (ended or {}).get("advice") or (ended or {}).get("error") or "run it again"
             raise BadRequestError(f"Nothing of this run was done: {why.rstrip('.')}."
                                   + (" Your earlier run and its files are kept." if before else ""))
         try:  # the rest of the files, written here after the GPU calls (the GPU is released)
-            for written, total in follower.finish(ws.run_dir, read_record(ws.run_dir)):
+            for written, total in follower.finish(final, read_record(final)):
                 yield Writing(written, total)
         except Exception as err:  # the results are kept; the summary says what went wrong
             log.error("writing the files of a run failed", exc_info=err)
-            record = read_record(ws.run_dir)
-            record.status, record.error = "failed", f"writing the outputs failed: {err}"
-            write_record(ws.run_dir, record)
+            record = read_record(final)
+            if record is not None:
+                record.status, record.error = "failed", f"writing the outputs failed: {err}"
+                write_record(final, record)
             ended = {**(ended or {}), "error": f"Writing the files failed ({err}); the results of every frame "
                                                "done are kept (results.jsonl). Run it again."}
-        summary = runs.summary_of(ws.run_dir)
+        summary = runs.summary_of(final)
         ended = {k: v for k, v in (ended or {}).items() if k != "advice"}
         summary.update(seconds=round(time.monotonic() - started, 1), gpu_calls=calls, covers=[plan.first, plan.last],
                        stride=options.stride, **ended)
         if ended and "stopped_by" in ended and summary.get("status") in ("failed", "running"):
             summary["status"] = "stopped"
-        runs.write_summary(ws.run_dir, summary)
+        runs.write_summary(final, summary)
         yield summary
 
     def _learn(self, last: RunUpdate) -> None:
@@ -256,7 +265,7 @@ class RunLoop:
         current = ws.run_dir
         record = read_record(current) if current else None
         closed = record is not None and record.status != "running"  # the step closed its files itself
-        if not closed and frames_in(current) > kept:  # cut off: write its frames again, here
+        if current is not None and not closed and frames_in(current) > kept:  # cut off: write its frames again, here
             folder = self.workspaces.new_run_dir(ws, {current, previous, ws.earlier})
             try:
                 rewrite(current, folder, info, (), "stopped", advice)  # the results: the files follow them

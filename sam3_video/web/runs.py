@@ -21,7 +21,7 @@ import numpy as np
 
 from ..runfolder import ANNOTATIONS_ZIP, OVERLAY, format_files, read_record
 from ..timeline import read_timeline
-from ..types import frame_order
+from ..types import Direction, frame_order
 
 STOP_REQUEST = "stop.request"  # present: the visitor asked the run in this folder to stop
 SUMMARY = "summary.json"  # the visitor's summary, written by the app when the run's last call ended
@@ -133,7 +133,7 @@ class Leg:
     """One GPU call's part of a run: continue from `frame` in `direction`, `max_frames` frames."""
 
     frame: int
-    direction: str
+    direction: Direction
     max_frames: int
 
 
@@ -155,7 +155,7 @@ class Plan:
         return (self.last - self.first) // self.stride + 1
 
     @classmethod
-    def of(cls, num_frames: int, start: int, direction: str, max_frames: int | None,
+    def of(cls, num_frames: int, start: int, direction: Direction, max_frames: int | None,
            kept: list[int] | tuple[int, ...] = (), stride: int = 1) -> "Plan":
         new = frame_order(num_frames, start, direction, max_frames, stride)
         frames = new + list(kept)

@@ -28,11 +28,11 @@ import numpy as np
 from .. import continuation
 from ..config import LIMITS, ON_SPACE, AppLimits, GpuBudget
 from ..errors import BadRequestError
-from ..pipeline import check_outputs
+from ..export import check_outputs
 from ..results import rle_areas
 from ..runfolder import read_record
 from ..session import check_direction, check_frame, check_threshold
-from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, parse_prompts
+from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, phrases_of
 from ..video import VideoReader
 from . import clicks, gpu, review, runloop, runs
 from .live import LiveRun
@@ -226,9 +226,7 @@ class Service:
         """Detect the phrases on frame `index` (starts over: no removals, clicks or continuation)."""
         ws = self.workspaces.get(key)
         _, info = ws.need_video()
-        phrases = parse_prompts(prompts or "")
-        if not phrases:
-            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
+        phrases = phrases_of(prompts)
         frame, threshold = check_frame(info, int(index or 0)), check_threshold(threshold)
         preview = self._rebuild(ws, frame, phrases, threshold, set(), [], None)
         ws.phrases, ws.frame, ws.threshold, ws.preview = phrases, frame, threshold, preview
@@ -281,17 +279,17 @@ class Service:
         video, info = ws.need_video()
         if ws.running:
             raise BadRequestError("The run is still going on; press Stop (its frames are kept), then fix a frame.")
-        frames = self._run_frames(ws)
-        if frames is None:
+        frames, run_dir = self._run_frames(ws), ws.run_dir
+        if frames is None or run_dir is None:
             raise BadRequestError("Nothing has run on this video yet: Detect, then Propagate; then fix a frame of that run.")
         index = int(index or 0)
         if index not in frames:  # said here: continuation's own sentence names the folder, a server path
             raise BadRequestError(f"Frame {index} was not processed by the last run (it covers {frames.covered()}); "
                                   "move the slider to a frame it did.")
-        earlier = continuation.load(ws.run_dir, index, None, info, frames)
+        earlier = continuation.load(run_dir, index, None, info, frames)
         phrases = ws.phrases or earlier.prompts
-        ws.preview = self._rebuild(ws, index, phrases, earlier.threshold, set(), [], ws.run_dir)
-        ws.phrases, ws.frame, ws.threshold, ws.earlier = phrases, index, earlier.threshold, ws.run_dir
+        ws.preview = self._rebuild(ws, index, phrases, earlier.threshold, set(), [], run_dir)
+        ws.phrases, ws.frame, ws.threshold, ws.earlier = phrases, index, earlier.threshold, run_dir
         ws.removed, ws.edits, ws.corner, ws.said = set(), [], None, ""
         kept = f"frames {earlier.kept[0]}-{earlier.kept[-1]} of the run are kept" if earlier.kept else "no frames are kept"
         said = (f"Frame {index} of the last run: remove or click to fix its objects, then Propagate "
@@ -299,7 +297,7 @@ class Service:
         return self._shown(ws, said), earlier.direction
 
     # -- runs ---------------------------------------------------------------------------------------
-    def propagate(self, key: str, direction: str, max_frames: int | None, stride: int | None = 1,
+    def propagate(self, key: str, direction: str, max_frames: float | None, stride: float | None = 1,
                   stop_on_close: bool = True) -> Iterator[RunProgress | Outputs]:
         """Propagate from the detected frame (or continue from a fixed one), every `stride`-th frame:
         `RunProgress` at least every second, then the run's `Outputs`. Closing this stops the run
@@ -307,7 +305,7 @@ class Service:
         ws = self.workspaces.get(key)
         yield from self._run(ws, self._options(ws, direction, max_frames, stride), stop_on_close)
 
-    def _options(self, ws: Workspace, direction: str, max_frames: int | None, stride: int | None) -> RunOptions:
+    def _options(self, ws: Workspace, direction: str, max_frames: float | None, stride: float | None) -> RunOptions:
         """The run the visitor's workspace asks for, checked."""
         _, info = ws.need_video()
         if not ws.phrases:
@@ -315,10 +313,10 @@ class Service:
         stride = check_stride(stride, info)
         if ws.earlier:  # continuing a run: on its frames (its stride)
             stride = _stride_of(ws.earlier)
-        return RunOptions(ws.phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
-                          tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier, stride)
+        return RunOptions(ws.phrases, ws.frame, check_direction(direction), int(max_frames) if max_frames else None,
+                          ws.threshold, tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier, stride)
 
-    def estimate(self, key: str, direction: str, max_frames: int | None, stride: int | None = 1) -> str:
+    def estimate(self, key: str, direction: str, max_frames: float | None, stride: float | None = 1) -> str:
         """Roughly how much GPU time the run the visitor set up needs, in words ("" before Detect)."""
         ws = self.workspaces.peek(key)
         if ws is None or ws.info is None or not ws.phrases:
@@ -334,15 +332,16 @@ class Service:
         _, info = ws.need_video()
         if ws.running:
             raise BadRequestError("The run is still going on.")
-        leg = runloop.continue_leg(ws.run_dir) if ws.run_dir else None
-        if leg is None:
+        run_dir = ws.run_dir
+        leg = runloop.continue_leg(run_dir) if run_dir else None
+        if run_dir is None or leg is None:
             raise BadRequestError("There is no unfinished run to continue: Propagate starts a new one.")
-        earlier = continuation.load(ws.run_dir, leg.frame, leg.direction, info)
-        stride = _stride_of(ws.run_dir)
-        ws.preview, ws.frame, ws.removed, ws.edits, ws.corner, ws.earlier = None, leg.frame, set(), [], None, ws.run_dir
+        earlier = continuation.load(run_dir, leg.frame, leg.direction, info)
+        stride = _stride_of(run_dir)
+        ws.preview, ws.frame, ws.removed, ws.edits, ws.corner, ws.earlier = None, leg.frame, set(), [], None, run_dir
         ws.phrases = ws.phrases or earlier.prompts
         options = RunOptions(ws.phrases, leg.frame, leg.direction, leg.max_frames, earlier.threshold,
-                             continue_from=ws.run_dir, stride=stride)
+                             continue_from=run_dir, stride=stride)
         yield from self._run(ws, options, stop_on_close)
 
     def segment_video(self, key: str, path: str, prompts: str, start_frame: int = 0, direction: str = "forward",
@@ -351,12 +350,11 @@ class Service:
         """The one-shot API: open, detect and propagate in one call."""
         self.open_video(key, path)
         ws = self.workspaces.get(key)
-        phrases = parse_prompts(prompts or "")
-        if not phrases:
-            raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
-        ws.phrases, ws.frame, ws.threshold = phrases, check_frame(ws.info, int(start_frame or 0)), check_threshold(threshold)
-        options = RunOptions(phrases, ws.frame, direction, int(max_frames) if max_frames else None, ws.threshold,
-                             stride=check_stride(stride, ws.info))
+        _, info = ws.need_video()
+        phrases = phrases_of(prompts)
+        ws.phrases, ws.frame, ws.threshold = phrases, check_frame(info, int(start_frame or 0)), check_threshold(threshold)
+        options = RunOptions(phrases, ws.frame, check_direction(direction), int(max_frames) if max_frames else None,
+                             ws.threshold, stride=check_stride(stride, info))
         yield from self._run(ws, options, stop_on_close=True)
 
     def _run(self, ws: Workspace, options: RunOptions, stop_on_close: bool) -> Iterator[RunProgress | Outputs]:
@@ -392,8 +390,8 @@ class Service:
             kept = []
             if options.continue_from:
                 kept = continuation.load(options.continue_from, options.start_frame, options.direction, info).kept
-            plan = Plan.of(info.num_frames, options.start_frame, options.direction, options.max_frames, kept,
-                           options.stride)
+            plan = Plan.of(info.num_frames, options.start_frame, options.direction or "forward", options.max_frames,
+                           kept, options.stride)
             before, earlier_shape, ws.review = ws.run_dir, ws.shape, None  # a new run: nothing picked on it yet
             ws.shape = review.Shape(plan.first, plan.last, options.start_frame, options.direction or "forward",
                                     options.stride, options.start_frame if options.continue_from else None,
@@ -417,7 +415,7 @@ class Service:
                 if ws.run_dir == before:  # not one frame of it: the earlier run is the latest, as it was
                     ws.shape = earlier_shape
                 raise
-            yield runs.outputs(ws.run_dir)
+            yield runs.outputs(self._need_run(ws))
 
     def stop(self, key: str) -> None:
         """Ask the visitor's running run to stop after its current frame (returns at once)."""
@@ -441,9 +439,14 @@ class Service:
         ws = self.workspaces.get(key)
         if not ws.idle.wait(wait_s):
             raise BadRequestError("The run is still going on; press Stop to end it and keep what is done.")
-        if read_record(ws.run_dir) is None:
+        return runs.outputs(self._need_run(ws))
+
+    @staticmethod
+    def _need_run(ws: Workspace) -> str:
+        """The folder of the visitor's latest run, which has a record, else a sentence."""
+        if ws.run_dir is None or read_record(ws.run_dir) is None:
             raise BadRequestError("Nothing has run in this tab yet: Detect, then Propagate.")
-        return runs.outputs(ws.run_dir)
+        return ws.run_dir
 
     # -- reviewing a run: its timeline, a click on it, the objects table after it ------------------
     def _review(self, ws: Workspace) -> review.Review | None:
@@ -473,8 +476,7 @@ class Service:
         """The page's timeline of the latest run ("" before any), with the frame and the object
         the visitor picked."""
         ws = self.workspaces.peek(key)
-        seen = self._review(ws) if ws is not None else None
-        if seen is None:
+        if ws is None or (seen := self._review(ws)) is None:
             return ""
         facts = review.run_facts(seen, ws.running, ws.info.num_frames if ws.info else None)
         return review.timeline_html(facts, seen.frame, seen.selected)
@@ -501,8 +503,7 @@ class Service:
         object's score on frame `index` (the slider's: the timeline's cursor follows it; default:
         the frame picked last) and the picked object marked."""
         ws = self.workspaces.peek(key)
-        seen = self._review(ws) if ws is not None else None
-        if seen is None:
+        if ws is None or (seen := self._review(ws)) is None:
             return None
         if index is not None:
             seen.frame = int(index or 0)

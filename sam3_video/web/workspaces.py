@@ -29,6 +29,7 @@ from ..errors import BadRequestError
 from ..continuation import RunFrames
 from ..types import Edit, FrameResult, VideoInfo
 from .live import LiveRun
+from .review import Review, Shape
 from .runs import request_stop
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,8 @@ class Workspace:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)  # the tab's proof, to reclaim
     reopen: tuple[str, int] | None = None  # the video given back to the page after a reload (name, size)
     left: float | None = None  # when its tab went away (None: its tab is there), see Workspaces.leave
-    shape: object = field(default=None, repr=False)  # review.Shape: what the latest run set out to do
-    review: object = field(default=None, repr=False)  # review.Review: the latest run's timeline, followed
+    shape: Shape | None = field(default=None, repr=False)  # what the latest run set out to do
+    review: Review | None = field(default=None, repr=False)  # the latest run's timeline, followed
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -233,7 +234,7 @@ class Workspaces:
             if spare is not None:
                 spare.closing = True
             delete = spare is not None and not spare.busy
-        if delete:
+        if delete and spare is not None:
             self._delete(spare)
         log.info("workspace %s: its tab is back", ws.name)
         return ws

@@ -18,13 +18,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .backends import Backend
-from .errors import Sam3VideoError
-from .pipeline import Progress, run
-from .render import render, shrink
-from .runfolder import RunRecord
-from .session import VideoSession
-from .types import RunOptions, VideoInfo
+from ..backends import Backend
+from ..errors import Sam3VideoError
+from ..pipeline import Progress, run
+from ..render import render, shrink
+from ..runfolder import RunRecord
+from ..session import VideoSession
+from ..types import RunOptions, VideoInfo
 
 log = logging.getLogger(__name__)
 PREVIEW_EVERY_S = 0.4  # a running job draws its latest frame at most this often
@@ -100,7 +100,8 @@ class Job:
         if self._asked_to_stop() and self._session is not None:
             self._session.stop()
         now = time.perf_counter()
-        if p.result is not None and (now - self._drawn_at >= PREVIEW_EVERY_S or p.done == p.total):
+        if p.result is not None and self._session is not None and (now - self._drawn_at >= PREVIEW_EVERY_S
+                                                                    or p.done == p.total):
             self._drawn_at = now  # drawn here, in the job's thread: the decoder is not thread-safe
             try:
                 self.preview = shrink(render(self._session.frame(p.result.frame_index), p.result))

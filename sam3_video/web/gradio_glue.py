@@ -24,8 +24,8 @@ from typing import Collection
 
 import gradio as gr
 
-from .config import ON_ZERO_GPU
-from .errors import OUT_OF_MEMORY_ADVICE, Sam3VideoError, is_out_of_memory
+from ..config import ON_ZERO_GPU
+from ..errors import OUT_OF_MEMORY_ADVICE, BadRequestError, Sam3VideoError, is_out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def as_text(message: str) -> str:
 def _user_error(err: Exception, action: str) -> gr.Error:
     """The gr.Error to raise for `err`: a handler's own gr.Error keeps its sentence, anything else
     gets one (`sentence`); either way HTML-escaped (`as_text`)."""
-    from .web.gpucalls import refusal
+    from .gpucalls import refusal
 
     refused = refusal(err)
     if refused is not None:  # the platform's own words (no visitor's text in them), their links working
@@ -93,6 +93,15 @@ def from_page(request: gr.Request | None) -> bool:
     return _gradio_user(request) == "app"
 
 
+def visitor_key(request: gr.Request) -> str:
+    """The visitor's workspace key: Gradio's session hash, which every event from a page or a
+    client carries."""
+    if request.session_hash is None:
+        raise BadRequestError("This call came without a Gradio session. Call the app from its page or "
+                              "through gradio_client.")
+    return request.session_hash
+
+
 def one_call_key(request: gr.Request) -> str:
     """The workspace key for a one-shot call: the caller's session (Gradio's session hash), except
     for a call from Gradio's MCP server, which sends every agent's calls through one gradio_client,
@@ -100,7 +109,7 @@ def one_call_key(request: gr.Request) -> str:
     any API client's): agents neither see each other's files nor wait for each other's run."""
     if _gradio_user(request) == "mcp":
         return f"mcp-{uuid.uuid4().hex}"
-    return request.session_hash
+    return visitor_key(request)
 
 
 def mcp_tools(demo: gr.Blocks, endpoints: Collection[str]) -> dict:
