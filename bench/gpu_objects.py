@@ -1,7 +1,7 @@
 """Issue 26 on a GPU: fps and peak memory with 1, 4 and 16 objects, precision, compiled encoder.
 
 Prepared, not yet run on a GPU (`--smoke-cpu` checks it end to end on the CPU with the small
-model). Estimated at about 5 minutes on an H100/H200. One command on the lent machine:
+model). Estimated at about 6 minutes on an H100/H200. One command on the lent machine:
 
     GPU_SCRIPT=gpu_objects bash bench/gpu_check.sh          # writes $OUT/gpu_objects.json/.md
 
@@ -11,9 +11,11 @@ each saved to OUT/gpu_objects.json as soon as it ends (a stage that fails record
   objects    N in 1, 4, 16 objects added by box on frame 0 (forced: the detector's threshold is
              set out of reach), --frames frames forward, after 3 frames of warm-up:
              ours      the engine as shipped (batched tracker, clean-up on the device)
-             loop      the same engine with transformers' per-object tracker loop and the clean-up
-                       on the host (SAM3_BATCH_TRACKER=0 SAM3_DEVICE_CLEANUP=0: the engine before
-                       issue 26); masks compared with ours (IoU per object per frame)
+             loop      the same engine with transformers' per-object tracker loop, the clean-up
+                       on the host, transformers' image encoder forward and frame planning
+                       (SAM3_BATCH_TRACKER=0 SAM3_DEVICE_CLEANUP=0 SAM3_LEAN_ENCODER=0
+                       SAM3_FEW_READS=0: the engine before issue 26, but for the one-read hand-off);
+                       masks compared with ours (IoU per object per frame)
              meta      Meta's predictor on the same frames with the text prompt (where `sam3`
                        imports with CUDA); its object count is what it finds, not forced
              fps, peak memory (torch.cuda.max_memory_allocated) and the slope of peak memory
@@ -22,6 +24,11 @@ each saved to OUT/gpu_objects.json as soon as it ends (a stage that fails record
              against an fp32 run (TF32 off): fps and mask IoU
   compile    the detector's image encoder under torch.compile (--compile-mode) against eager on
              the same frame: cosine of the features (>= 0.999 to pass) and ms per call
+  profile    1 and 16 objects, ours: per stage of bench/ops.py (encoder, detector, tracker, memory,
+             clean-up, planning, hand-off), ms a frame and the peak memory each stage adds above
+             what was allocated when it began (where the 31 GB peak at 1-2 objects comes from),
+             with a device sync at each stage boundary; and torch.profiler's top kernels over 3
+             frames (OUT/gpu_profile_N.txt)
 """
 
 from __future__ import annotations
@@ -56,15 +63,20 @@ def _reset(device) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _load(model_dir, device, dtype, batched=True, on_device=True):
-    """A fresh TransformersBackend (not the process cache) with the tracker / clean-up switches."""
+def _load(model_dir, device, dtype, batched=True, on_device=True, lean=True):
+    """A fresh TransformersBackend (not the process cache) with the tracker / clean-up switches;
+    `lean` False: transformers' image encoder forward and frame planning too."""
     from sam3_video.backends import postprocess
     from sam3_video.backends.transformers import TransformersBackend
 
     backend = TransformersBackend(model_dir, device, dtype)
     backend.model.tracker_model.batch_objects = batched
+    backend.model.detector_model.vision_encoder.backbone.lean_forward = lean
+    backend.model.few_reads = lean
     backend.on_device_cleanup = on_device  # installed by run_engine (transformers' module is shared)
     backend.default_thresholds = (2.0, 2.0)  # nothing detected: the objects are the boxes added
+    with torch.no_grad():  # random weights: the tracker says "object" for the boxes, as a trained one
+        backend.model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(5.0)  # would (bench/ops.py)
     return backend
 
 
@@ -111,7 +123,7 @@ def mask_agreement(a: list, b: list) -> dict:
 def stage_objects(args, model_dir, video) -> dict:
     out = {}
     ours = _load(model_dir, args.device, args.dtype)
-    loop = _load(model_dir, args.device, args.dtype, batched=False, on_device=False)
+    loop = _load(model_dir, args.device, args.dtype, batched=False, on_device=False, lean=False)
     for n in args.objects:
         a = run_engine(ours, video, n, args.frames)
         b = run_engine(loop, video, n, args.frames)
@@ -173,6 +185,114 @@ def stage_compile(args, model_dir, video) -> dict:
             "compile_s": round(compile_s, 1), "cosine": round(cosine, 6), "passes": cosine >= 0.999}
 
 
+class StageClock:
+    """bench/ops.py's stages (`ops.stage_all` wraps the functions with `wrap`), timed exclusive of
+    nested stages, with the peak memory each adds above what was allocated when it began."""
+
+    def __init__(self, device):
+        self.cuda = str(device).startswith("cuda")
+        self.ms: dict = {}
+        self.peak_gib: dict = {}
+        self.stack: list = []  # [name, started, allocated at start, peak seen so far]
+        self.patches: list = []
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def wrap(self, owner, attr: str, name: str) -> None:
+        import functools
+
+        original = getattr(owner, attr)
+        own = vars(owner).get(attr) if hasattr(owner, "__dict__") else original
+        self.patches.append((owner, attr, own))
+        clock = self
+
+        @functools.wraps(original)
+        def staged(*args, **kwargs):
+            clock.enter(name)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                clock.leave()
+
+        setattr(owner, attr, staged)
+
+    def enter(self, name: str) -> None:
+        now = self._now()
+        if self.stack:
+            top = self.stack[-1]
+            self.ms[top[0]] = self.ms.get(top[0], 0.0) + (now - top[1]) * 1000
+            if self.cuda:
+                top[3] = max(top[3], torch.cuda.max_memory_allocated())
+        allocated = torch.cuda.memory_allocated() if self.cuda else 0
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        self.stack.append([name, self._now(), allocated, allocated])
+
+    def leave(self) -> None:
+        name, started, allocated, peak = self.stack.pop()
+        now = self._now()
+        self.ms[name] = self.ms.get(name, 0.0) + (now - started) * 1000
+        if self.cuda:
+            peak = max(peak, torch.cuda.max_memory_allocated())
+            self.peak_gib[name] = round(max(self.peak_gib.get(name, 0.0), (peak - allocated) / 2**30), 3)
+            torch.cuda.reset_peak_memory_stats()
+        if self.stack:
+            self.stack[-1][1] = self._now()
+            self.stack[-1][3] = max(self.stack[-1][3], peak)
+
+    def restore(self) -> None:
+        for owner, attr, original in reversed(self.patches):
+            if original is None:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, original)
+
+
+def stage_profile(args, model_dir, video) -> dict:
+    from ops import grid_boxes, stage_all
+
+    from sam3_video.backends import postprocess
+    from sam3_video.video import probe
+
+    backend = _load(model_dir, args.device, args.dtype)
+    backend.postprocessing = postprocess.install(True)
+    info = probe(video)
+    out = {}
+    for n in (args.objects[0], args.objects[-1]):
+        session = backend.open(video, info)
+        try:
+            session.detect(0, ["person"])
+            for box in grid_boxes(n, info.width, info.height):
+                session.add_object(0, "thing", box=box)
+            list(session.propagate(range(0, 4), reverse=False))
+            clock = StageClock(args.device)
+            stage_all(clock, backend)
+            try:
+                frames = list(session.propagate(range(4, 14), reverse=False))
+            finally:
+                clock.restore()
+            out[n] = {"ms_per_frame": {k: round(v / len(frames), 2) for k, v in clock.ms.items()},
+                      "peak_gib_added": clock.peak_gib,
+                      "allocated_gib_after": round(torch.cuda.memory_allocated() / 2**30, 2) if clock.cuda else None}
+            if clock.cuda:
+                from torch.profiler import ProfilerActivity, profile
+
+                with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                    list(session.propagate(range(14, 17), reverse=False))
+                    torch.cuda.synchronize()
+                table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=30)
+                with open(os.path.join(args.out, f"gpu_profile_{n}.txt"), "w") as f:
+                    f.write(table)
+                events = prof.key_averages()
+                out[n]["kernels_per_frame"] = round(sum(e.count for e in events if e.device_type.name == "CUDA") / 3)
+        finally:
+            session.close()
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--video", default=os.path.join(HERE, "..", "tests", "data", "bigbuckbunny.mp4"))
@@ -180,7 +300,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--objects", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--compile-mode", default="max-autotune-no-cudagraphs")
-    p.add_argument("--skip", nargs="*", default=[], choices=["objects", "precision", "compile"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["objects", "precision", "compile", "profile"])
     p.add_argument("--smoke-cpu", action="store_true", help="the small model on the CPU, 3 frames, 1 and 2 objects")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -195,7 +315,9 @@ def main() -> None:
     report = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "CPU (smoke run)",
               "frames": args.frames, "stages": {}}
     path = os.path.join(args.out, "gpu_objects.json")
-    for name, fn in (("objects", stage_objects), ("precision", stage_precision), ("compile", stage_compile)):
+    stages = (("objects", stage_objects), ("profile", stage_profile), ("precision", stage_precision),
+              ("compile", stage_compile))
+    for name, fn in stages:
         if name in args.skip:
             continue
         t0 = time.perf_counter()

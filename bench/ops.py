@@ -38,6 +38,8 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+FULL_DEPTH = "full-depth narrow SAM3 (make_test_model(seed=1, full_depth=True, score_spread=False)), phrase 'person'"
+SMALL = "small random SAM3 (make_test_model()), which detects"
 STAGES = ("frames", "encoder", "detector", "tracker", "memory", "clean-up", "planning", "session", "hand-off")
 RESULTS = os.path.join(REPO, "bench", "results", "ops-cpu")
 
@@ -58,6 +60,8 @@ def full_depth_model() -> str:
 
 def grid_boxes(n: int, width: int, height: int) -> list[tuple[float, float, float, float]]:
     """n boxes (x0, y0, x1, y1) on a grid over the frame, each a cell shrunk by a quarter."""
+    if n <= 0:
+        return []
     cols = int(n ** 0.5 + 0.999)
     rows = (n + cols - 1) // cols
     w, h = width / cols, height / rows
@@ -69,6 +73,7 @@ def stage_all(counter, backend) -> None:
     """Attribute ops to STAGES by wrapping the functions that run each."""
     from transformers.models.sam3_video import modeling_sam3_video as m
 
+    from sam3_video.backends import postprocess
     from sam3_video.backends import transformers as tb
 
     model = backend.model
@@ -82,13 +87,17 @@ def stage_all(counter, backend) -> None:
     counter.wrap(model, "_tracker_update_memories", "memory")
     for attr in ("nms_masks", "fill_holes_in_mask_scores"):
         counter.wrap(m, attr, "clean-up")
+    for attr in ("__init__", "run") if hasattr(postprocess, "NmsRounds") else ():  # the detector's own NMS
+        counter.wrap(postprocess.NmsRounds, attr, "clean-up")                      # (frame_reads)
     counter.wrap(model, "forward", "planning")
     counter.wrap(tb.TransformersSession, "_step", "session")
     counter.wrap(tb.TransformersSession, "_to_result", "hand-off")
 
 
-def count(backend, video: str, objects: int, warm: int, frames: int, where: bool = False) -> dict:
-    """Ops and syncs per frame by stage with `objects` objects added by box on frame 0."""
+def count(backend, video: str, objects: int, warm: int, frames: int, where: bool = False,
+          phrases: tuple[str, ...] = ("person",)) -> dict:
+    """Ops and syncs per frame by stage with `objects` objects added by box on frame 0 (after
+    detecting `phrases` there)."""
     import torch
 
     from sam3_video.opcount import OpCounter
@@ -97,7 +106,7 @@ def count(backend, video: str, objects: int, warm: int, frames: int, where: bool
     info = probe(video)
     session = backend.open(video, info)
     try:
-        first = session.detect(0, ["person"])
+        first = session.detect(0, list(phrases))
         for box in grid_boxes(objects, info.width, info.height):
             session.add_object(0, "thing", box=box)
         list(session.propagate(range(0, 1 + warm), reverse=False))
@@ -110,7 +119,7 @@ def count(backend, video: str, objects: int, warm: int, frames: int, where: bool
     tracked = [len(r) for r in results]
     n = len(results)
     return {
-        "objects": objects, "detected_on_frame_0": len(first), "tracked_per_frame": tracked,
+        "objects": objects, "phrases": list(phrases), "detected_on_frame_0": len(first), "tracked_per_frame": tracked,
         "ops": {s: counter.ops.get(s, 0) / n for s in STAGES if counter.ops.get(s)},
         "ops_total": sum(counter.ops.values()) / n,
         "syncs": {s: counter.syncs.get(s, 0) / n for s in STAGES if counter.syncs.get(s)},
@@ -130,17 +139,18 @@ def machine() -> str:
 def render(data: dict) -> str:
     """The markdown results file from every label measured so far."""
     lines = ["# Ops and syncs per frame by stage (CPU count)", "",
-             "Written by `bench/ops.py` (the method is in its docstring). Full-depth narrow SAM3",
-             "(`make_test_model(seed=1, full_depth=True, score_spread=False)`), carphone, objects added",
-             "by box on frame 0; figures are per propagated frame, averaged over the counted frames.",
-             "Counts, not timings: they do not depend on the machine, but each run names it.", ""]
+             "Written by `bench/ops.py` (the method is in its docstring), on carphone: phrases detected on",
+             "frame 0, then objects added by box there; figures are per propagated frame, averaged over the",
+             "counted frames. Counts, not timings: they do not depend on the machine, but each run names it.", ""]
     for label, run in data.items():
-        lines += [f"## {label}", "", f"{run['date']}, {run['machine']}; {run['note']}".rstrip("; "), ""]
-        lines += ["| objects | " + " | ".join(STAGES) + " | ops total | syncs |",
-                  "|---:|" + "---:|" * (len(STAGES) + 2)]
+        lines += [f"## {label}", "", f"{run['date']}, {run['machine']}; model: {run.get('model', FULL_DEPTH)}; "
+                  f"{run['note']}".rstrip("; "), ""]
+        lines += ["| objects added | tracked | " + " | ".join(STAGES) + " | ops total | syncs |",
+                  "|---:|---:|" + "---:|" * (len(STAGES) + 2)]
         for r in run["runs"]:
             cells = [f"{r['ops'].get(s, 0):.0f}" for s in STAGES]
-            lines.append(f"| {r['objects']} | " + " | ".join(cells) + f" | {r['ops_total']:.0f} | {r['syncs_total']:.1f} |")
+            tracked = sum(r["tracked_per_frame"]) / max(1, len(r["tracked_per_frame"]))
+            lines.append(f"| {r['objects']} | {tracked:g} | " + " | ".join(cells) + f" | {r['ops_total']:.0f} | {r['syncs_total']:.1f} |")
         one = next((r for r in run["runs"] if r["objects"] == 1), None)
         if one:
             for r in run["runs"]:
@@ -163,10 +173,14 @@ def main() -> None:
     p.add_argument("--label", required=True, help="name of this measurement (e.g. before, batched tracker)")
     p.add_argument("--note", default="", help="one line on what the code was")
     p.add_argument("--model", default=None, help="model folder (default: the full-depth one in bench/.cache/)")
+    p.add_argument("--small", action="store_true", help="the small random SAM3 (bench/engine.py), which detects")
     p.add_argument("--objects", type=int, nargs="+", default=[1, 4, 16])
     p.add_argument("--warm", type=int, default=3)
     p.add_argument("--frames", type=int, default=4)
     p.add_argument("--where", action="store_true", help="also list the source line of each sync")
+    p.add_argument("--phrases", nargs="+", default=["person"],
+                   help="detected on frame 0 (the small model, unlike the full-depth one, finds objects)")
+    p.add_argument("--no-bias", action="store_true", help="leave the tracker's object-score bias as it is")
     p.add_argument("--out", default=RESULTS, help="results path without extension (.json and .md are written)")
     args = p.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -175,15 +189,20 @@ def main() -> None:
     from sam3_video.backends import load_backend
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    if args.small:
+        from engine import small_model
+
+        args.model = small_model()
     model = args.model or full_depth_model()
     backend = load_backend(model, backend="transformers", device="cpu")
     backend.device = torch.device("cpu")  # a device object: `.to(device)` is then no host copy (opcount)
-    with torch.no_grad():  # the tracker says "object" for the added boxes, as a trained one would
-        backend.model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(5.0)
+    if not args.no_bias:
+        with torch.no_grad():  # the tracker says "object" for the added boxes, as a trained one would
+            backend.model.tracker_model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(5.0)
     video = os.path.join(REPO, "tests", "data", "carphone_pristine.mp4")
     runs = []
     for n in args.objects:
-        runs.append(count(backend, video, n, args.warm, args.frames, args.where))
+        runs.append(count(backend, video, n, args.warm, args.frames, args.where, tuple(args.phrases)))
         r = runs[-1]
         print(f"{n} objects: {r['ops_total']:.0f} ops, {r['syncs_total']:.1f} syncs per frame; tracked {r['tracked_per_frame']}",
               flush=True)
@@ -191,8 +210,11 @@ def main() -> None:
     if os.path.isfile(args.out + ".json"):
         with open(args.out + ".json") as f:
             data = json.load(f)
+    described = SMALL if args.small else FULL_DEPTH if not args.model else args.model
+    if args.small or args.phrases != ["person"]:
+        described = f"{described.split(', phrase')[0]}, phrases {', '.join(repr(p) for p in args.phrases)}"
     data[args.label] = {"date": datetime.date.today().isoformat(), "machine": machine(), "note": args.note,
-                        "runs": runs}
+                        "model": described, "runs": runs}
     with open(args.out + ".json", "w") as f:
         json.dump(data, f, indent=1)
     with open(args.out + ".md", "w") as f:
