@@ -180,6 +180,8 @@ def _segment(args) -> int:
         f"{summary.status}: {summary.frames_done}/{summary.frames_expected} frames in {summary.elapsed_s:.1f} s "
         f"({labels}) -> {summary.out_dir}"
     )
+    if summary.notice:
+        print(f"note: {summary.notice}")
     for name in (OVERLAY, ANNOTATIONS_ZIP, RESULTS):
         if os.path.exists(os.path.join(summary.out_dir, name)):
             print(f"  {os.path.join(summary.out_dir, name)}")

@@ -181,6 +181,7 @@ def run(
             record.objects_per_label = {label: len(ids) for label, ids in sorted(ids_per_label.items())}
             record.elapsed_s = round(time.perf_counter() - started, 3)
             record.frames_done, record.status, record.error = done, status, error
+            record.notice = session.notice
             record.frame_range = [min(handed[:done]), max(handed[:done])] if done else None
             if close_error is not None and error is None:
                 record.status, record.error = "failed", f"writing the outputs failed: {close_error}"

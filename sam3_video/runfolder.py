@@ -56,6 +56,7 @@ class RunRecord:
     error: str | None = None
     objects_per_label: dict = field(default_factory=dict)  # label -> objects with a pixel on some frame (as the files)
     elapsed_s: float = 0.0
+    notice: str | None = None  # a sentence for the user from the model's side (the object cap bound)
     out_dir: str = field(default="", compare=False)  # where it was read from or written to (not in the file)
 
     @property

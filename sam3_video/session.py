@@ -240,6 +240,13 @@ class VideoSession:
         return self._video_result(self._session.exemplar(self._model_index(frame_index), self._check_box(box),
                                                          bool(positive)))
 
+    @property
+    def notice(self) -> str | None:
+        """A sentence for the user from the backend, or None (the object cap bound: objects found
+        after it were left out)."""
+        notice = getattr(self._session, "notice", None)
+        return notice if isinstance(notice, str) else None
+
     def frames(self, direction: Direction = "forward", start_frame: int | None = None, max_frames: int | None = None) -> list[int]:
         """The frame indices `propagate` will yield, in order (every `stride`-th frame from the start)."""
         check_direction(direction, max_frames)

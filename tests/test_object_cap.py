@@ -44,3 +44,18 @@ def test_cap_setting():
         check_max_objects(-1)
     assert objects_for_memory(48, 31, 0.26, 2) == 57  # the ZeroGPU default's arithmetic
     assert objects_for_memory(24, 31) == 1
+
+
+def test_a_run_the_cap_bound_says_so_in_its_record_and_summary(capped, carphone, tmp_path):
+    from sam3_video.pipeline import run
+    from sam3_video.runfolder import read_record
+    from sam3_video.types import RunOptions
+    from sam3_video.web.runs import summary_line, summary_of
+
+    record = run(carphone, RunOptions(prompts=("person", "window"), max_frames=3), tmp_path / "capped",
+                 backend=capped, outputs=["mot"])
+    assert record.complete and "at most 1 object" in (record.notice or "")
+    assert read_record(str(tmp_path / "capped")).notice == record.notice  # run.json keeps it
+    summary = summary_of(str(tmp_path / "capped"))
+    assert summary["notice"] == record.notice
+    assert summary_line(summary).endswith(record.notice)  # the page's status line and summary

@@ -286,7 +286,7 @@ def _run_tracker_update_planning_phase(self, inference_session, frame_idx: int, 
     if len(session.obj_ids) + len(new_inds) > self.max_num_objects:  # keep the best-scoring new ones
         log.debug("hitting max_num_objects=%d with %d new and %d tracked", self.max_num_objects, len(new_inds),
                   len(session.obj_ids))
-        keep = self.max_num_objects - len(session.obj_ids)
+        keep = max(0, self.max_num_objects - len(session.obj_ids))
         dropped = len(new_inds) - keep
         _, top = torch.topk(torch.from_numpy(host["det_scores"][new_inds]), k=keep, largest=True)
         new_inds = [new_inds[int(i)] for i in top.numpy()]  # a host tensor: no read of the device

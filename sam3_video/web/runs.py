@@ -83,6 +83,8 @@ def summary_of(folder: str) -> dict:
                "seconds": record.elapsed_s}
     if record.error:
         summary["error"] = record.error
+    if record.notice:
+        summary["notice"] = record.notice
     return summary
 
 
@@ -105,7 +107,7 @@ def summary_line(summary: dict) -> str:
     if summary.get("seconds") is not None:
         parts.append(f"{summary['seconds']:.0f} s")
     line = f"{status}: " + ", ".join(parts)
-    return line + (f". {summary['error']}" if summary.get("error") else "")
+    return line + "".join(f". {summary[k]}" for k in ("error", "notice") if summary.get(k))
 
 
 def write_summary(folder: str, summary: dict) -> None:
