@@ -58,7 +58,7 @@ class Defaults:
     # between windowed layers); bitwise the same output on the CPU. 0 runs transformers' forward.
     lean_encoder: bool = _env("SAM3_LEAN_ENCODER", "1").lower() not in ("0", "false", "no", "off")
     # SAM3's frame planning (detections, association, occlusion rules) through backends/frame_reads.py:
-    # transformers' plan from two reads of the device a frame instead of 23 to 55 (each a stall of
+    # transformers' plan from two reads of the device a frame instead of 23 to 67 (each a stall of
     # the host on a GPU). 0 runs transformers' methods.
     few_reads: bool = _env("SAM3_FEW_READS", "1").lower() not in ("0", "false", "no", "off")
 

@@ -6,7 +6,8 @@ reads the device at every step to do it: `nonzero` for the detections above thre
 indexing and `tolist` per detection in the association, `unique`/`nonzero` over prompt groups, the
 upload of every small index list, `.all()` on each text mask, `tolist` of the tracker scores. On a
 GPU each read stalls the host until the device has caught up, so the next kernels cannot be queued
-while the device works: bench/results/ops-cpu.md counted 23 to 55 reads a frame.
+while the device works: bench/results/ops-cpu.md and ops-detections-cpu.md counted 23 to 67 reads a
+frame.
 
 `install` replaces those steps of one model (its own methods; the networks are untouched) with
 versions that give the same plan from fewer reads:
