@@ -103,7 +103,7 @@ def run(
         if on_session:
             on_session(session)
         prompts = parse_prompts(options.prompts)
-        replay(session, options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
+        session.replay(options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
         direction: Direction = options.direction or "forward"  # set above: the earlier run's, or forward
         order = session.frames(direction, options.start_frame, options.max_frames)
         kept = earlier.kept if earlier else []  # ascending, all on one side of the start frame
@@ -194,31 +194,6 @@ def run(
             if close_error is not None and error is None:
                 raise close_error
     return record
-
-
-def replay(session: VideoSession, frame: int, phrases, threshold: float | None, removed, edits,
-           earlier: continuation.EarlierRun | None = None) -> FrameResult:
-    """Detect on `frame` (or start from the `earlier` run's result there), drop the `removed` ids,
-    apply the `edits` in order: the preview the user built, rebuilt on a fresh session (detection
-    and seeding are deterministic, so the ids are the ones seen)."""
-    if earlier is not None:
-        result = session.resume(earlier, phrases, threshold)
-    else:
-        result = session.detect(frame, phrases, threshold)
-    for obj_id in sorted(removed):
-        session.remove_object(obj_id)
-    result = result.without(removed)
-    for edit in edits:
-        if edit.kind == "refine":
-            result = session.refine(frame, edit.obj_id, edit.points, edit.labels)
-        elif edit.kind == "add_object":
-            _, result = session.add_object(frame, edit.label, box=edit.box, points=edit.points or None,
-                                           labels=edit.labels or None)
-        elif edit.kind == "exemplar":
-            result = session.exemplar(frame, edit.box, edit.positive)
-        else:
-            raise BadRequestError(f"Unknown edit '{edit.kind}'. Use refine, add_object or exemplar.")
-    return result
 
 
 def _record(out_dir: str, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int,

@@ -17,7 +17,7 @@ import math
 import os
 import threading
 from dataclasses import replace
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from .errors import BackendUnavailableError, BadRequestError
 from .types import (  # noqa: F401  (check_stride, stride_for_fps: checks of this module's kind, kept in types)
     MAX_PHRASE_CHARS,
     Direction,
+    Edit,
     FrameResult,
     VideoInfo,
     check_stride,
@@ -239,6 +240,32 @@ class VideoSession:
         frame_index = self._check_edit(frame_index)
         return self._video_result(self._session.exemplar(self._model_index(frame_index), self._check_box(box),
                                                          bool(positive)))
+
+    def replay(self, frame: int, phrases: str | Sequence[str], threshold: float | None, removed: Iterable[int],
+               edits: Sequence[Edit], earlier: EarlierRun | None = None) -> FrameResult:
+        """The preview the user built, rebuilt on this session: detect on `frame` (or start from the
+        `earlier` run's result there), drop the `removed` ids, apply the `edits` in order. Detection
+        and seeding are deterministic, so the ids are the ones the user saw."""
+        result = self.resume(earlier, phrases, threshold) if earlier is not None else self.detect(frame, phrases, threshold)
+        removed = sorted(removed)
+        for obj_id in removed:
+            self.remove_object(obj_id)
+        result = result.without(removed)
+        for edit in edits:
+            if edit.kind == "refine":
+                if edit.obj_id is None:
+                    raise BadRequestError("A click fix must name the object it corrects (obj_id).")
+                result = self.refine(frame, edit.obj_id, edit.points, edit.labels)
+            elif edit.kind == "add_object":
+                _, result = self.add_object(frame, edit.label, box=edit.box, points=edit.points or None,
+                                            labels=edit.labels or None)
+            elif edit.kind == "exemplar":
+                if edit.box is None:
+                    raise BadRequestError("An example needs a box (x0, y0, x1, y1).")
+                result = self.exemplar(frame, edit.box, edit.positive)
+            else:
+                raise BadRequestError(f"Unknown edit '{edit.kind}'. Use refine, add_object or exemplar.")
+        return result
 
     @property
     def notice(self) -> str | None:

@@ -127,11 +127,9 @@ class Visitor:
 
     def clear(self) -> str:
         """Undo all clicks: the detection (or fixed frame) and the removals again."""
-        from sam3_video.pipeline import replay
-
         p = self.plan
         earlier = None if p["earlier"] is None else continuation.load(p["earlier"], p["frame"], None, self.info)
-        self.shown = replay(self.session, p["frame"], p["phrases"], p["threshold"], p["removed"], [], earlier)
+        self.shown = self.session.replay(p["frame"], p["phrases"], p["threshold"], p["removed"], [], earlier)
         p["edits"], self.propagated = [], False
         return f"ids {self.shown.obj_ids.tolist()}"
 

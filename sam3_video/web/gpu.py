@@ -21,7 +21,6 @@ from typing import Iterator
 from .. import continuation
 from ..config import GpuBudget
 from ..errors import Sam3VideoError
-from ..pipeline import replay
 from ..session import VideoSession
 from ..types import Edit, FrameResult, RunOptions, VideoInfo
 from .gradio_glue import gpu, sentence
@@ -82,8 +81,8 @@ def detect_step(request: DetectRequest) -> Detected:
             earlier = None
             if request.continue_from:
                 earlier = continuation.load(request.continue_from, request.frame, None, request.info)
-            result = replay(session, request.frame, request.phrases, request.threshold, set(request.removed),
-                            request.edits, earlier)
+            result = session.replay(request.frame, request.phrases, request.threshold, set(request.removed),
+                                    request.edits, earlier)
         return Detected(result)
     except Exception as err:  # a sentence for the visitor (a bug's details go to the log)
         return Detected(None, sentence(err, "detection"))
