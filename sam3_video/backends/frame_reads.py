@@ -98,24 +98,29 @@ def upload(values, dtype, device) -> torch.Tensor:
 
 
 class Packet:
-    """Tensors gathered on the device and brought to the host in one copy (`read`)."""
+    """Tensors gathered on the device and brought to the host in one copy (`read`), as bytes:
+    bool stays a byte a value (masks), other floats come back as float32, integers as int32."""
 
     def __init__(self):
-        self.parts: list[tuple[str, torch.Tensor, tuple, bool]] = []
+        self.parts: list[tuple[str, torch.Tensor, tuple, type]] = []
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
-        floating = tensor.is_floating_point()
-        flat = tensor.float().flatten() if floating else tensor.to(torch.int32).flatten()
-        self.parts.append((name, flat.view(torch.int32) if floating else flat, tuple(tensor.shape), floating))
+        kind: type
+        if tensor.dtype == torch.bool:
+            flat, kind = tensor.flatten().view(torch.uint8), np.bool_
+        elif tensor.is_floating_point():
+            flat, kind = tensor.float().flatten().view(torch.uint8), np.float32
+        else:
+            flat, kind = tensor.to(torch.int32).flatten().view(torch.uint8), np.int32
+        self.parts.append((name, flat, tuple(tensor.shape), kind))
 
     def read(self) -> dict[str, np.ndarray]:
         if not self.parts:
             return {}
         host = torch.cat([p[1] for p in self.parts]).cpu().numpy()  # the one read
         out, start = {}, 0
-        for name, flat, shape, floating in self.parts:
-            piece = host[start:start + flat.numel()]
-            out[name] = (piece.view(np.float32) if floating else piece).reshape(shape)
+        for name, flat, shape, kind in self.parts:
+            out[name] = host[start:start + flat.numel()].view(kind).reshape(shape)
             start += flat.numel()
         return out
 
@@ -244,14 +249,14 @@ def _associate(self, det_masks, det_scores, det_prompts: list[int], trk_masks, t
     host.update(packet.read())
     if not m:
         return list(range(n)), [], {}, {}, []
-    nonempty = host["trk_nonempty"].astype(bool)
+    nonempty = host["trk_nonempty"]
     empty = [obj_id for obj_id, full in zip(trk_obj_ids, nonempty) if not full]
     if not n:
         return [], [obj_id for obj_id, full in zip(trk_obj_ids, nonempty) if full], {}, {}, empty
-    matched = host["trk_matched"].astype(bool)
+    matched = host["trk_matched"]
     unmatched = [obj_id for obj_id, full, hit in zip(trk_obj_ids, nonempty, matched) if full and not hit]
     new_inds = [int(i) for i in np.flatnonzero(host["new"])]
-    matches = host["matches"].astype(bool)
+    matches = host["matches"]
     det_to_trk = {d: [trk_obj_ids[j] for j in np.flatnonzero(matches[d])] for d in range(n)}
     best_det = {}
     for d in range(n):

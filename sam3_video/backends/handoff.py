@@ -17,8 +17,8 @@ that depends on the masks left on the device, and brings it to the host in one c
   not above 0 keeps no pixel; all of it only when more than one non-empty mask is shown, as in
   transformers. Sorting each group by (score, id) on the host makes "highest score" "first in
   order", a running OR along the objects;
-- boxes, the empty flags and the masks travel as one byte buffer; empty masks are dropped and the
-  objects put back in id order on the host.
+- boxes, the empty flags and the masks travel in one copy (`frame_reads.Packet`); empty masks
+  are dropped and the objects put back in id order on the host.
 
 tests/test_handoff.py compares it with `postprocess_outputs` on real and contrived outputs.
 """
@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..types import FrameResult
+from .frame_reads import Packet
 
 
 def frame_result(state, out, removed: set[int] | frozenset[int] = frozenset()) -> FrameResult:
@@ -50,14 +51,12 @@ def frame_result(state, out, removed: set[int] | frozenset[int] = frozenset()) -
     boxes = _boxes(masks)
     if len(order) > 1:
         masks = _non_overlapping(masks, nonempty, order, prompt_of, tracker_scores)
-    n = len(order)
-    payload = torch.cat([boxes.view(torch.uint8).flatten(), nonempty.view(torch.uint8), masks.view(torch.uint8).flatten()])
-    host = payload.cpu().numpy()  # the one read of the device
-    box_bytes = n * 4 * 4
-    boxes_np = host[:box_bytes].view(np.float32).reshape(n, 4)
-    keep_np = host[box_bytes:box_bytes + n].astype(bool)
-    masks_np = host[box_bytes + n:].view(np.bool_).reshape(n, height, width)
-    rows = sorted((i for i in range(n) if keep_np[i]), key=lambda r: order[r])
+    packet = Packet()
+    for name, tensor in (("boxes", boxes), ("nonempty", nonempty), ("masks", masks)):
+        packet.add(name, tensor)
+    host = packet.read()  # the one read of the device
+    boxes_np, masks_np = host["boxes"], host["masks"]
+    rows = sorted((i for i in range(len(order)) if host["nonempty"][i]), key=lambda r: order[r])
     ids = np.array([order[r] for r in rows], dtype=np.int64)
     label_of = state.prompts
     return FrameResult(
