@@ -20,7 +20,7 @@ import numpy as np
 
 from .export.base import Spill
 from .render import render
-from .results import EncodedFrame, frame_from_json, frame_to_json
+from .results import EncodedFrame, RecordFrame
 from .runfolder import OVERLAY
 from .types import VideoInfo
 from .video_out import H264Writer, mux_video
@@ -56,10 +56,10 @@ class OverlayWriter:
                 raise ValueError(f"overlay expected frame {self._next_up}, got {index}")
             if self._up is None:
                 self._up = self._writer(self._up_path)
-            self._up.write(render(frame.image, frame.result, mask_boxes=frame.boxes))
+            self._up.write(render(frame.image, frame, crops=frame.crops))
             self._next_up += self.stride
         else:
-            self._down.add(index, frame_to_json(frame))
+            self._down.add(index, frame.record)
 
     def close(self) -> None:
         """Encode the waiting frames, join the parts, add audio (idempotent)."""
@@ -70,11 +70,10 @@ class OverlayWriter:
         try:
             down = self._down.keys()  # the frames below the start that were processed, ascending
             if down:
-                h, w = self.info.size
                 with self._writer(self._down_path) as writer:
                     for index in down:
-                        result = frame_from_json(self._down.get(index)[0], h, w)
-                        writer.write(render(self.frame_source(index), result))
+                        waiting = RecordFrame(self._down.get(index)[0], self.info.size)
+                        writer.write(render(self.frame_source(index), waiting, crops=waiting.crops))
                 parts.append(self._down_path)
             if self._up is not None:
                 self._up.close()

@@ -13,10 +13,12 @@ grows with the area of the objects, not with (number of objects x frame size). T
 from __future__ import annotations
 
 import unicodedata
+from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
 
+from .rle import Crop
 from .types import FrameResult
 
 #: 20 RGB colours: 10 hues, each bright and dark, ordered so that ids one or two apart differ by
@@ -29,6 +31,23 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )  # fmt: skip
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+class Objects(Protocol):
+    """What `render` reads of a frame's objects besides their masks: a `FrameResult`, or a
+    results.EncodedFrame with its `crops`."""
+
+    @property
+    def obj_ids(self) -> np.ndarray: ...
+    @property
+    def labels(self) -> list[str]: ...
+    @property
+    def scores(self) -> np.ndarray: ...
+    @property
+    def boxes_xyxy(self) -> np.ndarray: ...
+    @property
+    def size(self) -> tuple[int, int]: ...
+    def __len__(self) -> int: ...
 PREVIEW_SIDE = 1280  # previews (the app's frame, a run's live frame) are at most this many pixels on their long side
 
 
@@ -73,23 +92,24 @@ def text_color(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def render(
     frame: np.ndarray,
-    result: FrameResult,
+    result: Objects,
     alpha: float = 0.45,
     outline: bool = True,
     boxes: bool = True,
     labels: bool = True,
-    mask_boxes=None,
+    crops: Sequence[Crop] | None = None,
 ) -> np.ndarray:
     """Draw every object of `result` on a copy of `frame`.
 
     Args:
         frame: (H, W, 3) uint8 RGB; not modified, may be read-only.
         result: the objects of this frame; masks (n, H, W) bool at the frame's resolution,
-            boxes (n, 4) xyxy in pixels of the frame.
+            boxes (n, 4) xyxy in pixels of the frame. With `crops`, anything with the objects'
+            obj_ids, labels, scores, boxes_xyxy and size (an `EncodedFrame`): its masks are not read.
         alpha: opacity of the mask fill, 0 (none) to 1 (solid colour).
         outline, boxes, labels: draw the mask contour, the box, the "label #id score" tag.
-        mask_boxes: each mask's bounding rectangle [x, y, width, height] when known (an
-            `EncodedFrame.boxes`, from its run-length encoding): spares a scan of every mask.
+        crops: each mask inside its bounding rectangle when known (an `EncodedFrame.crops`, decoded
+            from its run-length encoding inside the rectangle): spares a scan of every mask.
 
     Returns:
         A new (H, W, 3) uint8 RGB array. Masks are drawn from the lowest score to the highest,
@@ -114,9 +134,12 @@ def render(
     alpha = float(np.clip(alpha, 0.0, 1.0))
     thickness = line_width(height, width)
     order = np.argsort(result.scores, kind="stable")  # lowest score first, highest on top
+    if crops is None:
+        if not isinstance(result, FrameResult):
+            raise TypeError("render needs a FrameResult (with masks) or the masks' crops")
+        crops = [_crop(mask) for mask in result.masks]
     for k in order:
-        _draw_mask(out, result.masks[k], color_for(result.obj_ids[k]), alpha, thickness if outline else 0,
-                   None if mask_boxes is None else mask_boxes[k])
+        _draw_mask(out, crops[k], color_for(result.obj_ids[k]), alpha, thickness if outline else 0)
     if boxes or labels:
         for k in order:
             color = color_for(result.obj_ids[k])
@@ -142,25 +165,26 @@ def tag_label(label: str) -> str:
     return f"{folded} " if folded else ""
 
 
-def _draw_mask(out: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float, thickness: int,
-               box=None) -> None:
-    """Blend `color` into `out` (H, W, 3) where `mask` (H, W) bool is set (inside `box`, its
-    bounding rectangle, when given), then trace its contour."""
-    # zero-copy: bool and uint8 share a layout
-    x, y, w, h = cv2.boundingRect(mask.view(np.uint8)) if box is None else (int(v) for v in box)
+def _crop(mask: np.ndarray) -> Crop:
+    """A full-frame (H, W) bool mask inside its bounding rectangle."""
+    return Crop.of_mask(mask, cv2.boundingRect(mask.view(np.uint8)))  # zero-copy: bool and uint8 share a layout
+
+
+def _draw_mask(out: np.ndarray, crop: Crop, color: tuple[int, int, int], alpha: float, thickness: int) -> None:
+    """Blend `color` into `out` (H, W, 3) where the mask (`crop`, inside its bounding rectangle) is
+    set, then trace its contour."""
+    h, w = crop.pixels.shape
     if w == 0 or h == 0:
         return
-    region = out[y : y + h, x : x + w]
-    inside = mask[y : y + h, x : x + w]
+    region = crop.of(out)
+    inside = np.ascontiguousarray(crop.pixels).view(np.uint8)
     if alpha > 0:  # colour * alpha + region * (1 - alpha), rounded, kept where the mask is
         tint = cv2.addWeighted(region, 1.0 - alpha, _solid(color, h, w), alpha, 0.0)
-        cv2.copyTo(tint, inside.view(np.uint8), region)  # writes into the view of `out`
+        cv2.copyTo(tint, inside, region)  # writes into the view of `out`
     if thickness:
         # the outer edge of each part only: outlining every hole of a ragged mask makes the video
         # busy and larger (carphone, 11 frames: 30% more bytes, twice the encoding error)
-        contours, _ = cv2.findContours(
-            np.ascontiguousarray(inside).view(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y)
-        )
+        contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(crop.x, crop.y))
         # on `out`, not `region`: a thick line at the mask's edge reaches outside its rectangle
         cv2.drawContours(out, contours, -1, color, thickness, cv2.LINE_8)  # LINE_AA costs 5x
 

@@ -21,6 +21,7 @@ from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
 
+from .rle import Crop
 from .runfolder import RESULTS, recorded_size
 from .types import FrameResult
 
@@ -48,7 +49,9 @@ class EncodedFrame:
     """One frame's result plus what the writers need, each computed once and only when asked.
 
     Every sink gets the same `EncodedFrame`, so a mask is run-length encoded once however many
-    formats are written, and the frame's pixels are decoded only if a sink reads `image`.
+    formats are written, and the frame's pixels are decoded only if a sink reads `image`. Writers
+    read the objects' ids, labels, scores and boxes from the frame itself and their masks as
+    `crops` (each inside its rectangle), so that a `RecordFrame` never decodes a whole-frame mask.
     """
 
     def __init__(self, result: FrameResult, image: Callable[[], np.ndarray] | None = None):
@@ -58,6 +61,30 @@ class EncodedFrame:
     @property
     def frame_index(self) -> int:
         return self.result.frame_index
+
+    @property
+    def obj_ids(self) -> np.ndarray:
+        return self.result.obj_ids
+
+    @property
+    def labels(self) -> list[str]:
+        return self.result.labels
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.result.scores
+
+    @property
+    def boxes_xyxy(self) -> np.ndarray:
+        return self.result.boxes_xyxy
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the frame."""
+        return self.result.size
+
+    def __len__(self) -> int:
+        return len(self.obj_ids)
 
     @cached_property
     def rles(self) -> list[dict]:
@@ -83,21 +110,45 @@ class EncodedFrame:
         return [[int(v) for v in box] for box in mask_utils.toBbox(rles)]
 
     @cached_property
+    def crops(self) -> list[Crop]:
+        """Each object's mask inside its rectangle (`boxes`)."""
+        return [Crop.of_mask(mask, box) for mask, box in zip(self.result.masks, self.boxes)]
+
+    @cached_property
+    def kept(self) -> list[Crop]:
+        """Each object's pixels where masks overlap the higher score wins (formats with one object
+        a pixel: MOTS, DAVIS); ties go to the object later in the frame. In its own rectangle."""
+        order = np.argsort(self.scores, kind="stable")  # lowest first: each loses to those after it
+        crops, kept = self.crops, list(self.crops)
+        for i, k in enumerate(order):
+            for j in order[i + 1 :]:
+                kept[k] = kept[k].without(crops[j])
+        return kept
+
+    @cached_property
+    def kept_areas(self) -> list[int]:
+        """Pixels per object in `kept`."""
+        return [area if kept is crop else int(np.count_nonzero(kept.pixels))
+                for area, crop, kept in zip(self.areas, self.crops, self.kept)]
+
+    @cached_property
     def id_image(self) -> np.ndarray:
         """(H, W) uint32 object id per pixel, 0 for background; where masks overlap the higher
-        score wins (for formats with one object per pixel)."""
-        r = self.result
-        out = np.zeros(r.size, dtype=np.uint32)
-        for k in np.argsort(r.scores, kind="stable"):
-            x, y, w, h = self.boxes[k]  # inside each mask's rectangle only
-            region = out[y : y + h, x : x + w]
-            region[r.masks[k][y : y + h, x : x + w]] = r.obj_ids[k]
+        score wins (`kept`)."""
+        out = np.zeros(self.size, dtype=np.uint32)
+        for obj_id, kept in zip(self.obj_ids, self.kept):
+            kept.of(out)[kept.pixels] = obj_id
         return out
 
     @cached_property
     def overlaps(self) -> bool:
         """Whether any pixel is in two masks."""
-        return len(self.result) > 1 and int(np.count_nonzero(self.id_image)) < sum(self.areas)
+        return self.kept_areas != self.areas
+
+    @cached_property
+    def record(self) -> dict:
+        """The frame as a `results.jsonl` record (`frame_to_json`)."""
+        return frame_to_json(self)
 
     @cached_property
     def image(self) -> np.ndarray:
@@ -119,11 +170,70 @@ class EncodedFrame:
         return data.tobytes()
 
 
+class RecordFrame(EncodedFrame):
+    """A frame as `results.jsonl` holds it (`record`): the objects' facts come from the record, each
+    mask is decoded inside its rectangle only when a writer asks (`crops`), and its run-length
+    encoding is the record's own (never encoded again). `result` (every mask over the whole frame)
+    is decoded only if something asks for it; the writers do not."""
+
+    def __init__(self, record: dict, size: tuple[int, int], image: Callable[[], np.ndarray] | None = None):
+        self.__dict__["record"] = record  # the cached property's value
+        self._size = (int(size[0]), int(size[1]))
+        self._image = image
+        objects = record["objects"]
+        self._ids = np.array([o["id"] for o in objects], np.int64)
+        self._labels = [str(o["label"]) for o in objects]
+        self._scores = np.array([o["score"] for o in objects], np.float32)
+        self._boxes_xyxy = np.array([o["box_xyxy"] for o in objects], np.float32).reshape(-1, 4)
+
+    @property
+    def frame_index(self) -> int:
+        return int(self.record["frame_index"])
+
+    @property
+    def obj_ids(self) -> np.ndarray:
+        return self._ids
+
+    @property
+    def labels(self) -> list[str]:
+        return self._labels
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self._scores
+
+    @property
+    def boxes_xyxy(self) -> np.ndarray:
+        return self._boxes_xyxy
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    @cached_property
+    def result(self) -> FrameResult:  # type: ignore[override]
+        return frame_from_json(self.record, *self._size)
+
+    @cached_property
+    def rles(self) -> list[dict]:
+        return [o["mask"] for o in self.record["objects"]]
+
+    @cached_property
+    def areas(self) -> list[int]:
+        return rle_areas(self.rles)
+
+    @cached_property
+    def crops(self) -> list[Crop]:
+        return [Crop.of_rle(rle, box) for rle, box in zip(self.rles, self.boxes)]
+
+
 def as_encoded(frame: FrameResult | EncodedFrame) -> EncodedFrame:
     return frame if isinstance(frame, EncodedFrame) else EncodedFrame(frame)
 
 
 def frame_to_json(frame: FrameResult | EncodedFrame) -> dict:
+    if isinstance(frame, RecordFrame):
+        return frame.record
     encoded = as_encoded(frame)
     result = encoded.result
     return {

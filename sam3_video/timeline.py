@@ -118,15 +118,9 @@ class TimelineWriter:
         self.timeline = Timeline(stride)
 
     def write(self, frame) -> None:
-        """`frame`: a results.EncodedFrame (its RLEs are the ones results.jsonl gets, encoded once)."""
-        record = getattr(frame, "record", None)  # a writing.RecordFrame: its masks need not be decoded
-        if record is not None:
-            objects = record["objects"]
-            ids, labels, scores = [o["id"] for o in objects], [o["label"] for o in objects], [o["score"] for o in objects]
-        else:
-            r = frame.result
-            ids, labels, scores = r.obj_ids.tolist(), r.labels, r.scores.tolist()
-        self.timeline.add(frame.frame_index, zip(ids, labels, scores, rle_areas(frame.rles)))
+        """`frame`: a results.EncodedFrame (a RecordFrame: its masks are not decoded)."""
+        self.timeline.add(frame.frame_index, zip(frame.obj_ids.tolist(), frame.labels, frame.scores.tolist(),
+                                                 frame.areas))
 
     def close(self) -> None:
         write_timeline(os.path.dirname(self.path), self.timeline.to_json())

@@ -28,44 +28,23 @@ import shutil
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property, partial
+from functools import partial
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .export import FORMATS, Annotations, Categories, ExportContext
 from .overlay import OverlayWriter
-from .results import EncodedFrame, frame_from_json
+from .results import EncodedFrame, RecordFrame
 from .runfolder import RESULTS, RunRecord, read_record
 from .timeline import TimelineWriter
-from .types import FrameResult, VideoInfo
+from .types import VideoInfo
 from .video import VideoReader
 
 log = logging.getLogger(__name__)
 WRITER_NICE = 10  # added to a writer thread's niceness (Linux: per thread; elsewhere nothing)
 FRAME_INDEX = re.compile(rb'\{"frame_index":(\d+),')  # how a results line starts
 QUEUE_FRAMES = 2000  # frames a `Background` holds at most (encoded: a few KB each); the model waits beyond
-
-
-class RecordFrame(EncodedFrame):
-    """A frame as `results.jsonl` holds it (`record`): its masks are decoded only when a writer asks,
-    and its run-length encodings are the record's own (never encoded again)."""
-
-    def __init__(self, record: dict, size: tuple[int, int], image: Callable[[], np.ndarray] | None = None):
-        self.record, self._size = record, size
-        self._image = image
-
-    @property
-    def frame_index(self) -> int:
-        return int(self.record["frame_index"])
-
-    @cached_property
-    def result(self) -> FrameResult:  # type: ignore[override]
-        return frame_from_json(self.record, *self._size)
-
-    @cached_property
-    def rles(self) -> list[dict]:
-        return [o["mask"] for o in self.record["objects"]]
 
 
 class FileWriter:
@@ -121,7 +100,7 @@ class FileWriter:
             sinks = self.sinks + ([self.annotations] if self.annotations is not None else [])
             first = call_all([partial(sink.write, frame) for sink in sinks])
         else:
-            frame.result  # what several writers share, made once before they start
+            frame.crops  # what several writers share, made once before they start
             if self._reader is not None:
                 frame.image
             done = [self._pool.submit(unit.write, frame) for unit in self._units]

@@ -16,8 +16,6 @@ from array import array
 from dataclasses import dataclass, field
 from typing import IO, ClassVar, Iterator, Sequence
 
-import numpy as np
-
 from ..results import EncodedFrame
 from ..types import VideoInfo
 
@@ -152,27 +150,6 @@ def write_bytes(path: str, data: bytes) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-
-
-def uncompressed_counts(counts: str) -> list[int]:
-    """A COCO RLE `counts` string -> the run lengths as integers (uncompressed RLE, as ground-truth
-    files hold them and `pycocotools.mask.frPyObjects` reads them). The inverse of pycocotools'
-    string form (`rleToString`): 6-bit characters from '0', 5 bits of value each, bit 5 = more
-    to come, bit 4 of the last = negative; from the fourth run on, each value is a difference to
-    the run two back."""
-    c = np.frombuffer(counts.encode("ascii"), np.uint8).astype(np.int64) - 48
-    if c.size == 0:
-        return []
-    ends = np.flatnonzero((c & 0x20) == 0)  # last character of each value
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    lengths = ends - starts + 1
-    shift = 5 * (np.arange(c.size) - np.repeat(starts, lengths))
-    x = np.add.reduceat((c & 0x1F) << shift, starts)
-    negative = (c[ends] & 0x10) != 0
-    x[negative] |= -1 << (5 * lengths[negative])
-    x[3::2] = np.cumsum(np.concatenate([x[1:2], x[3::2]]))[1:]  # odd runs from the fourth: + the one two back
-    x[4::2] = np.cumsum(x[2::2])[1:]  # even runs from the fifth
-    return x.tolist()
 
 
 def dumps(obj) -> str:

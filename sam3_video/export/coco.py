@@ -50,7 +50,7 @@ class CocoWriter(Writer):
         self._spill = Spill(folder, "coco")
 
     def write(self, frame: EncodedFrame) -> None:
-        r, info = frame.result, self.context.info
+        r, info = frame, self.context.info
         write_bytes(os.path.join(self.image_dir, f"{self.context.frame_name(r.frame_index)}.jpg"), frame.jpeg)
         image = {
             "id": r.frame_index + 1,

@@ -34,19 +34,25 @@ import numpy as np
 from ..render import color_for, hex_color
 from ..results import EncodedFrame
 from .base import AtomicText, ExportContext, Spill, Writer, present
-from .outlines import Box, joined_outline
+from ..rle import Crop
+from .outlines import Box, Mask, joined_outline
 
 
-def cvat_outline(mask: np.ndarray, box: Box | None = None) -> np.ndarray:
-    """(H, W) bool -> one outline, (n, 2) float x, y in CVAT's pixel-edge coordinates, a quarter pixel
+def cvat_outline(mask: Mask, box: Box | None = None) -> np.ndarray:
+    """(H, W) bool (or a `Crop` of one) -> one outline, (n, 2) float x, y in CVAT's pixel-edge coordinates, a quarter pixel
     inside the mask's edges: traced through the pixel centres of the mask doubled in size, whose
     centres lie at x + 0.25 and x + 0.75 of each original pixel x; parts and holes joined by slits.
     `box`: the mask's [x, y, width, height] where known (EncodedFrame.boxes), else found here."""
-    pixels = np.asarray(mask, bool).view(np.uint8)
-    x, y, w, h = cv2.boundingRect(pixels) if box is None else box
+    if isinstance(mask, Crop):
+        x, y, (h, w) = mask.x, mask.y, mask.pixels.shape
+        pixels = np.ascontiguousarray(mask.pixels).view(np.uint8)
+    else:
+        pixels = np.asarray(mask, bool).view(np.uint8)
+        x, y, w, h = cv2.boundingRect(pixels) if box is None else box
+        pixels = pixels[y : y + h, x : x + w]
     if w == 0 or h == 0:
         return np.zeros((0, 2))
-    doubled = cv2.resize(pixels[y : y + h, x : x + w], (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST)
+    doubled = cv2.resize(pixels, (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST)
     return (joined_outline(doubled, (0, 0, 2 * w, 2 * h)) + 0.5) / 2 + (x, y)
 
 
@@ -59,10 +65,10 @@ class CvatWriter(Writer):
         self._spill = Spill(folder, "cvat")  # key: track id; records: [frame, label, points]
 
     def write(self, frame: EncodedFrame) -> None:
-        r = frame.result
+        r = frame
         for k in present(frame):
             self.context.categories.id_of(r.labels[k])
-            outline = cvat_outline(r.masks[k], frame.boxes[k])
+            outline = cvat_outline(frame.crops[k])
             if len(outline):
                 points = ("%g,%g;" * len(outline) % tuple(outline.ravel().tolist()))[:-1]  # quarters: exact
                 self._spill.add(int(r.obj_ids[k]), [r.frame_index, r.labels[k], points])

@@ -43,9 +43,8 @@ class DavisWriter(Writer):
         self._present: dict[int, list[int]] = {}  # frame -> track ids in its PNG
 
     def write(self, frame: EncodedFrame) -> None:
-        r = frame.result
-        tracks = frame.id_image
-        shown = _shown(tracks)  # an object hidden under higher scores everywhere is not in the PNG
+        # an object hidden under higher scores everywhere is not in the PNG
+        shown = sorted(int(t) for t, area in zip(frame.obj_ids, frame.kept_areas) if area)
         for track in shown:
             if track not in self._index and track not in self.left_out:
                 if len(self._index) < MAX_OBJECTS:
@@ -55,24 +54,27 @@ class DavisWriter(Writer):
         if any(t not in self._index for t in shown):
             tracks = self._indexed_only(frame)
             shown = _shown(tracks)
-        self._present[r.frame_index] = shown
-        self._save(r.frame_index, tracks, self._index)
+            indices = _indices(tracks, self._index)
+        else:  # each object's own pixels, inside its rectangle
+            indices = np.zeros(frame.size, np.uint8)
+            for track, kept, area in zip(frame.obj_ids.tolist(), frame.kept, frame.kept_areas):
+                if area:
+                    kept.of(indices)[kept.pixels] = self._index[track]
+        self._present[frame.frame_index] = shown
+        self._save(frame.frame_index, indices, self._index)
 
     def _indexed_only(self, frame: EncodedFrame) -> np.ndarray:
         """(H, W) track id per pixel of the objects with an index (higher score on top), 0 elsewhere."""
-        r, out = frame.result, np.zeros(frame.result.size, np.uint32)
-        for k in np.argsort(r.scores, kind="stable"):
-            if int(r.obj_ids[k]) in self._index:
-                out[r.masks[k]] = r.obj_ids[k]
+        out = np.zeros(frame.size, np.uint32)
+        for k in np.argsort(frame.scores, kind="stable"):
+            if int(frame.obj_ids[k]) in self._index:
+                crop = frame.crops[k]
+                crop.of(out)[crop.pixels] = frame.obj_ids[k]
         return out
 
-    def _save(self, frame_index: int, tracks: np.ndarray, index: dict[int, int]) -> None:
-        """Write `tracks` ((H, W) track ids) as indices by `index`, atomically."""
-        lut = np.zeros(int(tracks.max(initial=0)) + 1, np.uint8)
-        for track, v in index.items():
-            if track < len(lut):
-                lut[track] = v
-        image = Image.fromarray(lut[tracks])
+    def _save(self, frame_index: int, indices: np.ndarray, index: dict[int, int]) -> None:
+        """Write `indices` ((H, W) uint8 object indices by `index`, track id -> index), atomically."""
+        image = Image.fromarray(indices)
         image.putpalette(_palette(index))  # an 8-bit grey image becomes indexed ("P") with this palette
         name = self.context.frame_name(frame_index)
         tmp = os.path.join(self.dir, f".{name}.png.part")
@@ -94,12 +96,21 @@ class DavisWriter(Writer):
                 if changed.intersection(tracks):
                     path = os.path.join(self.dir, f"{self.context.frame_name(f)}.png")
                     with Image.open(path) as old:
-                        self._save(f, back[np.asarray(old)], final)
+                        self._save(f, _indices(back[np.asarray(old)], final), final)
         self._index = final
 
     def manifest(self) -> dict:
         return {"index_to_track_id": {str(v): t for t, v in sorted(self._index.items(), key=lambda tv: tv[1])},
                 "left_out_track_ids": sorted(self.left_out), "max_objects": MAX_OBJECTS, "limit": LIMIT_NOTE}
+
+
+def _indices(tracks: np.ndarray, index: dict[int, int]) -> np.ndarray:
+    """(H, W) track ids -> (H, W) uint8 indices by `index` (track id -> index; 0 for the rest)."""
+    lut = np.zeros(int(tracks.max(initial=0)) + 1, np.uint8)
+    for track, v in index.items():
+        if track < len(lut):
+            lut[track] = v
+    return lut[tracks]
 
 
 def _shown(tracks: np.ndarray) -> list[int]:

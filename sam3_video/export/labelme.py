@@ -19,17 +19,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 
 from ..results import EncodedFrame
 from .base import AtomicText, ExportContext, Writer, dumps, present, write_bytes
-from .outlines import Box, part_outlines_packed
+from .outlines import Box, Mask, part_outlines_packed
 
 FORMAT_VERSION = "5.5.0"  # the labelme JSON layout X-AnyLabeling reads
 
 
-def mask_to_polygons(mask: np.ndarray, box: Box | None = None) -> list[list[list[int]]]:
-    """(H, W) bool -> polygons, one per connected part (8-connected), each [[x, y], ...] in pixel
+def mask_to_polygons(mask: Mask, box: Box | None = None) -> list[list[list[int]]]:
+    """(H, W) bool (or a `Crop` of one) -> polygons, one per connected part (8-connected), each [[x, y], ...] in pixel
     coordinates, every hole of a part cut in (see `outlines.part_outlines`)."""
     outlines, ends = part_outlines_packed(mask, box)
     points = outlines.tolist()
@@ -52,14 +51,14 @@ class LabelmeWriter(Writer):
         super().__init__(folder, context)
 
     def write(self, frame: EncodedFrame) -> None:
-        r, info = frame.result, self.context.info
+        r, info = frame, self.context.info
         name = self.context.frame_name(r.frame_index)
         write_bytes(os.path.join(self.dir, f"{name}.jpg"), frame.jpeg)
         shapes = []
         for k in present(frame):
             score, track = round(float(r.scores[k]), 4), int(r.obj_ids[k])
             shapes += [_shape(r.labels[k], score, polygon, track)
-                       for polygon in mask_to_polygons(r.masks[k], frame.boxes[k])]
+                       for polygon in mask_to_polygons(frame.crops[k])]
         doc: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "flags": {},

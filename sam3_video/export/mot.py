@@ -32,7 +32,8 @@ from __future__ import annotations
 import os
 import re
 
-from ..results import EncodedFrame, encode_mask
+from ..rle import encode_box
+from ..results import EncodedFrame
 from .base import AtomicText, ExportContext, Spill, Writer, present
 
 MOTS_RESERVED = (1, 2, 10)  # car, pedestrian, ignore region
@@ -58,7 +59,7 @@ class MotWriter(Writer):
         self._gt = Spill(folder, "mot-gt")
 
     def write(self, frame: EncodedFrame) -> None:
-        r = frame.result
+        r = frame
         lines, gt = [], []
         for k in present(frame):
             x, y, w, h = frame.boxes[k]
@@ -108,17 +109,17 @@ class MotsWriter(Writer):
         self._spill = Spill(folder, "mots")
 
     def write(self, frame: EncodedFrame) -> None:
-        r = frame.result
+        r = frame
         lines = []
         h, w = r.size
         for k in present(frame):
             obj_id = int(r.obj_ids[k])
             rle = frame.rles[k]
-            if frame.overlaps:  # only the pixels this object keeps
-                kept = frame.id_image == obj_id
-                if not kept.any():
+            if frame.kept_areas[k] < frame.areas[k]:  # only the pixels this object keeps
+                if not frame.kept_areas[k]:
                     continue  # hidden entirely behind higher-scoring objects
-                rle = encode_mask(kept)
+                kept = frame.kept[k]
+                rle = encode_box(kept.pixels, kept.x, kept.y, h, w)
             category = mots_class(self.context.categories.id_of(r.labels[k]))
             lines.append(f"{r.frame_index + 1} {obj_id} {category} {h} {w} {rle['counts']}")
         self._spill.add(r.frame_index, lines)

@@ -31,20 +31,23 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ..rle import Crop
+
 Box = Sequence[int]  # [x, y, width, height] of a mask's pixels
+Mask = np.ndarray | Crop  # a full-frame (H, W) bool mask, or one inside its rectangle (results.EncodedFrame.crops)
 
 
-def part_outlines(mask: np.ndarray, box: Box | None = None) -> list[np.ndarray]:
+def part_outlines(mask: Mask, box: Box | None = None) -> list[np.ndarray]:
     """(H, W) bool -> one outline per connected part (8-connected), (n, 2) int32 x, y, every hole
     of the part cut in, as traced (corners only, nothing simplified away). Parts too thin to
     enclose an area (a pixel, a line) keep their outline with a point repeated (3 points at
     least), which a fill with the edge draws as the pixels themselves. `box`: the mask's
-    [x, y, width, height] where known (EncodedFrame.boxes), else found here."""
+    [x, y, width, height] where known (EncodedFrame.boxes), else found here; not needed for a `Crop`."""
     outlines, ends = part_outlines_packed(mask, box)
     return np.split(outlines, ends[:-1])
 
 
-def part_outlines_packed(mask: np.ndarray, box: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
+def part_outlines_packed(mask: Mask, box: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`part_outlines` in one (n, 2) array, and where each outline ends in it."""
     traced = _Traced.of(mask, box, join_parts=False)
     if traced is None:
@@ -60,7 +63,7 @@ def part_outlines_packed(mask: np.ndarray, box: Box | None = None) -> tuple[np.n
     return outlines, ends
 
 
-def joined_outline(mask: np.ndarray, box: Box | None = None) -> np.ndarray:
+def joined_outline(mask: Mask, box: Box | None = None) -> np.ndarray:
     """(H, W) bool -> one outline, (n, 2) int32 x, y: every part and hole joined by slits (for a
     format with one polygon an object); (0, 2) for an empty mask."""
     traced = _Traced.of(mask, box, join_parts=True)
@@ -75,12 +78,17 @@ class _Traced:
     point of loop k where it is entered."""
 
     @classmethod
-    def of(cls, mask: np.ndarray, box: Box | None, join_parts: bool) -> _Traced | None:
-        pixels = np.asarray(mask, bool).view(np.uint8)  # zero-copy
-        x, y, w, h = cv2.boundingRect(pixels) if box is None else box
+    def of(cls, mask: Mask, box: Box | None, join_parts: bool) -> _Traced | None:
+        if isinstance(mask, Crop):  # already inside its rectangle
+            x, y, (h, w) = mask.x, mask.y, mask.pixels.shape
+            pixels = np.asarray(mask.pixels, bool).view(np.uint8)
+        else:
+            pixels = np.asarray(mask, bool).view(np.uint8)  # zero-copy
+            x, y, w, h = cv2.boundingRect(pixels) if box is None else box
+            pixels = pixels[y : y + h, x : x + w]
         if w == 0 or h == 0:
             return None
-        crop = np.ascontiguousarray(pixels[y : y + h, x : x + w])
+        crop = np.ascontiguousarray(pixels)
         contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         if hierarchy is None:
             return None

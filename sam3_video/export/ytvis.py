@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+from ..rle import counts as rle_counts
 from ..results import EncodedFrame
 from ..version import __version__
 from .base import (
@@ -30,7 +31,6 @@ from .base import (
     Spill,
     dumps,
     present,
-    uncompressed_counts,
     Writer,
     write_bytes,
 )
@@ -52,7 +52,7 @@ class YtvisWriter(Writer):
         self._label: dict[int, str] = {}
 
     def write(self, frame: EncodedFrame) -> None:
-        r = frame.result
+        r = frame
         self._frames.add(r.frame_index)
         write_bytes(os.path.join(self.image_dir, f"{self.context.frame_name(r.frame_index)}.jpg"), frame.jpeg)
         for k in present(frame):
@@ -93,7 +93,7 @@ class YtvisWriter(Writer):
             sep = "," if count else ""
             results.write(sep + dumps({"video_id": 1, "category_id": category,
                                        "score": round(sum(scores) / len(scores), 4), "track_id": obj_id, **tracks}))
-            truth = [None if rle is None else {"size": rle["size"], "counts": uncompressed_counts(rle["counts"])}
+            truth = [None if rle is None else {"size": rle["size"], "counts": rle_counts(rle).tolist()}
                      for rle in segmentations]
             dataset.write(sep + dumps({"id": obj_id, "video_id": 1, "category_id": category, **tracks,
                                        "segmentations": truth, "iscrowd": 0, "height": info.height,
