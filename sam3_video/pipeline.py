@@ -116,7 +116,7 @@ def run(
         files = None
         if wanted or sinks:  # the overlay and the formats: from the results, by a writer of their own
             files = FileWriter(out_dir, wanted, session.info, prompts, (kept or order)[0], session.stride,
-                               session.model_info.offset, extra=sinks)
+                               session.model_info.offset, extra=sinks, frames=expected)
         feed = Background(files) if files is not None and overlap else None
         ids_per_label: dict[str, set[int]] = {}
         status, error, done, handed = "complete", None, 0, []
@@ -174,6 +174,9 @@ def run(
                                                  written=written))
                 except Exception as err:
                     close_error = err
+            if files is not None and feed is None:
+                for _ in files.settle():  # the lanes' last frames
+                    pass
             if files is not None and len(files.written) < done:  # a writer failed: only what every output took counts
                 done = len(files.written)
                 results.keep(done)

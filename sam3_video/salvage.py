@@ -56,7 +56,8 @@ def rewrite(folder: str, out_dir: str, info: VideoInfo, outputs: Sequence[str], 
     stride = max(1, int(earlier.stride or 1))  # a run of every Nth frame: its frames, N apart
     offset = int(earlier.start_frame or 0) % stride
     results = ResultsWriter(out_dir)
-    files = FileWriter(out_dir, wanted, info, earlier.prompts, order[0] if order else 0, stride, offset) \
+    files = FileWriter(out_dir, wanted, info, earlier.prompts, order[0] if order else 0, stride, offset,
+                       frames=len(order)) \
         if wanted else None
     ids_per_label: dict[str, set[int]] = {}
     try:

@@ -27,12 +27,12 @@ import re
 import shutil
 import threading
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from . import lanes
 from .export import FORMATS, Annotations, Categories, ExportContext
 from .overlay import OverlayWriter
 from .results import EncodedFrame, RecordFrame
@@ -53,80 +53,116 @@ class FileWriter:
     the video by a reader of this writer's own, when a writer needs them.
 
     `first_frame` is the first frame that will arrive (the overlay starts there); frames after it
-    arrive in order upward, then downward below it (pipeline.run's order)."""
+    arrive in order upward, then downward below it (pipeline.run's order).
+
+    The overlay and the formats are written by `processes` lanes (lanes.py: processes of their own,
+    each a share of the outputs) or, with 0, here; None: as many as `lanes.processes` says for a job
+    of `frames` frames (None: not known). The objects' timeline and `extra` sinks are written here.
+    `part`: this writer is a lane's, writing its share (no timeline; `part_facts` once closed)."""
 
     def __init__(self, out_dir: str, wanted: Sequence[str], info: VideoInfo, prompts: Sequence[str],
                  first_frame: int, stride: int = 1, offset: int = 0, extra: Sequence = (),
-                 parallel: bool | None = None):
+                 processes: int | None = None, frames: int | None = None, part: bool = False):
         self.out_dir, self.info, self.stride, self.offset = out_dir, info, max(1, int(stride)), int(offset)
+        self.part = part
+        wanted = [name for name in wanted if name == "overlay" or name in FORMATS]
         formats = [name for name in wanted if name in FORMATS]
-        needs_image = bool(extra) or "overlay" in wanted or any(FORMATS[f].needs_image for f in formats)
+        if processes is None:
+            processes = lanes.processes(wanted, info.size, frames)
+        shares = lanes.split(wanted, processes) if processes and not part else []
+        mine = [] if shares else wanted  # what this writer writes itself
+        needs_image = bool(extra) or "overlay" in mine or any(FORMATS[f].needs_image for f in mine if f in FORMATS)
         self._reader = VideoReader(info.path, info.sampled(self.stride, self.offset)) if needs_image else None
         self.sinks: list = []
+        self.lanes: list[lanes.Lane] = []
+        self._sent: list[int] = []  # frames handed to every lane, in the order they came
+        self._mine_done = 0  # of those, the frames this writer's own sinks were given
+        self.part_facts: tuple[dict[str, dict | None], list[str]] = ({}, [])
         try:
-            if "overlay" in wanted:
+            if "overlay" in mine:
                 self.sinks.append(OverlayWriter(out_dir, info, first_frame, self.frame, self.stride))
-            self.sinks.append(TimelineWriter(out_dir, self.stride))  # objects.json: each object's frames
+            if not part:
+                self.sinks.append(TimelineWriter(out_dir, self.stride))  # objects.json: each object's frames
             self.sinks.extend(extra)
-            context = ExportContext(info, Categories(tuple(prompts)), self.stride, self.offset)
-            self.annotations = Annotations(out_dir, formats, context) if formats else None
+            self.context = ExportContext(info, Categories(tuple(prompts)), self.stride, self.offset)
+            self.annotations = Annotations(out_dir, formats, self.context, mine=[f for f in mine if f in FORMATS],
+                                           clean=not part) if formats else None
+            for share in shares:
+                self.lanes.append(lanes.Lane(out_dir, share, info, prompts, first_frame, self.stride, self.offset))
         except BaseException:
-            self._close_reader()
+            self.abort()
             raise
-        self.written: list[int] = []  # frames every sink was given, in the order they came
-        # each sink (the overlay, each format, ...) writes a frame in a thread of its own, all of a
-        # frame before the next: a frame costs its slowest writer, not the sum (cv2, pycocotools,
-        # zlib and the H.264 encoder work outside the GIL); None: when the machine has 2 cores or more
-        self._units = self.sinks + (list(self.annotations.writers.values()) if self.annotations is not None else [])
-        if parallel is None:
-            parallel = (os.cpu_count() or 1) > 1
-        self._pool = ThreadPoolExecutor(len(self._units), "sam3-writer", lower_priority) \
-            if parallel and len(self._units) > 1 else None
 
     def frame(self, index: int) -> np.ndarray:
         """The video's frame `index` (the run's stride and offset applied)."""
         assert self._reader is not None
         return self._reader[(index - self.offset) // self.stride]
 
+    @property
+    def written(self) -> list[int]:
+        """The frames every output has written (or given up on after an error), in the order they came."""
+        done = min([self._mine_done] + [lane.acked for lane in self.lanes])
+        return self._sent[:done]
+
     def write(self, frame: dict | EncodedFrame) -> None:
-        """Give one frame (a results record, or an encoded frame) to every sink, even when one
-        fails, then raise the first failure."""
+        """Give one frame (a results record, or an encoded frame) to every sink and lane, even when
+        one fails, then raise the first failure."""
         if isinstance(frame, dict):
             frame = RecordFrame(frame, self.info.size, partial(self.frame, int(frame["frame_index"])))
         elif frame._image is None:
             frame._image = partial(self.frame, frame.frame_index)
-        first: BaseException | None
-        if self._pool is None:
-            sinks = self.sinks + ([self.annotations] if self.annotations is not None else [])
-            first = call_all([partial(sink.write, frame) for sink in sinks])
-        else:
-            frame.crops  # what several writers share, made once before they start
-            if self._reader is not None:
-                frame.image
-            done = [self._pool.submit(unit.write, frame) for unit in self._units]
-            errors = [future.exception() for future in done]  # waits for each
-            first = next((error for error in errors if error is not None), None)
-            if self.annotations is not None:
-                self.annotations.frames += 1
-        self.written.append(frame.frame_index)
+        calls = [partial(sink.write, frame) for sink in self.sinks]
+        if self.annotations is not None:
+            calls.append(partial(self.annotations.write, frame))
+        if self.lanes:
+            line = (json.dumps(frame.record, separators=(",", ":")) + "\n").encode("utf-8")
+            calls += [partial(lane.send, line) for lane in self.lanes]
+            for label, area in zip(frame.labels, frame.areas):  # the manifest's categories, as the lanes number them
+                if area:
+                    self.context.categories.id_of(label)
+        self._sent.append(frame.frame_index)
+        first = call_all(calls)
+        self._mine_done += 1
         if first is not None:
             raise first
 
+    def settle(self, every_s: float = 0.5) -> Iterator[int]:
+        """Wait until every lane has written (or given up on) each frame handed to it, yielding the
+        frames written so far at least every `every_s` seconds while it waits."""
+        for lane in self.lanes:
+            while not lane.wait(len(self._sent), every_s) and lane.error is None and lane.closed is None:
+                yield len(self.written)
+
     def close(self, record: RunRecord | None) -> Exception | None:
-        """Close every sink (the annotations last, with the run's `record` as their manifest) and
-        return the first error instead of raising it: each file is closed whatever failed."""
+        """Close every sink and lane (the annotations last, with the run's `record` as their
+        manifest) and return the first error instead of raising it: each file is closed whatever failed."""
         first = call_all([sink.close for sink in self.sinks])
+        facts: dict[str, dict | None] = {}
+        errors: list[str] = []
+        for lane in self.lanes:
+            lane_facts, lane_errors, error = lane.close()
+            facts.update(lane_facts)
+            errors += lane_errors
+            first = first or error
         if self.annotations is not None:
-            manifest = record.to_json() if record is not None else {}
-            first = first or call_all([partial(self.annotations.close, manifest)])
+            if self.part:
+                self.part_facts = self.annotations.close_writers()
+            else:
+                manifest = record.to_json() if record is not None else {}
+                mine_facts, mine_errors = self.annotations.close_writers()
+                facts.update(mine_facts)
+                finish = partial(self.annotations.finish, manifest, facts, errors + mine_errors)
+                first = first or call_all([finish])
         self._close_reader()
         return first
 
+    def abort(self) -> None:
+        """Stop every lane and close the reader, the files as they are (to be deleted)."""
+        for lane in getattr(self, "lanes", ()):
+            lane.abort()
+        self._close_reader()
+
     def _close_reader(self) -> None:
-        pool = getattr(self, "_pool", None)  # None too when __init__ failed before making it
-        if pool is not None:
-            pool.shutdown()
-            self._pool = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -173,6 +209,7 @@ class Background:
             while self._thread.is_alive():
                 self._thread.join(every_s)
                 yield self.written
+        yield from self.writer.settle(every_s)  # what the lanes still write
         if self.error is not None:
             raise self.error
 
@@ -276,9 +313,13 @@ class Follower:
         if self.error is not None or set(self._lines) - set(total) or any(
                 total.get(index) != crc for index, crc in self._lines.items() if index in total):
             self._restart()  # what was written is not what the folder holds: again, from the folder
-        yield self.written, len(total)
+        yield self._done(), len(total)
         while self._read(every) and self.error is None:
-            yield self.written, len(total)
+            yield self._done(), len(total)
+        if self._writer is not None and self._writer.lanes:
+            for _ in self._writer.settle():
+                yield self._done(), len(total)
+            yield self._done(), len(total)
         if self._writer is None and self.error is None:  # not one frame: the annotation formats, empty
             self._writer = _writer_for(self.staging, [w for w in self.wanted if w != "overlay"], self.info, record, 0)
         close_error = self._writer.close(record) if self._writer is not None else None
@@ -293,10 +334,14 @@ class Follower:
         if error is not None:
             raise error
 
+    def _done(self) -> int:
+        """Frames every output has written (`written` counts the frames taken)."""
+        return len(self._writer.written) if self._writer is not None else 0
+
     def _restart(self) -> None:
         log.info("the files followed differ from the final results: writing them again")
         if self._writer is not None:
-            self._writer.close(None)
+            self._writer.abort()
         shutil.rmtree(self.staging, ignore_errors=True)
         os.makedirs(self.staging)
         self._writer, self._lines, self._position, self.error = None, {}, 0, None
@@ -311,7 +356,7 @@ class Follower:
         """Stop following and delete what was written (idempotent)."""
         self._stop()
         if self._writer is not None:
-            self._writer._close_reader()
+            self._writer.abort()
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
@@ -321,7 +366,8 @@ def _writer_for(staging: str, wanted: Sequence[str], info: VideoInfo, record: Ru
     if record is None:
         raise FileNotFoundError("the run's folder has results but no run.json")
     stride = max(1, int(record.stride or 1))
-    return FileWriter(staging, wanted, info, record.prompts, first_frame, stride, int(record.start_frame or 0) % stride)
+    return FileWriter(staging, wanted, info, record.prompts, first_frame, stride, int(record.start_frame or 0) % stride,
+                      frames=record.frames_expected)
 
 
 def _results_lines(folder: str) -> dict[int, int]:

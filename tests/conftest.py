@@ -314,8 +314,10 @@ ZERO_BUDGET = {"SAM3_GPU_START_S": "10", "SAM3_GPU_SECONDS_PER_FRAME": "0.5", "S
 def _zero_app(test_model_dir, tmp_path_factory, idle: bool, cap_s: int):
     base = tmp_path_factory.mktemp("zerogpu-idle" if idle else "zerogpu-fresh")
     (base / "tmp").mkdir()
+    # the warm app writes a run's files through two lanes (processes, sam3_video/lanes.py), the fresh one in-process
     app = ZeroApp(base, {"SAM3_MODEL": test_model_dir, "SAM3_DEVICE": "cpu", "SAM3_MAX_GPU_SECONDS": str(cap_s),
-                         "TMPDIR": str(base / "tmp"), **ZERO_BUDGET}, idle)
+                         "TMPDIR": str(base / "tmp"), "SAM3_WRITER_PROCESSES": "2" if idle else "0", **ZERO_BUDGET},
+                  idle)
     app.tmp, app.cap_s, app.idle = str(base / "tmp"), cap_s, idle
     return app
 

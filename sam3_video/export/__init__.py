@@ -87,19 +87,27 @@ def get_writer(name: str, folder: str, context: ExportContext) -> Writer:
 
 
 class Annotations:
-    """Every chosen format at once: one sink for the pipeline."""
+    """Every chosen format at once: one sink for the pipeline.
 
-    def __init__(self, out_dir: str, formats: Sequence[str], context: ExportContext):
+    `mine`: the formats this object writes, when other processes write the rest (writing.py's lanes):
+    the object that makes the folder (`clean`) writes none and finishes it (`finish`: manifest.json
+    with every format's facts, the zip); each lane's writes its share (`clean=False`) and hands its
+    facts over (`close_writers`)."""
+
+    def __init__(self, out_dir: str, formats: Sequence[str], context: ExportContext,
+                 mine: Sequence[str] | None = None, clean: bool = True):
         self.out_dir = out_dir
         self.folder = os.path.join(out_dir, FOLDER)
         self.zip_path = os.path.join(out_dir, ZIP)
-        shutil.rmtree(self.folder, ignore_errors=True)  # a rerun into the same folder starts clean
-        if os.path.exists(self.zip_path):
-            os.remove(self.zip_path)
-        os.makedirs(self.folder)
+        if clean:
+            shutil.rmtree(self.folder, ignore_errors=True)  # a rerun into the same folder starts clean
+            if os.path.exists(self.zip_path):
+                os.remove(self.zip_path)
+        os.makedirs(self.folder, exist_ok=not clean)
         self.context = context
         self.formats = check_formats(formats)
-        self.writers = {name: get_writer(name, self.folder, context) for name in self.formats}
+        self.writers = {name: get_writer(name, self.folder, context)
+                        for name in (self.formats if mine is None else check_formats(mine))}
         self.frames = 0
         self._closed = False
 
@@ -108,30 +116,41 @@ class Annotations:
             writer.write(frame)
         self.frames += 1
 
+    def close_writers(self) -> tuple[dict[str, dict | None], list[str]]:
+        """Finish this object's formats: each one's manifest facts (None: none, or it failed) and a
+        sentence per format that failed."""
+        facts: dict[str, dict | None] = {}
+        errors = []
+        for name, writer in self.writers.items():
+            try:
+                writer.close()
+                facts[name] = writer.manifest()  # what a format's reader must know (id maps, limits)
+            except Exception as err:  # one broken format must not cost the others
+                errors.append(f"{name}: {err}")
+                facts[name] = None
+        return facts, errors
+
     def close(self, manifest: dict | None = None) -> None:
         """Finish every format, write manifest.json and zip the folder (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        errors, failed = [], set()
-        for name, writer in self.writers.items():
-            try:
-                writer.close()
-            except Exception as err:  # one broken format must not cost the others
-                errors.append(f"{name}: {err}")
-                failed.add(name)
+        self.finish(manifest, *self.close_writers())
+
+    def finish(self, manifest: dict | None, facts: dict[str, dict | None], errors: Sequence[str]) -> None:
+        """Write manifest.json (the run's `manifest`, the categories, each format's files and `facts`)
+        and zip the folder; raise when a format failed (`errors`)."""
+        self._closed = True
         doc = dict(manifest or {})
         doc["categories"] = self.context.categories.as_list()
-        doc["formats"] = {name: list(FORMATS[name].files) for name in self.writers}
-        for name, writer in self.writers.items():  # what a format's reader must know (id maps, limits)
-            facts = writer.manifest() if name not in failed else None
-            if facts is not None:
-                doc[name] = facts
+        doc["formats"] = {name: list(FORMATS[name].files) for name in self.formats}
+        for name in self.formats:
+            if facts.get(name) is not None:
+                doc[name] = facts[name]
         if errors:
-            doc["export_errors"] = errors
+            doc["export_errors"] = list(errors)
         with open(os.path.join(self.folder, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(doc, f, indent=2, ensure_ascii=False)
         zip_folder(self.folder, self.zip_path)
         if errors:
             raise RuntimeError("some annotation formats could not be written: " + "; ".join(errors))
-
