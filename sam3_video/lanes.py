@@ -33,7 +33,7 @@ from typing import Sequence
 from .types import VideoInfo
 
 PROCESSES_ENV = "SAM3_WRITER_PROCESSES"
-SMALL_JOB = 640 * 360 * 120  # pixels (frame area x frames) under which the files are written in-process
+SMALL_JOB = 1280 * 720 * 60  # pixels (frame area x frames) under which the files are written in-process
 SHARE_JPEG = ("labelme", "coco", "ytvis")  # ship the frames as JPEG: one lane decodes and encodes them once
 #: ms a 720p frame with 10 objects costs each output on the 2-core dev machine (bench/writers.py);
 #: the overlay's H.264 encoder runs in a process of its own beside it

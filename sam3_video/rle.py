@@ -102,19 +102,19 @@ def compress(runs: np.ndarray) -> str:
     runs = np.asarray(runs, np.int64)
     values = runs.copy()
     values[3:] -= runs[1:-2]  # from the fourth value on, the difference to the value two before
-    chars = np.zeros((len(values), 13), np.uint8)  # 13 characters of 5 bits hold any int64
-    used = np.zeros(len(values), np.int64)
-    more = np.ones(len(values), bool)
-    for k in range(13):
-        if not more.any():
-            break
-        c = values & 0x1F
-        values = values >> 5
-        more_after = np.where((c & 0x10) != 0, values != -1, values != 0) & more
-        chars[more, k] = (c[more] | np.where(more_after[more], 0x20, 0)) + 48
-        used += more
-        more = more_after
-    return chars[np.arange(13)[None, :] < used[:, None]].tobytes().decode("ascii")
+    if not len(values):
+        return ""
+    # 5 bits a character, least significant first, as many as the value needs with its sign bit;
+    # 0x20 on every character but a value's last
+    magnitude = np.where(values >= 0, values, ~values)
+    bits = np.zeros(len(values), np.int64)
+    nonzero = magnitude > 0
+    bits[nonzero] = np.floor(np.log2(magnitude[nonzero])).astype(np.int64) + 1
+    used = bits // 5 + 1  # characters: (bits + 1 sign bit) / 5, rounded up
+    width = int(used.max())
+    k = np.arange(width)
+    chars = ((values[:, None] >> (5 * k)) & 0x1F) | np.where(k < (used - 1)[:, None], 0x20, 0)
+    return (chars[k < used[:, None]] + 48).astype(np.uint8).tobytes().decode("ascii")
 
 
 def decode_box(rle: dict, box: Box) -> np.ndarray:
@@ -148,20 +148,22 @@ def encode_box(pixels: np.ndarray, x: int, y: int, height: int, width: int) -> d
     h, w = pixels.shape
     if not pixels.any():
         return {"size": [height, width], "counts": compress(np.array([height * width]))}
-    band = np.zeros((w, height), bool)  # the columns x..x+w-1, whole, in column-major order
-    band[:, y : y + h] = pixels.T
-    flat = band.ravel()
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where a run starts, inside the band
-    edges = np.concatenate([[0], changes, [len(flat)]]) + x * height  # band runs, frame positions
-    if flat[0]:
-        edges = np.concatenate([[0], edges])  # the frame's first run (0s) ends where the band's 1s start
+    # each of the rectangle's columns, then (unless it is the whole column) one 0 that stands for the
+    # frame's rows below and above it
+    rows = h + (h < height)
+    padded = np.zeros((w, rows), bool)
+    padded[:, :h] = pixels.T
+    flat = padded.ravel()
+    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1  # where a run starts, in `padded`
+    column, row = np.divmod(starts, rows)
+    edges = (x + column) * height + y + row  # the same places in the frame, column-major
+    if flat[0]:  # the frame's first run (0s) ends where the rectangle's first 1s are
+        edges = np.concatenate([[0, x * height + y], edges])
     else:
-        edges[0] = 0  # the band's leading 0s join the 0s before it
-    if flat[-1]:
-        edges = np.concatenate([edges, [height * width]])
-    else:
-        edges[-1] = height * width  # the band's trailing 0s join the 0s after it
-    runs = np.diff(edges)
+        edges = np.concatenate([[0], edges])
+    if flat[-1]:  # the rectangle's last 1s end with its last column (no 0 stands below them)
+        edges = np.concatenate([edges, [(x + w) * height]])
+    runs = np.diff(np.concatenate([edges, [height * width]]))
     if runs[-1] == 0:
         runs = runs[:-1]  # pycocotools ends with the last run that holds pixels
     return {"size": [height, width], "counts": compress(runs)}
