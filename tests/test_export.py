@@ -400,6 +400,36 @@ def test_labelme_polygons_and_the_cvat_outline_fill_back_exactly():
         np.testing.assert_array_equal(mask_utils.decode(mask_utils.frPyObjects([outline], h, w))[..., 0], mask)
 
 
+def test_outlines_without_slits_are_the_ones_walked_with_slits():
+    """Parts without holes (labelme) and a mask of one part (CVAT) are walked as traced, without the
+    slit machinery: the same points as the walk through it, on blobs, specks and ragged masks."""
+    import cv2
+
+    from sam3_video.export.outlines import _Loops
+
+    rng = np.random.default_rng(7)
+    masks = []
+    for k in range(60):
+        mask = np.zeros((40, 50), np.uint8)
+        for _ in range(1 + k % 4):  # one to four blobs, apart or touching
+            cv2.ellipse(mask, (int(rng.integers(0, 50)), int(rng.integers(0, 40))),
+                        (int(rng.integers(1, 12)), int(rng.integers(1, 9))), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        masks.append(mask.astype(bool))
+    masks += [rng.random((20, 30)) < p for p in (0.3, 0.6)] + [np.eye(9, dtype=bool), np.ones((1, 1), bool)]
+    walked = {False: 0, True: 0}
+    for mask in masks:
+        loops = _Loops.of(mask, None)
+        holes = bool((loops.parent != -1).any())
+        for join in (False, True):
+            if holes or (join and len(loops.contours) > 1):
+                continue
+            fast, slow = loops.walk(join), loops.walk(join, slits=True)
+            np.testing.assert_array_equal(fast[0], slow[0])
+            np.testing.assert_array_equal(fast[1], slow[1])
+            walked[join] += 1
+    assert walked[False] > 30 and walked[True] > 10, walked
+
+
 def test_unknown_format_is_a_clear_error():
     assert check_formats(["all"]) == list(FORMATS)
     with pytest.raises(BadRequestError, match="Unknown annotation format 'kitti'"):

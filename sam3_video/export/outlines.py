@@ -49,10 +49,10 @@ def part_outlines(mask: Mask, box: Box | None = None) -> list[np.ndarray]:
 
 def part_outlines_packed(mask: Mask, box: Box | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`part_outlines` in one (n, 2) array, and where each outline ends in it."""
-    traced = _Traced.of(mask, box, join_parts=False)
-    if traced is None:
+    loops = _Loops.of(mask, box)
+    if loops is None:
         return np.zeros((0, 2), np.int32), np.zeros(0, np.int64)
-    outlines, ends = _corners(*traced.walk())
+    outlines, ends = _corners(*loops.walk(join_parts=False))
     short = np.flatnonzero(np.diff(ends, prepend=0) < 3)
     if len(short):  # a pixel or a line of pixels: its points, one repeated
         pieces = np.split(outlines, ends[:-1])
@@ -66,19 +66,23 @@ def part_outlines_packed(mask: Mask, box: Box | None = None) -> tuple[np.ndarray
 def joined_outline(mask: Mask, box: Box | None = None) -> np.ndarray:
     """(H, W) bool -> one outline, (n, 2) int32 x, y: every part and hole joined by slits (for a
     format with one polygon an object); (0, 2) for an empty mask."""
-    traced = _Traced.of(mask, box, join_parts=True)
-    if traced is None:
+    loops = _Loops.of(mask, box)
+    if loops is None:
         return np.zeros((0, 2), np.int32)
-    return _corners(*traced.walk())[0]
+    return _corners(*loops.walk(join_parts=True))[0]
 
 
-class _Traced:
-    """A mask's loops (all their points, in one array) and the slits that join them: `up[k]`, the
-    point (a row of `points`) loop k is entered from, -1 for a loop walked first; `entry[k]`, the
-    point of loop k where it is entered."""
+class _Loops:
+    """A mask's loops as cv2.findContours traces them (RETR_CCOMP) inside its rectangle: `walk`
+    gives the outlines through them. A mask of parts without holes (and, for one outline, of one
+    part) needs no slit: its loops are walked as traced, the leftmost first; others go through
+    `_Traced`. Both give the same points (tests/test_export.py)."""
+
+    def __init__(self, crop: np.ndarray, contours, parent: np.ndarray, offset: tuple[int, int]):
+        self.crop, self.contours, self.parent, self.offset = crop, contours, parent, offset
 
     @classmethod
-    def of(cls, mask: Mask, box: Box | None, join_parts: bool) -> _Traced | None:
+    def of(cls, mask: Mask, box: Box | None) -> _Loops | None:
         if isinstance(mask, Crop):  # already inside its rectangle
             x, y, (h, w) = mask.x, mask.y, mask.pixels.shape
             pixels = np.asarray(mask.pixels, bool).view(np.uint8)
@@ -92,7 +96,26 @@ class _Traced:
         contours, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
         if hierarchy is None:
             return None
-        return cls(crop, contours, hierarchy[0][:, 3], join_parts, (x, y))
+        return cls(crop, contours, hierarchy[0][:, 3], (x, y))
+
+    def walk(self, join_parts: bool, slits: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`_Traced.walk` of these loops; `slits`: whether to go through `_Traced` (None: when needed)."""
+        if slits is None:
+            slits = bool((self.parent != -1).any()) or (join_parts and len(self.contours) > 1)
+        if slits:
+            return _Traced(self.crop, self.contours, self.parent, join_parts, self.offset).walk()
+        # each loop from its first point, the loops by their leftmost point, then as traced
+        lefts = [int(c[:, 0, 0].min()) for c in self.contours]
+        order = sorted(range(len(self.contours)), key=lambda k: (lefts[k], k))
+        points = np.concatenate([self.contours[k] for k in order]).reshape(-1, 2)
+        ends = np.cumsum([len(self.contours[k]) for k in order])
+        return points + np.asarray(self.offset, points.dtype), ends
+
+
+class _Traced:
+    """A mask's loops (all their points, in one array) and the slits that join them: `up[k]`, the
+    point (a row of `points`) loop k is entered from, -1 for a loop walked first; `entry[k]`, the
+    point of loop k where it is entered."""
 
     def __init__(self, crop: np.ndarray, contours, parent: np.ndarray, join_parts: bool, offset: tuple[int, int]):
         h, w = crop.shape
