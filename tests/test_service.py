@@ -232,7 +232,7 @@ def test_a_failed_step_keeps_what_was_there(service, carphone):
     with pytest.raises(Sam3VideoError, match="prompt is empty"):
         service.detect("k", 9, " , ", None)
     ws = service.workspaces.get("k")
-    assert ws.frame == 7 and ws.phrases == ("person",)
+    assert ws.start.frame == 7 and ws.start.phrases == ("person",)
     assert [r.id for r in service.remove("k", []).objects] == [r.id for r in shown.objects]
 
 
@@ -346,7 +346,7 @@ def test_clicks_fix_the_preview_and_the_run_starts_from_it(edit_service, carphon
     manifest = json.loads(open(os.path.join(folder, "run.json")).read())
     assert [e["kind"] for e in manifest["edits"]] == ["refine", "add_object"]
     undone = s.clear_edits("c")
-    assert undone.said == "" and s.said("c") == "" and ws.edits == []
+    assert undone.said == "" and s.said("c") == "" and ws.start.edits == ()
     assert (undone.image != shown.image).any()  # the marks went with the clicks
 
 
@@ -364,7 +364,7 @@ def test_clicks_that_cannot_apply_say_why(edit_service, carphone):
         s.click("d", float(xs[0]), float(ys[0]), POSITIVE)
     with pytest.raises(Sam3VideoError, match="(?i)removed|unknown|no object|not tracked"):
         s.click("d", 10, 10, Edit("refine", obj_id=999, labels=(1,)))
-    assert s.workspaces.get("d").edits == []  # the failed click is not kept
+    assert s.workspaces.get("d").start.edits == ()  # the failed click is not kept
 
 
 def test_fixing_a_frame_of_a_stopped_run_continues_from_it(edit_service, carphone):

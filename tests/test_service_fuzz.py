@@ -24,7 +24,7 @@ OPS = ("detect", "remove", "point", "point", "new_object", "example", "clear", "
 def workspace_view(ws) -> tuple:
     """What the page shows and the next run replays, as plain values (the box corner aside)."""
     preview = None if ws.preview is None else (ws.preview.obj_ids.tolist(), ws.preview.masks.tobytes())
-    return (ws.frame, ws.phrases, ws.threshold, sorted(ws.removed), list(ws.edits), ws.earlier, ws.said, preview)
+    return (ws.start, ws.said, preview)
 
 
 class PageVisitor:

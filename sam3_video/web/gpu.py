@@ -22,7 +22,7 @@ from .. import continuation
 from ..config import GpuBudget
 from ..errors import Sam3VideoError
 from ..session import VideoSession
-from ..types import Edit, FrameResult, RunOptions, VideoInfo
+from ..types import FrameResult, RunOptions, StartPoint, VideoInfo
 from .gradio_glue import gpu, sentence
 from .jobs import Job
 from .model import ModelRef
@@ -34,19 +34,14 @@ UPDATE_EVERY_S = 0.5  # a running step reports each new frame, and at least this
 
 @dataclass(frozen=True)
 class DetectRequest:
-    """Detect the phrases on `frame` (or start from the run in `continue_from`, its result on
-    `frame`), drop `removed`, apply `edits`: the preview the visitor built, rebuilt on a fresh
-    session (the same calls give the same ids and masks)."""
+    """Detect the phrases of `start` on its frame (or start from the run it continues, its result
+    on that frame), drop its removals, apply its edits: the preview the visitor built, rebuilt on a
+    fresh session (the same calls give the same ids and masks)."""
 
     model: ModelRef
     video: str
     info: VideoInfo
-    frame: int
-    phrases: tuple[str, ...]
-    threshold: float | None
-    removed: tuple[int, ...] = ()
-    edits: tuple[Edit, ...] = ()
-    continue_from: str | None = None
+    start: StartPoint
     seconds: int = 60  # GPU time asked for
 
 
@@ -77,12 +72,12 @@ class RunRequest:
 def detect_step(request: DetectRequest) -> Detected:
     try:
         backend = request.model.load()
+        start = request.start
         with VideoSession(request.video, backend, request.info) as session:
             earlier = None
-            if request.continue_from:
-                earlier = continuation.load(request.continue_from, request.frame, None, request.info)
-            result = session.replay(request.frame, request.phrases, request.threshold, set(request.removed),
-                                    request.edits, earlier)
+            if start.continue_from:
+                earlier = continuation.load(start.continue_from, start.frame, None, request.info)
+            result = session.replay(start.frame, start.phrases, start.threshold, start.removed, start.edits, earlier)
         return Detected(result)
     except Exception as err:  # a sentence for the visitor (a bug's details go to the log)
         return Detected(None, sentence(err, "detection"))

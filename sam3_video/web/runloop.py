@@ -89,9 +89,9 @@ class Sizer:
     def estimate(self, info: VideoInfo, options: RunOptions, kept: int = 0) -> tuple[int, int]:
         """(GPU seconds, calls) a run of `options` needs, roughly, start-ups included."""
         figures = self.figures()
-        frames = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
+        frames = len(frame_order(info.num_frames, options.start.frame, options.direction or "forward",
                                  options.max_frames, options.stride))
-        needed = figures.start_s + figures.per_edit_s * len(options.edits) + figures.per_frame_s * frames \
+        needed = figures.start_s + figures.per_edit_s * len(options.start.edits) + figures.per_frame_s * frames \
             + figures.per_kept_frame_s * kept
         if figures.max_s <= 0 or needed <= figures.max_s:
             return math.ceil(needed), 1
@@ -156,16 +156,16 @@ class RunLoop:
 
         def new_leg() -> str:
             """A new folder for the next call, the workspace's run from now on."""
-            folder = self.workspaces.new_run_dir(ws, {previous, ws.earlier})
+            folder = self.workspaces.new_run_dir(ws, {previous, ws.continue_from})
             self.workspaces.set_run(ws, folder)
             return folder
 
         run_dir = new_leg()
         started, calls, seen, ended, boost = time.monotonic(), 0, None, None, 1.0
         while True:
-            new = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
+            new = len(frame_order(info.num_frames, options.start.frame, options.direction or "forward",
                                   options.max_frames, options.stride))
-            seconds = self.sizer.run(new, len(kept), len(options.edits), boost)
+            seconds = self.sizer.run(new, len(kept), len(options.start.edits), boost)
             request = gpu.RunRequest(model, video, info, options, run_dir, seconds, self.sizer.budget.enforced)
             follower.follow(run_dir)  # the files are written from its results as they land, here
             last, err = RunUpdate(), None
@@ -179,7 +179,7 @@ class RunLoop:
                     break
                 except Exception as caught:
                     refused = refusal(caught)
-                    shorter = self.sizer.shorter(request.seconds, refused, len(kept), len(options.edits)) \
+                    shorter = self.sizer.shorter(request.seconds, refused, len(kept), len(options.start.edits)) \
                         if refused is not None and refused.kind == "quota" and not got else None
                     if refused is None or shorter is None:
                         err = caught
@@ -192,7 +192,7 @@ class RunLoop:
                 break
             record = read_record(run_dir)
             if record is None:  # failed before it wrote anything (its sentence says why): back to the last record
-                self.workspaces.prune_runs(ws, {previous, ws.earlier})
+                self.workspaces.prune_runs(ws, {previous, ws.continue_from})
                 self.workspaces.set_run(ws, previous)
                 raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
             done = record.frame_range
@@ -200,7 +200,7 @@ class RunLoop:
             if last.stopped_for == "time" and not stopped and (done is None or done == seen):
                 # its time was up before one more frame (a start-up slower than budgeted): the same
                 # leg again in a new folder, asking twice as long, while the cap allows
-                if boost < 8 and self.sizer.run(new, len(kept), len(options.edits), 2 * boost) > request.seconds:
+                if boost < 8 and self.sizer.run(new, len(kept), len(options.start.edits), 2 * boost) > request.seconds:
                     boost *= 2
                     run_dir = new_leg()
                     continue
@@ -220,10 +220,10 @@ class RunLoop:
                 break
             seen, previous, boost = done, run_dir, 1.0  # the frames done so far: what the visitor keeps if the next call fails
             kept = continuation.load(run_dir, leg.frame, leg.direction, info).kept
-            options = replace(options, start_frame=leg.frame, direction=leg.direction, max_frames=leg.max_frames,
-                              remove_ids=(), edits=(), continue_from=run_dir)
+            options = replace(options, start=options.start.continuing(run_dir, leg.frame), direction=leg.direction,
+                              max_frames=leg.max_frames)
             run_dir = new_leg()
-        self.workspaces.prune_runs(ws, {ws.run_dir, ws.earlier})
+        self.workspaces.prune_runs(ws, {ws.run_dir, ws.continue_from})
         final = ws.run_dir  # the folder with every frame done (_keep_done may have moved it)
         if final is None or final == before:  # not one frame of this run: the earlier run stays as it was
             why = (ended or {}).get("advice") or (ended or {}).get("error") or "run it again"
@@ -266,7 +266,7 @@ class RunLoop:
         record = read_record(current) if current else None
         closed = record is not None and record.status != "running"  # the step closed its files itself
         if current is not None and not closed and frames_in(current) > kept:  # cut off: write its frames again, here
-            folder = self.workspaces.new_run_dir(ws, {current, previous, ws.earlier})
+            folder = self.workspaces.new_run_dir(ws, {current, previous, ws.continue_from})
             try:
                 rewrite(current, folder, info, (), "stopped", advice)  # the results: the files follow them
                 current, closed = folder, True
@@ -275,7 +275,7 @@ class RunLoop:
         if not closed or frames_in(current) == 0:
             current = previous
         self.workspaces.set_run(ws, current)
-        self.workspaces.prune_runs(ws, {current, ws.earlier})
+        self.workspaces.prune_runs(ws, {current, ws.continue_from})
         record = read_record(current) if current else None
         if record is None or not record.frame_range:
             return {"stopped_by": stopped_by, "advice": advice}
