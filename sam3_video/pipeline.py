@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Callable, Protocol, Sequence
 
 from . import continuation
@@ -27,10 +27,11 @@ from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
 from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
 from .export import check_outputs
+from .progress import Progress
 from .results import EncodedFrame, ResultsWriter, count_visible, frame_to_json
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
-from .types import Direction, FrameResult, RunOptions, ordinal
+from .types import Direction, RunOptions, ordinal
 from .version import __version__
 from .video import probe
 from .writing import Background, FileWriter, call_all
@@ -42,17 +43,6 @@ class Sink(Protocol):
     def write(self, frame: EncodedFrame) -> None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class Progress:
-    done: int
-    total: int
-    elapsed_s: float
-    fps: float
-    eta_s: float | None
-    result: FrameResult | None = None
-    written: int | None = None  # once the model is done: frames the writers have finished (None before)
 
 
 def run(
@@ -153,7 +143,7 @@ def run(
                     elapsed = time.perf_counter() - new_started  # the model's pace, kept frames aside
                     fps = (done - len(kept)) / elapsed if elapsed > 0 else 0.0
                     eta = (expected - done) / fps if fps > 0 else None
-                    on_progress(Progress(done, expected, time.perf_counter() - started, fps, eta, result))
+                    on_progress(Progress(done, expected, fps, eta, time.perf_counter() - started, result=result))
             if session.stopped and done < expected:
                 status = "stopped"
         except BaseException as err:  # saved frames stay valid; the manifest says what happened
@@ -170,7 +160,7 @@ def run(
                 try:
                     for written in feed.drain():
                         if on_progress and written < done:
-                            on_progress(Progress(done, expected, time.perf_counter() - started, 0.0, None,
+                            on_progress(Progress(done, expected, elapsed_s=time.perf_counter() - started,
                                                  written=written))
                 except Exception as err:
                     close_error = err

@@ -13,9 +13,10 @@ import pytest
 
 from sam3_video.config import LIMITS
 from sam3_video.errors import Sam3VideoError
+from sam3_video.progress import Progress
 from sam3_video.types import Edit
 from sam3_video.web.runs import Outputs
-from sam3_video.web.service import RunProgress, Service
+from sam3_video.web.service import Service
 from tests.test_edit_fuzz import FIRST_FRAMES, PHRASES, THRESHOLDS, check_run_folder
 
 OPS = ("detect", "remove", "point", "point", "new_object", "example", "clear", "run", "run", "fix")
@@ -88,10 +89,10 @@ class PageVisitor:
         items = []
         for item in self.service.propagate(self.key, direction, self.rng.randint(1, 3)):
             items.append(item)
-            if stop_after is not None and isinstance(item, RunProgress) and item.done >= stop_after:
+            if stop_after is not None and isinstance(item, Progress) and item.done >= stop_after:
                 self.service.stop(self.key)
         outputs = items[-1]
-        assert isinstance(outputs, Outputs) and all(isinstance(i, RunProgress) for i in items[:-1])
+        assert isinstance(outputs, Outputs) and all(isinstance(i, Progress) for i in items[:-1])
         assert outputs.summary["status"] in ("complete", "stopped"), outputs.summary
         check_run_folder(self.ws.run_dir, self.info)
         return f"{direction}: {outputs.summary['status']}, {outputs.summary['frames']} frames"

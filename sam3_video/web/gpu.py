@@ -21,6 +21,7 @@ from typing import Iterator
 from .. import continuation
 from ..config import GpuBudget
 from ..errors import Sam3VideoError
+from ..progress import Progress
 from ..session import VideoSession
 from ..types import FrameResult, RunOptions, StartPoint, VideoInfo
 from .gradio_glue import gpu, sentence
@@ -106,7 +107,7 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
         job = Job(request.model.load(), request.video, request.info, request.options, request.out_dir, should_stop,
                   outputs=())
     except Sam3VideoError as err:
-        yield RunUpdate(finished=True, error=str(err))
+        yield RunUpdate(Progress(finished=True), error=str(err))
         return
     shown = None
     try:
@@ -122,7 +123,7 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
         if job.summary is not None and job.summary.status == "stopped":
             stopped_for = "request" if stop_requested(request.out_dir) else "time"
         final = _update(job, None if job.preview is shown else job.preview)
-        final.finished, final.stopped_for, final.error = True, stopped_for, job.error
+        final.progress.finished, final.stopped_for, final.error = True, stopped_for, job.error
         p = job.progress
         if p is not None and p.fps > 0:
             kept = (job.summary.continued_from or {}).get("frames_kept", 0) if job.summary is not None else 0
@@ -137,7 +138,5 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
 
 
 def _update(job: Job, preview) -> RunUpdate:
-    p = job.progress
-    if p is None:
-        return RunUpdate(preview=preview)
-    return RunUpdate(done=p.done, total=p.total, fps=p.fps, preview=preview)
+    """The job's progress as it leaves the step, with `preview` (None: no new frame drawn)."""
+    return RunUpdate((job.progress or Progress()).sent(preview))

@@ -26,13 +26,14 @@ from typing import Iterator
 from .. import continuation
 from ..config import GpuBudget
 from ..errors import BadRequestError
+from ..progress import Progress
 from ..runfolder import read_record, write_record
 from ..salvage import frames_in, rewrite
 from ..types import RunOptions, VideoInfo, frame_order
 from ..writing import Follower
 from . import gpu, runs
 from .gpucalls import Pace, Refusal, duration_factor, refusal
-from .runs import Leg, Plan, RunUpdate
+from .runs import Leg, Plan, RunSummary, RunUpdate
 from .workspaces import Workspace, Workspaces
 
 log = logging.getLogger(__name__)
@@ -119,18 +120,10 @@ def ended_by(refused: Refusal | None, err: BaseException) -> tuple[str, str]:
                                        "worker died); continue, and it goes on from the last frame kept")
 
 
-@dataclass
-class Writing:
-    """After the GPU calls: the run's files are being finished, `written` of `total` frames."""
-
-    written: int
-    total: int
-
-
 class RunLoop:
     """Drives one run's GPU calls for a workspace (the caller holds it in use) and yields each
-    call's `RunUpdate` with the call's number, then `Writing` while the files are finished after
-    the last call, then the run's final summary (a dict).
+    call's `RunUpdate` with the call's number, then a `Progress` with `written` of its `total`
+    frames while the files are finished after the last call, then the run's `RunSummary`.
 
     The GPU calls write results only; a `writing.Follower` writes the overlay and the annotations
     from them in this process, as frames land, and moves them into the run's final folder at the
@@ -140,7 +133,7 @@ class RunLoop:
         self.workspaces, self.sizer, self.outputs = workspaces, sizer, outputs
 
     def legs(self, ws: Workspace, model, options: RunOptions, plan: Plan, kept: list[int]
-             ) -> Iterator[tuple[int, RunUpdate] | Writing | dict]:
+             ) -> Iterator[tuple[int, RunUpdate] | Progress | RunSummary]:
         video, info = ws.need_video()
         here = replace(info, path=video)  # the workspace's own link (Gradio deletes its uploads)
         follower = Follower(tempfile.mkdtemp(prefix="writing-", dir=ws.dir), self.outputs, here)
@@ -150,7 +143,7 @@ class RunLoop:
             follower.discard()  # (done already when the files were moved into the run's folder)
 
     def _legs(self, ws: Workspace, model, options: RunOptions, plan: Plan, kept: list[int], follower: Follower
-              ) -> Iterator[tuple[int, RunUpdate] | Writing | dict]:
+              ) -> Iterator[tuple[int, RunUpdate] | Progress | RunSummary]:
         video, info = ws.need_video()
         before = previous = ws.run_dir  # what the visitor keeps if the first call does nothing
 
@@ -231,7 +224,7 @@ class RunLoop:
                                   + (" Your earlier run and its files are kept." if before else ""))
         try:  # the rest of the files, written here after the GPU calls (the GPU is released)
             for written, total in follower.finish(final, read_record(final)):
-                yield Writing(written, total)
+                yield Progress(total=total, written=written)
         except Exception as err:  # the results are kept; the summary says what went wrong
             log.error("writing the files of a run failed", exc_info=err)
             record = read_record(final)
@@ -240,13 +233,12 @@ class RunLoop:
                 write_record(final, record)
             ended = {**(ended or {}), "error": f"Writing the files failed ({err}); the results of every frame "
                                                "done are kept (results.jsonl). Run it again."}
-        summary = runs.summary_of(final)
         ended = {k: v for k, v in (ended or {}).items() if k != "advice"}
-        summary.update(seconds=round(time.monotonic() - started, 1), gpu_calls=calls, covers=[plan.first, plan.last],
-                       stride=options.stride, **ended)
-        if ended and "stopped_by" in ended and summary.get("status") in ("failed", "running"):
-            summary["status"] = "stopped"
-        runs.write_summary(final, summary)
+        summary = replace(RunSummary.read(final), seconds=round(time.monotonic() - started, 1), gpu_calls=calls,
+                          covers=[plan.first, plan.last], stride=options.stride, **ended)
+        if ended and "stopped_by" in ended and summary.status in ("failed", "running"):
+            summary.status = "stopped"
+        summary.write(final)
         yield summary
 
     def _learn(self, last: RunUpdate) -> None:
@@ -288,9 +280,8 @@ class RunLoop:
 def continue_leg(folder: str) -> Leg | None:
     """Where the run in `folder` goes on, when it ended before it covered what it set out to
     (its summary's `covers`), or None."""
-    summary = runs.summary_of(folder)
+    covers = RunSummary.read(folder).covers
     record = read_record(folder)
-    covers = summary.get("covers")
     if record is None or not covers or not record.frame_range:
         return None
     stride = max(1, int(record.stride or 1))

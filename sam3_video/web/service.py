@@ -8,7 +8,7 @@ in another process (Hugging Face ZeroGPU). A run's folder is the record of the r
 the slider after it, Fix this frame and /results read the files (`runs.py`).
 
 A run is one generator from the visitor's point of view, however many GPU calls it takes: it
-yields `RunProgress` at least every second, then the run's `Outputs`. The run itself goes on in a
+yields `Progress` at least every second, then the run's `Outputs`. The run itself goes on in a
 thread of its own (`live.py`), so that the folder stays in use (never swept) until its files are
 final whoever watches: closed early by an API client (a cancel), it asks the run to stop; a page
 that goes away (a reload) leaves it going on, and the same tab, back (`restore`), follows it again.
@@ -29,6 +29,7 @@ from .. import continuation
 from ..config import LIMITS, ON_SPACE, AppLimits, GpuBudget
 from ..errors import BadRequestError
 from ..export import check_outputs
+from ..progress import Progress
 from ..results import rle_areas
 from ..runfolder import read_record
 from ..session import check_direction, check_frame
@@ -39,8 +40,8 @@ from .live import LiveRun
 from .model import AppModel
 from .previews import Preview, draw, object_rows, to_video_pixels
 from .gpucalls import Pace, duration_factor, refusal
-from .runloop import RunLoop, Sizer, Writing
-from .runs import Outputs, Plan, RunUpdate
+from .runloop import RunLoop, Sizer
+from .runs import Outputs, Plan, RunSummary, RunUpdate
 from .uploads import check_video, keep_upload
 from .workspaces import Workspace, Workspaces
 
@@ -65,19 +66,6 @@ class Restored:
     preview: Preview | None = None
     running: bool = False
     outputs: Outputs | None = None
-
-
-@dataclass
-class RunProgress:
-    """A running run, for the page: counts over the whole run, the latest frame drawn (None: no
-    new one), and a line of text."""
-
-    done: int
-    total: int
-    fps: float
-    eta_s: float | None
-    preview: np.ndarray | None
-    text: str
 
 
 class Service:
@@ -305,9 +293,9 @@ class Service:
 
     # -- runs ---------------------------------------------------------------------------------------
     def propagate(self, key: str, direction: str, max_frames: float | None, stride: float | None = 1,
-                  stop_on_close: bool = True) -> Iterator[RunProgress | Outputs]:
+                  stop_on_close: bool = True) -> Iterator[Progress | Outputs]:
         """Propagate from the detected frame (or continue from a fixed one), every `stride`-th frame:
-        `RunProgress` at least every second, then the run's `Outputs`. Closing this stops the run
+        `Progress` at least every second, then the run's `Outputs`. Closing this stops the run
         when `stop_on_close` (else it goes on: the page's run survives a reload)."""
         ws = self.workspaces.get(key)
         yield from self._run(ws, self._options(ws, direction, max_frames, stride), stop_on_close)
@@ -331,7 +319,7 @@ class Service:
         seconds, calls = self.sizer.estimate(ws.info, options)
         return gpu_time_words(seconds, calls)
 
-    def continue_run(self, key: str, stop_on_close: bool = True) -> Iterator[RunProgress | Outputs]:
+    def continue_run(self, key: str, stop_on_close: bool = True) -> Iterator[Progress | Outputs]:
         """Go on with the latest run where it ended before covering what it set out to (stopped,
         refused, cut off): from its last frame, the frames done kept."""
         ws = self.workspaces.get(key)
@@ -351,7 +339,7 @@ class Service:
 
     def segment_video(self, key: str, path: str, prompts: str, start_frame: int = 0, direction: str = "forward",
                       max_frames: int | None = None, threshold: float | None = None, stride: int | None = 1
-                      ) -> Iterator[RunProgress | Outputs]:
+                      ) -> Iterator[Progress | Outputs]:
         """The one-shot API: open, detect and propagate in one call."""
         self.open_video(key, path)
         ws = self.workspaces.get(key)
@@ -363,7 +351,7 @@ class Service:
                              check_stride(stride, info))
         yield from self._run(ws, options, stop_on_close=True)
 
-    def _run(self, ws: Workspace, options: RunOptions, stop_on_close: bool) -> Iterator[RunProgress | Outputs]:
+    def _run(self, ws: Workspace, options: RunOptions, stop_on_close: bool) -> Iterator[Progress | Outputs]:
         """Start the run in a thread of its own (`LiveRun`) and follow it. Closed early, the
         follower asks the run to stop when `stop_on_close` (an API client's cancel); a page that
         goes away (a reload) leaves it going on, to be followed again (`follow`)."""
@@ -373,7 +361,7 @@ class Service:
         ws.live = LiveRun.start(self._legs(ws, options), is_last=lambda item: isinstance(item, Outputs))
         yield from self._watch(ws, ws.live, stop_on_close)
 
-    def _watch(self, ws: Workspace, live: LiveRun, stop_on_close: bool) -> Iterator[RunProgress | Outputs]:
+    def _watch(self, ws: Workspace, live: LiveRun, stop_on_close: bool) -> Iterator[Progress | Outputs]:
         try:
             yield from live.follow()
         except GeneratorExit:
@@ -381,14 +369,14 @@ class Service:
                 self.workspaces.stop_run(ws)
             raise
 
-    def follow(self, key: str) -> Iterator[RunProgress | Outputs]:
+    def follow(self, key: str) -> Iterator[Progress | Outputs]:
         """The visitor's run that is going on (a page back after a reload follows it again): its
         progress, then its outputs; nothing when none is going on. Closing this leaves it going."""
         ws = self.workspaces.peek(key)
         if ws is not None and ws.live is not None and not ws.live.ended:
             yield from self._watch(ws, ws.live, stop_on_close=False)
 
-    def _legs(self, ws: Workspace, options: RunOptions) -> Iterator[RunProgress | Outputs]:
+    def _legs(self, ws: Workspace, options: RunOptions) -> Iterator[Progress | Outputs]:
         """The run as one or more GPU calls (`runloop.RunLoop`), holding the workspace in use."""
         _, info = ws.need_video()
         model = self.model.require()
@@ -405,14 +393,14 @@ class Service:
                                     (kept[0], kept[-1]) if kept else None)
             started, shown = time.monotonic(), len(kept)
             seconds, calls = self.sizer.estimate(info, options, len(kept))
-            yield RunProgress(shown, plan.total, 0.0, None, None, f"starting on the GPU ({gpu_time_words(seconds, calls)})")
+            yield Progress(shown, plan.total, text=f"starting on the GPU ({gpu_time_words(seconds, calls)})")
             try:
                 for item in self.loop.legs(ws, model, options, plan, kept):
-                    if isinstance(item, dict):  # the summary: the run has ended, its folder is final
+                    if isinstance(item, RunSummary):  # the run has ended, its folder is final
                         break
-                    if isinstance(item, Writing):  # the GPU calls are over: the files are being finished
-                        yield RunProgress(shown, plan.total, 0.0, None, None, "GPU released · writing the overlay "
-                                          f"and annotations: {item.written}/{item.total}")
+                    if isinstance(item, Progress):  # the GPU calls are over: the files are being finished
+                        yield Progress(shown, plan.total, text="GPU released · writing the overlay and "
+                                       f"annotations: {item.written}/{item.total}")
                         continue
                     calls, update = item
                     progress = _progress(update, plan, shown, calls, started)
@@ -564,23 +552,24 @@ def _read_frame(ws: Workspace, index: int) -> np.ndarray:
         return reader[index]
 
 
-def _progress(update: RunUpdate, plan: Plan, shown: int, calls: int, started: float) -> RunProgress:
+def _progress(update: RunUpdate, plan: Plan, shown: int, calls: int, started: float) -> Progress:
     """A GPU step's update as progress over the whole run, never below the `shown` count (a call
     that continues another redoes its first frame, and counts nothing while it warms up).
 
     The text names the phase ('warming up', 'forward 20/20 · backward 1/19'); the time left only
     once it is stable: SAM3 holds back its first frames and then hands several at once, so the pace
     of the first few frames says little (`eta_stable`)."""
-    done = min(max(update.done, shown), plan.total)
-    eta = (plan.total - done) / update.fps if update.fps > 0 and eta_stable(done - plan.kept, plan.new) else None
+    step = update.progress
+    done = min(max(step.done, shown), plan.total)
+    eta = (plan.total - done) / step.fps if step.fps > 0 and eta_stable(done - plan.kept, plan.new) else None
     call = f"GPU call {calls}: " if calls > 1 else ""
-    if update.finished:
+    if step.finished:
         text = f"{plan.phases(done)} · closing the files"
-    elif update.total is None:
+    elif step.total is None:
         text = f"{call}warming up ({time.monotonic() - started:.0f} s; SAM3 holds back its first frames)"
     else:
-        text = f"{call}{plan.phases(done)} · {update.fps:.1f} frames/s" + (f" · about {eta:.0f} s left" if eta else "")
-    return RunProgress(done, plan.total, update.fps, eta, update.preview, text)
+        text = f"{call}{plan.phases(done)} · {step.fps:.1f} frames/s" + (f" · about {eta:.0f} s left" if eta else "")
+    return Progress(done, plan.total, step.fps, eta, preview=step.preview, text=text)
 
 
 def gpu_time_words(seconds: int, calls: int) -> str:
