@@ -24,7 +24,7 @@ import numpy as np
 from .backends import Backend, BackendSession, load_backend
 from .continuation import EarlierRun
 from .errors import BackendUnavailableError, BadRequestError
-from .types import (  # noqa: F401  (check_stride, check_threshold, stride_for_fps: checks of this module's kind, kept in types)
+from .types import (  # noqa: F401  (check_stride, check_threshold, stride_for_fps: this module's kind, in types)
     MAX_PHRASE_CHARS,
     Direction,
     Edit,

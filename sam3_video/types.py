@@ -212,9 +212,9 @@ class StartPoint:
         try:
             removed = tuple(sorted({int(i) for i in self.removed}))
         except (TypeError, ValueError):
-            raise BadRequestError(f"The objects to remove ({', '.join(map(str, self.removed))}) are not all object ids; give whole numbers "
-                                  "from the objects table.") from None
-        edits = tuple(self.edits)
+            raise BadRequestError(f"The objects to remove must be object ids, whole numbers from the objects table; "
+                                  f"got {self.removed!r}.") from None
+        edits = tuple(self.edits) if isinstance(self.edits, (tuple, list)) else (self.edits,)
         for edit in edits:
             if not isinstance(edit, Edit):
                 raise BadRequestError(f"The correction {edit!r} is not a click or a box (an Edit); give Edit values.")

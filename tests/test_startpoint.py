@@ -48,10 +48,15 @@ def test_a_start_point_is_parsed_once():
     (dict(phrases=(" , ",)), "prompt is empty"),
     (dict(phrases=("car",), threshold=1.5), "not a score"),
     (dict(phrases=("car",), threshold="high"), "not a number"),
-    (dict(phrases=("car",), removed=("x",)), "not all object ids"),
+    (dict(phrases=("car",), removed=("x",)), "must be object ids"),
+    (dict(phrases=("car",), removed=3), "must be object ids"),
     (dict(phrases=("car",), edits=("click",)), "not a click or a box"),
+    (dict(phrases=("car",), edits=Edit("exemplar")), None),
 ])
 def test_bad_start_points_are_sentences(kwargs, match):
+    if match is None:  # one Edit for a tuple of them: taken as one
+        assert StartPoint(**kwargs).edits == (kwargs["edits"],)
+        return
     with pytest.raises(BadRequestError, match=match):
         StartPoint(**kwargs)
 
