@@ -4,7 +4,7 @@ A run of bikes.mp4 (250 frames, "car, light", the small random SAM3, overlay + e
 taken as the earlier run. A user finds a mistake on frame K, removes an object there and wants the
 rest redone. Two ways, each in the same process with the model loaded once:
 
-  continue   `RunOptions(start_frame=K, remove_ids=..., continue_from=earlier)`: frames 0..K-1
+  continue   `RunOptions.of(start_frame=K, removed=..., continue_from=earlier)`: frames 0..K-1
              copied from the earlier run (drawn and exported again), K..249 run by the model
   rerun      the same removal made on frame 0 and the whole clip run again (what a tool that
              cannot continue leaves the user to do)
@@ -51,7 +51,7 @@ def main() -> None:
     best: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        first = run(clip, RunOptions((PROMPT,)), os.path.join(tmp, "earlier"), backend)
+        first = run(clip, RunOptions.of((PROMPT,)), os.path.join(tmp, "earlier"), backend)
         best["earlier run"] = time.perf_counter() - t0
         n = first.frames_done
         on_k = next(r for r in read_results(os.path.join(tmp, "earlier")) if r.frame_index == k)
@@ -59,8 +59,8 @@ def main() -> None:
         for r in range(args.repeats):
             wait_quiet(args.wait_quiet)
             runs = {
-                "continue": RunOptions((PROMPT,), k, remove_ids=(victim,), continue_from=os.path.join(tmp, "earlier")),
-                "rerun": RunOptions((PROMPT,), 0, remove_ids=(victim,)),
+                "continue": RunOptions.of((PROMPT,), k, removed=(victim,), continue_from=os.path.join(tmp, "earlier")),
+                "rerun": RunOptions.of((PROMPT,), 0, removed=(victim,)),
             }
             for name, options in runs.items():
                 t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def main() -> None:
         # the copied frames alone: a continuation from the last frame runs the model on one frame
         wait_quiet(args.wait_quiet)
         t0 = time.perf_counter()
-        run(clip, RunOptions((PROMPT,), n - 1, continue_from=os.path.join(tmp, "earlier")), os.path.join(tmp, "copy"),
+        run(clip, RunOptions.of((PROMPT,), n - 1, continue_from=os.path.join(tmp, "earlier")), os.path.join(tmp, "copy"),
             backend)
         copy_s = time.perf_counter() - t0
     lines = [

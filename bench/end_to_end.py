@@ -90,7 +90,7 @@ def ours(model_dir: str, clip: str, out_dir: str, max_frames: int | None, output
 
     backend = load_backend(model_dir, "transformers", "cpu", "float32")
     t0 = time.perf_counter()
-    summary = run(clip, RunOptions((PROMPT,), 0, "forward", max_frames), out_dir, backend=backend, outputs=outputs)
+    summary = run(clip, RunOptions.of((PROMPT,), 0, "forward", max_frames), out_dir, backend=backend, outputs=outputs)
     wall = time.perf_counter() - t0
     areas = [(r.frame_index, sorted(int(m.sum()) for m in r.masks)) for r in read_results(out_dir)]
     return {"frames": summary.frames_done, "wall_s": wall, "areas": areas}

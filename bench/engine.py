@@ -138,7 +138,7 @@ def one(args) -> dict:
                                               for n in per_frame for x in getattr(st, n).values()),
         })
 
-    options = RunOptions(prompts=(args.prompt,), direction="forward", start_frame=0, max_frames=args.max_frames)
+    options = RunOptions.of(prompts=(args.prompt,), direction="forward", start_frame=0, max_frames=args.max_frames)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         summary = pipeline.run(args.one, options, out, backend=backend, on_progress=on_progress,

@@ -30,7 +30,8 @@ from engine import child_result, emit, machine, make_long, small_model  # noqa: 
 
 
 def child(model: str, clip: str) -> None:
-    from sam3_video.web.service import RunProgress, Service
+    from sam3_video.progress import Progress
+    from sam3_video.web.service import Service
 
     with tempfile.TemporaryDirectory() as root:
         service = Service(model=model, device="cpu", root=root)  # loads the model now, as the app does
@@ -40,7 +41,7 @@ def child(model: str, clip: str) -> None:
         service.detect("v", 0, "car, light", None)
         t_detect = time.perf_counter()
         updates = service.propagate("v", "forward", None)
-        next(u for u in updates if isinstance(u, RunProgress) and u.preview is not None)  # the first frame drawn
+        next(u for u in updates if isinstance(u, Progress) and u.preview is not None)  # the first frame drawn
         t_first = time.perf_counter()
         service.stop("v")
         for _ in updates:  # to the end: the files are closed

@@ -59,7 +59,7 @@ def child(model: str, clip: str, frames: int, trim: bool, out: str) -> None:
 
     Sam3VideoModel.run_tracker_update_planning_phase = timed_planning
     t0 = time.perf_counter()
-    record = run(clip, RunOptions(("car", "light"), 0, "forward", frames, 0.0), out, backend=backend, outputs=[])
+    record = run(clip, RunOptions.of(("car", "light"), 0, "forward", frames, 0.0), out, backend=backend, outputs=[])
     emit({"wall_s": time.perf_counter() - t0, "frames": record.frames_done, "times": [times[i] for i in sorted(times)],
           "planning": [planning_times[i] for i in sorted(planning_times)]})
 

@@ -56,7 +56,7 @@ def run_ours(backend, video, prompt, out_dir, max_frames, threshold, outputs) ->
 
     reset_mem()
     t0 = time.perf_counter()
-    opts = RunOptions(prompts=(prompt,), start_frame=0, direction="forward", max_frames=max_frames, threshold=threshold)
+    opts = RunOptions.of(prompts=(prompt,), start_frame=0, direction="forward", max_frames=max_frames, threshold=threshold)
     summary = run(video, opts, out_dir, backend=backend, outputs=outputs)
     torch.cuda.synchronize()
     wall = time.perf_counter() - t0
@@ -191,12 +191,12 @@ def continue_on_gpu(backend, video, prompt, threshold, work) -> dict:
     reset_mem()
     t0 = time.perf_counter()
     first, second = os.path.join(work, "continue-1"), os.path.join(work, "continue-2")
-    run(video, RunOptions((prompt,), 0, "forward", 20, threshold), first, backend, outputs=[])
+    run(video, RunOptions.of((prompt,), 0, "forward", 20, threshold), first, backend, outputs=[])
     earlier = {r.frame_index: r for r in read_results(first)}
     seed = earlier[10]
     h, w = seed.size
     edits = (Edit("refine", int(seed.obj_ids[0]), ((w * 0.5, h * 0.5),), (1,)),) if len(seed) else ()
-    summary = run(video, RunOptions((prompt,), 10, "forward", 10, threshold, edits=edits, continue_from=first),
+    summary = run(video, RunOptions.of((prompt,), 10, "forward", 10, threshold, edits=edits, continue_from=first),
                   second, backend, outputs=[])
     after = {r.frame_index: r for r in read_results(second)}
     torch.cuda.synchronize()

@@ -47,7 +47,7 @@ def cached_results(clip: str, prompt: str) -> str:
         from sam3_video.backends import load_backend
 
         print("computing the small model's results once (minutes on a CPU) ...", file=sys.stderr, flush=True)
-        run(clip, RunOptions((prompt,)), folder, backend=load_backend(model, "transformers", "cpu", "float32"),
+        run(clip, RunOptions.of((prompt,)), folder, backend=load_backend(model, "transformers", "cpu", "float32"),
             outputs=())
     return folder
 

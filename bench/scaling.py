@@ -44,7 +44,7 @@ def child(model: str, clip: str, cap: int | None, max_frames: int | None) -> Non
         backend.model.max_num_objects, threshold = cap, 0.0
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        summary = run(clip, RunOptions(("car, light",), 0, "forward", max_frames, threshold), out, backend=backend,
+        summary = run(clip, RunOptions.of(("car, light",), 0, "forward", max_frames, threshold), out, backend=backend,
                       outputs=["overlay"])
         wall = time.perf_counter() - t0
         objects = [len(r) for r in read_results(out)]

@@ -111,9 +111,10 @@ def is_complete(job: VideoJob, outputs: list[str]) -> bool:
         asked = job.options()
     except Sam3VideoError:  # a video that cannot be probed is not done; its run says why
         return False
-    return runfolder.is_complete(job.out_dir, {"prompts": list(asked.prompts), "start_frame": asked.start_frame,
+    start = asked.start
+    return runfolder.is_complete(job.out_dir, {"prompts": list(start.phrases), "start_frame": start.frame,
                                                "direction": asked.direction, "max_frames": asked.max_frames,
-                                               "threshold": asked.threshold, "stride": asked.stride},
+                                               "threshold": start.threshold, "stride": asked.stride},
                                  check_outputs(outputs))
 
 

@@ -33,7 +33,7 @@ class VideoJob:
             from .video import probe
 
             stride = stride_for_fps(probe(self.video), self.target_fps)
-        return RunOptions(self.prompts, self.start_frame, self.direction, self.max_frames,  # type: ignore[arg-type]
+        return RunOptions.of(self.prompts, self.start_frame, self.direction, self.max_frames,  # type: ignore[arg-type]
                           self.threshold, stride=stride)
 
 

@@ -127,7 +127,7 @@ def _segment(args) -> int:
         from .video import probe
 
         stride = stride_for_fps(probe(args.video), args.target_fps)
-    options = RunOptions(
+    options = RunOptions.of(
         prompts=(args.prompt,) if args.prompt else (),
         stride=stride,
         start_frame=start or 0,
@@ -135,7 +135,7 @@ def _segment(args) -> int:
         direction=args.direction,  # None: forward, or the way the continued run went (pipeline.run)
         max_frames=args.max_frames,
         threshold=args.threshold,
-        remove_ids=_ids(args.remove),
+        removed=_ids(args.remove),
     )
     backend = load_backend(args.model, args.backend, args.device, args.dtype)
     bar = None

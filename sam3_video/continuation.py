@@ -130,7 +130,7 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
     except (TypeError, ValueError):
         stride = 1
     if stride > 1:  # a frame the earlier run's stride skips gets the sentence that says which it did
-        grid_position(frame, stride, int(record.start_frame or 0), info.num_frames)
+        grid_position(frame, stride, record.start.frame, info.num_frames)
     frames = RunFrames(folder) if frames is None else frames
     if frame not in frames:
         raise BadRequestError(f"Frame {frame} was not processed by the run in '{folder}' (it covers "
@@ -149,9 +149,8 @@ def load(folder: str | os.PathLike, frame: int, direction: Direction | None, inf
     for obj_id in seed.obj_ids.tolist():
         seen = [i for i in (*kept, frame) if obj_id in frames.ids_on[i]]
         first_seen[obj_id] = max(seen) if direction == "backward" else min(seen)
-    threshold = record.threshold
-    return EarlierRun(folder, frame, seed, kept, first_seen, frames.last_id, tuple(record.prompts or ()),
-                      None if threshold is None else float(threshold), frames, direction, stride)
+    return EarlierRun(folder, frame, seed, kept, first_seen, frames.last_id, record.start.phrases,
+                      record.start.threshold, frames, direction, stride)
 
 
 def heading(record: RunRecord, frame: int) -> Direction:
@@ -159,7 +158,7 @@ def heading(record: RunRecord, frame: int) -> Direction:
     backward below it."""
     if is_direction(record.direction) and record.direction != "both":
         return record.direction
-    return "forward" if frame >= int(record.start_frame or 0) else "backward"
+    return "forward" if frame >= record.start.frame else "backward"
 
 
 def last_frame(folder: str | os.PathLike) -> int | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Callable, Protocol, Sequence
 
 from . import continuation
@@ -27,10 +27,11 @@ from .backends import Backend, load_backend
 from .backends.base import effective_thresholds
 from .errors import OUT_OF_MEMORY_ADVICE, BadRequestError, OutOfMemoryError, Sam3VideoError, is_out_of_memory
 from .export import check_outputs
+from .progress import Progress
 from .results import EncodedFrame, ResultsWriter, count_visible, frame_to_json
 from .runfolder import RunRecord, write_record
 from .session import VideoSession
-from .types import Direction, FrameResult, RunOptions, ordinal, parse_prompts
+from .types import Direction, RunOptions, ordinal
 from .version import __version__
 from .video import probe
 from .writing import Background, FileWriter, call_all
@@ -42,17 +43,6 @@ class Sink(Protocol):
     def write(self, frame: EncodedFrame) -> None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass
-class Progress:
-    done: int
-    total: int
-    elapsed_s: float
-    fps: float
-    eta_s: float | None
-    result: FrameResult | None = None
-    written: int | None = None  # once the model is done: frames the writers have finished (None before)
 
 
 def run(
@@ -84,8 +74,9 @@ def run(
     started = time.perf_counter()
     info = probe(video)
     earlier = None
-    if options.continue_from:
-        earlier = continuation.load(options.continue_from, options.start_frame, options.direction, info)
+    start = options.start
+    if start.continue_from:
+        earlier = continuation.load(start.continue_from, start.frame, options.direction, info)
         if os.path.abspath(earlier.folder) == os.path.abspath(out_dir):
             raise BadRequestError("Write the continued run to a new folder: it reads the earlier run's "
                                   "folder while it writes.")
@@ -93,29 +84,29 @@ def run(
             raise BadRequestError(f"The run in '{earlier.folder}' did every {ordinal(earlier.stride)} frame; a "
                                   "continuation keeps its stride, so leave the stride at 1 or give "
                                   f"{earlier.stride}.")
-        options = replace(options, prompts=options.prompts or earlier.prompts,  # unless given: the earlier's
-                          threshold=earlier.threshold if options.threshold is None else options.threshold,
+        start = replace(start, phrases=start.phrases or earlier.prompts,  # unless given: the earlier's
+                        threshold=earlier.threshold if start.threshold is None else start.threshold)
+        options = replace(options, start=start,
                           direction=earlier.direction,  # as given, else the way the earlier run went
                           stride=earlier.stride)  # and on the earlier run's frames
     elif options.direction is None:
         options = replace(options, direction="forward")
-    with VideoSession(video, backend, info, stride=options.stride, anchor=options.start_frame) as session:
+    with VideoSession(video, backend, info, stride=options.stride, anchor=start.frame) as session:
         if on_session:
             on_session(session)
-        prompts = parse_prompts(options.prompts)
-        session.replay(options.start_frame, prompts, options.threshold, options.remove_ids, options.edits, earlier)
+        session.replay(start.frame, start.phrases, start.threshold, start.removed, start.edits, earlier)
         direction: Direction = options.direction or "forward"  # set above: the earlier run's, or forward
-        order = session.frames(direction, options.start_frame, options.max_frames)
+        order = session.frames(direction, start.frame, options.max_frames)
         kept = earlier.kept if earlier else []  # ascending, all on one side of the start frame
         expected = len(kept) + len(order)
         os.makedirs(out_dir, exist_ok=True)
-        record = _record(out_dir, session, options, prompts, backend, expected, earlier)
+        record = _record(out_dir, session, options, backend, expected, earlier)
         write_record(out_dir, record)
         # kept frames come first and in order: the overlay starts with them
         results = ResultsWriter(out_dir)  # the model's side writes this (and run.json) only
         files = None
         if wanted or sinks:  # the overlay and the formats: from the results, by a writer of their own
-            files = FileWriter(out_dir, wanted, session.info, prompts, (kept or order)[0], session.stride,
+            files = FileWriter(out_dir, wanted, session.info, start.phrases, (kept or order)[0], session.stride,
                                session.model_info.offset, extra=sinks, frames=expected)
         feed = Background(files) if files is not None and overlap else None
         ids_per_label: dict[str, set[int]] = {}
@@ -141,9 +132,8 @@ def run(
             new_started = time.perf_counter()
             # Continued with nothing changed on its start frame (the next GPU call of one run, or a
             # run continued as it was): that frame is the earlier run's, as its files show it.
-            same_start = earlier is not None and not options.edits and not options.remove_ids
-            for result in () if session.stopped else session.propagate(direction, options.start_frame,
-                                                                       options.max_frames):
+            same_start = earlier is not None and not start.edits and not start.removed
+            for result in () if session.stopped else session.propagate(direction, start.frame, options.max_frames):
                 if earlier is not None and same_start and result.frame_index == earlier.frame:
                     line = next(earlier.frames.lines([earlier.frame]))
                     hand_over(json.loads(line), line)
@@ -153,7 +143,7 @@ def run(
                     elapsed = time.perf_counter() - new_started  # the model's pace, kept frames aside
                     fps = (done - len(kept)) / elapsed if elapsed > 0 else 0.0
                     eta = (expected - done) / fps if fps > 0 else None
-                    on_progress(Progress(done, expected, time.perf_counter() - started, fps, eta, result))
+                    on_progress(Progress(done, expected, fps, eta, time.perf_counter() - started, result=result))
             if session.stopped and done < expected:
                 status = "stopped"
         except BaseException as err:  # saved frames stay valid; the manifest says what happened
@@ -170,7 +160,7 @@ def run(
                 try:
                     for written in feed.drain():
                         if on_progress and written < done:
-                            on_progress(Progress(done, expected, time.perf_counter() - started, 0.0, None,
+                            on_progress(Progress(done, expected, elapsed_s=time.perf_counter() - started,
                                                  written=written))
                 except Exception as err:
                     close_error = err
@@ -199,20 +189,19 @@ def run(
     return record
 
 
-def _record(out_dir: str, session: VideoSession, options: RunOptions, prompts, backend: Backend, expected: int,
+def _record(out_dir: str, session: VideoSession, options: RunOptions, backend: Backend, expected: int,
             earlier: continuation.EarlierRun | None) -> RunRecord:
     """The new run's record: its settings, nothing done yet."""
     info = asdict(session.info)
     for name in ("timestamps", "step", "offset"):  # the video's own facts only (the stride is the run's)
         info.pop(name)
-    thresholds = effective_thresholds(backend.default_thresholds, options.threshold)
+    thresholds = effective_thresholds(backend.default_thresholds, options.start.threshold)
     continued = None
     if earlier is not None:
         continued = {"folder": os.path.abspath(earlier.folder), "frame": earlier.frame, "frames_kept": len(earlier.kept)}
-    return RunRecord(video=info, prompts=list(prompts), start_frame=options.start_frame, direction=options.direction,
-                     max_frames=options.max_frames, stride=session.stride, threshold=options.threshold,
-                     removed_ids=list(options.remove_ids),
-                     edits=[asdict(edit) for edit in options.edits], thresholds=thresholds, model=backend.model_id,
+    start = options.start if earlier is None else replace(options.start, continue_from=os.path.abspath(earlier.folder))
+    return RunRecord(video=info, start=start, direction=options.direction,
+                     max_frames=options.max_frames, stride=session.stride, thresholds=thresholds, model=backend.model_id,
                      backend=backend.name, device=str(backend.device), frames_expected=expected,
                      postprocessing=backend.postprocessing,
                      software=f"sam3-video {__version__}", continued_from=continued, out_dir=out_dir)

@@ -18,6 +18,9 @@ import threading
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 
+from .errors import BadRequestError
+from .types import Edit, StartPoint
+
 RECORD = "run.json"
 RESULTS = "results.jsonl"
 OVERLAY = "overlay.mp4"
@@ -30,16 +33,16 @@ _zipping = threading.Lock()
 @dataclass
 class RunRecord:
     """What `run.json` holds: the run's settings, then its state (status "running", "complete",
-    "stopped" or "failed"; `frames_done` of `frames_expected`, which cover `frame_range`)."""
+    "stopped" or "failed"; `frames_done` of `frames_expected`, which cover `frame_range`).
+
+    Its start point (`start`) is written as the keys run.json has always had: "prompts",
+    "start_frame", "threshold", "removed_ids" and "edits" (each an Edit's fields); the folder it
+    continued from is "continued_from"'s "folder"."""
 
     video: dict  # VideoInfo's fields but the timestamps
-    prompts: list[str]
-    start_frame: int
+    start: StartPoint
     direction: str | None
     max_frames: int | None
-    threshold: float | None
-    removed_ids: list[int]
-    edits: list[dict]
     thresholds: dict | None  # the detector's two cuts in effect
     model: str
     backend: str
@@ -69,16 +72,38 @@ class RunRecord:
         return int(self.video["height"]), int(self.video["width"])
 
     def to_json(self) -> dict:
-        doc = asdict(self)
-        doc.pop("out_dir")
+        doc = {name: getattr(self, name) for name in _FIELDS}
+        start = self.start
+        doc = {"video": doc.pop("video"), "prompts": list(start.phrases), "start_frame": start.frame,
+               "direction": doc.pop("direction"), "max_frames": doc.pop("max_frames"), "threshold": start.threshold,
+               "removed_ids": list(start.removed), "edits": [asdict(edit) for edit in start.edits], **doc}
         if doc["continued_from"] is None:
             doc.pop("continued_from")
-        return doc
+        return json.loads(json.dumps(doc))  # plain JSON values (lists, not tuples), as the file holds them
 
     @classmethod
     def from_json(cls, doc: dict, out_dir: str = "") -> "RunRecord":
-        known = {f.name for f in fields(cls)} - {"out_dir"}
-        return cls(**{k: v for k, v in doc.items() if k in known}, out_dir=out_dir)
+        """The record a run.json holds (`to_json`'s keys); raises ValueError or TypeError when it
+        is not one."""
+        continued = doc.get("continued_from")
+        try:
+            start = StartPoint(int(doc["start_frame"]), tuple(doc["prompts"] or ()), doc.get("threshold"),
+                               tuple(doc.get("removed_ids") or ()), tuple(_edit(e) for e in doc.get("edits") or ()),
+                               continued.get("folder") if isinstance(continued, dict) else None)
+        except (KeyError, BadRequestError) as err:
+            raise ValueError(f"not a run's record: {err}") from None
+        return cls(**{k: v for k, v in doc.items() if k in _FIELDS}, start=start, out_dir=out_dir)
+
+
+_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name not in ("start", "out_dir"))  # written as they are
+
+
+def _edit(doc: dict) -> Edit:
+    """An Edit as run.json holds it (its fields; lists for tuples)."""
+    box = doc.get("box")
+    return Edit(doc["kind"], doc.get("obj_id"), tuple(tuple(p) for p in doc.get("points") or ()),
+                tuple(doc.get("labels") or ()), None if box is None else tuple(box), doc.get("label", ""),
+                bool(doc.get("positive", True)))
 
 
 def write_record(folder: str, record: RunRecord) -> None:
@@ -109,13 +134,14 @@ def recorded_size(folder: str) -> tuple[int, int]:
 
 
 def is_complete(folder: str, asked: dict, outputs: list[str]) -> bool:
-    """Whether `folder` holds a finished run of exactly what `asked` says (RunRecord field names:
+    """Whether `folder` holds a finished run of exactly what `asked` says (run.json's keys:
     prompts, start_frame, direction, max_frames, threshold), with every one of `outputs` (names
     checked by export.check_outputs) whole: checked on disk, not assumed."""
     record = read_record(folder)
     if record is None or not record.complete or record.frames_done != record.frames_expected:
         return False
-    if any(getattr(record, name) != value for name, value in asked.items()):
+    written = record.to_json()
+    if any(written.get(name) != value for name, value in asked.items()):
         return False
     try:
         with open(os.path.join(folder, RESULTS), encoding="utf-8") as f:

@@ -54,9 +54,9 @@ def rewrite(folder: str, out_dir: str, info: VideoInfo, outputs: Sequence[str], 
     record = replace(earlier, status="running", frames_done=0, frame_range=None, error=None, out_dir=out_dir)
     write_record(out_dir, record)
     stride = max(1, int(earlier.stride or 1))  # a run of every Nth frame: its frames, N apart
-    offset = int(earlier.start_frame or 0) % stride
+    offset = earlier.start.frame % stride
     results = ResultsWriter(out_dir)
-    files = FileWriter(out_dir, wanted, info, earlier.prompts, order[0] if order else 0, stride, offset,
+    files = FileWriter(out_dir, wanted, info, earlier.start.phrases, order[0] if order else 0, stride, offset,
                        frames=len(order)) \
         if wanted else None
     ids_per_label: dict[str, set[int]] = {}

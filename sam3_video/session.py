@@ -24,13 +24,14 @@ import numpy as np
 from .backends import Backend, BackendSession, load_backend
 from .continuation import EarlierRun
 from .errors import BackendUnavailableError, BadRequestError
-from .types import (  # noqa: F401  (check_stride, stride_for_fps: checks of this module's kind, kept in types)
+from .types import (  # noqa: F401  (check_stride, check_threshold, stride_for_fps: this module's kind, in types)
     MAX_PHRASE_CHARS,
     Direction,
     Edit,
     FrameResult,
     VideoInfo,
     check_stride,
+    check_threshold,
     frame_order,
     grid_position,
     is_direction,
@@ -47,13 +48,6 @@ def check_frame(info: VideoInfo, frame_index: int) -> int:
     if not isinstance(frame_index, int) or not 0 <= frame_index < n:
         raise BadRequestError(f"Frame {frame_index} is outside this video, which has frames 0 to {n - 1}.")
     return frame_index
-
-
-def check_threshold(threshold: float | None) -> float | None:
-    """None (the model's own) or a score from 0 to 1, else a sentence."""
-    if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
-        raise BadRequestError(f"The threshold {threshold} is not a score; use a number from 0 to 1.")
-    return None if threshold is None else float(threshold)
 
 
 def check_direction(direction: str | None, max_frames: int | None = None) -> Direction:

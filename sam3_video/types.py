@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import math
-from typing import Literal, Sequence, TypeGuard
+import os
+from typing import Iterable, Literal, Sequence, TypeGuard
 
 import numpy as np
 
@@ -184,27 +185,87 @@ class Edit:
 
 
 @dataclass(frozen=True)
+class StartPoint:
+    """What a run starts from, as the visitor (or the caller) built it, parsed and checked once
+    here: the frame (`frame`, from 0), the phrases (`phrases_of`), the detection score needed
+    (`threshold`, 0 to 1; None: the model's own), the objects dropped after detection (`removed`,
+    sorted ids), the corrections replayed after them (`edits`, in order) and the output folder of
+    an earlier run it continues from (`continue_from`: its result on `frame` is the starting point
+    instead of a new detection; then the phrases may be left empty: the earlier run's).
+
+    The workspace of the web app, its GPU requests, `RunOptions` and `RunRecord` carry one of
+    these; bad input is a `BadRequestError` with a sentence, when it is made."""
+
+    frame: int = 0
+    phrases: tuple[str, ...] = ()
+    threshold: float | None = None
+    removed: tuple[int, ...] = ()
+    edits: tuple[Edit, ...] = ()
+    continue_from: str | None = None
+
+    def __post_init__(self) -> None:
+        frame = self.frame
+        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)) or frame < 0:
+            raise BadRequestError(f"Frame {frame} is outside this video: give a frame number from 0.")
+        continue_from = os.fspath(self.continue_from) if self.continue_from else None
+        phrases = parse_prompts(self.phrases or "") if continue_from else phrases_of(self.phrases)
+        try:
+            removed = tuple(sorted({int(i) for i in self.removed}))
+        except (TypeError, ValueError):
+            raise BadRequestError(f"The objects to remove must be object ids, whole numbers from the objects table; "
+                                  f"got {self.removed!r}.") from None
+        edits = tuple(self.edits) if isinstance(self.edits, (tuple, list)) else (self.edits,)
+        for edit in edits:
+            if not isinstance(edit, Edit):
+                raise BadRequestError(f"The correction {edit!r} is not a click or a box (an Edit); give Edit values.")
+        for name, value in (("frame", int(frame)), ("phrases", phrases), ("threshold", check_threshold(self.threshold)),
+                            ("removed", removed), ("edits", edits), ("continue_from", continue_from)):
+            object.__setattr__(self, name, value)
+
+    def removing(self, ids: Iterable[int]) -> "StartPoint":
+        """The same start with objects `ids` dropped too."""
+        return replace(self, removed=(*self.removed, *ids))
+
+    def with_edits(self, edits: Iterable[Edit]) -> "StartPoint":
+        """The same start with `edits` as its corrections (in place of its own)."""
+        return replace(self, edits=tuple(edits))
+
+    def continuing(self, folder: str, frame: int) -> "StartPoint":
+        """The same phrases and threshold from `frame` of the run in `folder`, as that run left it:
+        nothing removed, no corrections."""
+        return StartPoint(frame, self.phrases, self.threshold, continue_from=folder)
+
+
+@dataclass(frozen=True)
 class RunOptions:
-    """What to find and which frames to cover.
+    """What to find and which frames to cover: where the run starts and from what (`start`), the
+    way it goes and how far.
 
     `max_frames` counts frames per direction, the start frame included: forward from 10 with
-    max_frames=5 covers 10..14; both from 10 covers 6..14.
+    max_frames=5 covers 10..14; both from 10 covers 6..14. `RunOptions.of` takes the same as
+    plain values.
     """
 
-    prompts: tuple[str, ...]
-    start_frame: int = 0
-    direction: Direction | None = "forward"  # None: forward, or the way a continued run went through start_frame
+    start: StartPoint
+    direction: Direction | None = "forward"  # None: forward, or the way a continued run went through start.frame
     max_frames: int | None = None  # None: to the end (and to frame 0 going backward)
-    threshold: float | None = None  # detection score needed to report an object; None: model's own
-    remove_ids: tuple[int, ...] = ()  # objects dropped right after detection (false positives)
-    edits: tuple[Edit, ...] = ()  # clicks and boxes on the detect frame, applied after the removals
-    # the output folder of an earlier run to continue: its result on `start_frame` (a frame it
-    # processed) is the starting point instead of a new detection, `remove_ids` and `edits` correct
-    # it, and its frames behind `start_frame` are kept (see sam3_video/continuation.py)
-    continue_from: str | None = None
-    # every `stride`-th frame from `start_frame` (1: every frame): a long video in less GPU time;
+    # every `stride`-th frame from `start.frame` (1: every frame): a long video in less GPU time;
     # results keep the video's own frame indices, the overlay plays at fps / stride
     stride: int = 1
+
+    @classmethod
+    def of(cls, prompts: str | Sequence[str] = (), start_frame: int = 0, direction: Direction | None = "forward",
+           max_frames: int | None = None, threshold: float | None = None, removed: Iterable[int] = (),
+           edits: Iterable[Edit] = (), continue_from: str | os.PathLike | None = None, stride: int = 1
+           ) -> "RunOptions":
+        """The options from plain values: the phrases to find (`prompts`) on `start_frame` (or,
+        with `continue_from`, the earlier run's result there, then its phrases unless given),
+        `threshold`, objects `removed` right after detection (false positives) and `edits`
+        (clicks and boxes) applied after them; see `StartPoint` and sam3_video/continuation.py."""
+        phrases = (prompts,) if isinstance(prompts, str) else tuple(prompts)
+        start = StartPoint(start_frame, phrases, threshold, tuple(removed), tuple(edits),
+                           os.fspath(continue_from) if continue_from else None)
+        return cls(start, direction, max_frames, stride)
 
 
 #: SAM3 reads a phrase of a few words (its text encoder keeps 32 tokens); each phrase costs a pass.
@@ -219,6 +280,17 @@ def phrases_of(text: str | Sequence[str] | None) -> tuple[str, ...]:
     if not phrases:
         raise BadRequestError("The prompt is empty. Type one or more phrases separated by commas, e.g. 'car, person'.")
     return phrases
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    """None (the model's own) or a score from 0 to 1, else a sentence."""
+    try:
+        value = None if threshold is None else float(threshold)
+    except (TypeError, ValueError):
+        raise BadRequestError(f"The threshold '{threshold}' is not a number; use a score from 0 to 1.") from None
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise BadRequestError(f"The threshold {threshold} is not a score; use a number from 0 to 1.")
+    return value
 
 
 def parse_prompts(text: str | Sequence[str]) -> tuple[str, ...]:

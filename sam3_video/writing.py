@@ -366,7 +366,7 @@ def _writer_for(staging: str, wanted: Sequence[str], info: VideoInfo, record: Ru
     if record is None:
         raise FileNotFoundError("the run's folder has results but no run.json")
     stride = max(1, int(record.stride or 1))
-    return FileWriter(staging, wanted, info, record.prompts, first_frame, stride, int(record.start_frame or 0) % stride,
+    return FileWriter(staging, wanted, info, record.start.phrases, first_frame, stride, record.start.frame % stride,
                       frames=record.frames_expected)
 
 

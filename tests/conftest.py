@@ -172,7 +172,7 @@ def gpu_call_killed(monkeypatch):
 
     def relay(request, queue):
         for update in real(request):
-            queue.put(replace(update, preview=None))
+            queue.put(replace(update, progress=update.progress.sent(None)))
         queue.put(None)
 
     def killed(request):
@@ -186,7 +186,7 @@ def gpu_call_killed(monkeypatch):
                 if update is None:
                     return
                 yield update
-                if Killed.calls == 1 and update.done >= Killed.after:
+                if Killed.calls == 1 and update.progress.done >= Killed.after:
                     os.kill(child.pid, signal.SIGKILL)
                     raise RuntimeError("GPU task aborted")
         finally:

@@ -52,7 +52,7 @@ def test_folder_on_ray_matches_the_single_video_path(videos, test_model_dir, bac
     for name, folder in (("carphone.mp4", "carphone"), ("bikes.mp4", "sub__bikes")):
         assert reports[name]["status"] == "complete" and reports[name]["frames"] == 6
         single = tmp_path / f"single-{folder}"
-        run(videos / ("sub" if "bikes" in name else "") / name, RunOptions(("person, car",), max_frames=6), single,
+        run(videos / ("sub" if "bikes" in name else "") / name, RunOptions.of(("person, car",), max_frames=6), single,
             backend=backend, outputs=["overlay", "coco", "mot"])
         ours, theirs = list(read_results(out / folder)), list(read_results(single))
         assert [r.frame_index for r in ours] == [r.frame_index for r in theirs] == list(range(6))

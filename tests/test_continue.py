@@ -27,7 +27,7 @@ OUTPUTS = ["overlay", "coco", "mot"]
 def earlier(carphone, edit_backend, tmp_path_factory):
     """A forward run from frame 0 that stopped after 30 frames (a frame limit stands in for Stop)."""
     out = tmp_path_factory.mktemp("earlier")
-    summary = run(carphone, RunOptions(PHRASES, 0, "forward", max_frames=30), out, edit_backend, outputs=OUTPUTS)
+    summary = run(carphone, RunOptions.of(PHRASES, 0, "forward", max_frames=30), out, edit_backend, outputs=OUTPUTS)
     assert summary.frames_done == 30
     return out, {r.frame_index: r for r in read_results(out)}
 
@@ -47,7 +47,7 @@ def test_corrected_frame_continues_with_the_earlier_frames_and_ids(carphone, edi
     target, other = ids(seed)[:2]
     fix = Edit("refine", target, (outside_click(mask_of(seed, target)),), (1,))
     out = tmp_path / "continued"
-    summary = run(carphone, RunOptions(PHRASES, 20, "forward", max_frames=15, edits=(fix,), continue_from=str(folder)),
+    summary = run(carphone, RunOptions.of(PHRASES, 20, "forward", max_frames=15, edits=(fix,), continue_from=str(folder)),
                   out, edit_backend, outputs=OUTPUTS)
 
     assert (summary.status, summary.frames_done, summary.frames_expected) == ("complete", 35, 35)
@@ -76,7 +76,7 @@ def test_a_continued_run_stopped_before_it_began_keeps_its_earlier_frames(carpho
     ends it after its kept frames: the frames done are never lost."""
     folder, before = earlier
     out = tmp_path / "continued"
-    summary = run(carphone, RunOptions(PHRASES, 20, "forward", max_frames=15, continue_from=str(folder)), out,
+    summary = run(carphone, RunOptions.of(PHRASES, 20, "forward", max_frames=15, continue_from=str(folder)), out,
                   edit_backend, outputs=OUTPUTS, on_session=lambda session: session.stop())
     assert (summary.status, summary.frames_done, summary.frames_expected) == ("stopped", 20, 35)
     after = {r.frame_index: r for r in read_results(out)}
@@ -90,8 +90,8 @@ def test_removed_and_added_objects_when_continuing(carphone, edit_backend, earli
     victim = ids(before[25])[0]
     added = Edit("add_object", box=BOX, label="mirror")
     out = tmp_path / "continued"
-    run(carphone, RunOptions(PHRASES, 25, "forward", max_frames=10, remove_ids=(victim,), edits=(added,),
-                             continue_from=str(folder)), out, edit_backend, outputs=[])
+    run(carphone, RunOptions.of(PHRASES, 25, "forward", max_frames=10, removed=(victim,), edits=(added,),
+                                continue_from=str(folder)), out, edit_backend, outputs=[])
     after = {r.frame_index: r for r in read_results(out)}
     assert victim in ids(after[24]), "kept frames are as they were"
     assert all(victim not in ids(after[i]) for i in range(25, 35)), "removed from the corrected frame on"
@@ -104,11 +104,11 @@ def test_removed_and_added_objects_when_continuing(carphone, edit_backend, earli
 
 def test_continuing_backward_keeps_the_frames_after(carphone, edit_backend, tmp_path):
     first = tmp_path / "first"
-    run(carphone, RunOptions(PHRASES, 60, "backward", max_frames=20), first, edit_backend, outputs=["overlay"])
+    run(carphone, RunOptions.of(PHRASES, 60, "backward", max_frames=20), first, edit_backend, outputs=["overlay"])
     before = {r.frame_index: r for r in read_results(first)}
     assert sorted(before) == list(range(41, 61))
     out = tmp_path / "continued"
-    summary = run(carphone, RunOptions(PHRASES, 50, "backward", max_frames=15, continue_from=str(first)), out,
+    summary = run(carphone, RunOptions.of(PHRASES, 50, "backward", max_frames=15, continue_from=str(first)), out,
                   edit_backend, outputs=["overlay"])
     after = {r.frame_index: r for r in read_results(out)}
     assert summary.frames_done == 25 and sorted(after) == list(range(36, 61))
@@ -123,7 +123,7 @@ def test_continuing_backward_keeps_the_frames_after(carphone, edit_backend, tmp_
     ("both", 40, 40, "forward"), ("both", 40, 39, "backward"),
 ])
 def test_a_continuation_goes_the_way_the_run_went_through_the_frame(direction, start, frame, way):
-    assert continuation.heading(SimpleNamespace(direction=direction, start_frame=start), frame) == way
+    assert continuation.heading(SimpleNamespace(direction=direction, start=SimpleNamespace(frame=start)), frame) == way
 
 
 def test_seeded_session_replays_to_the_same_result(carphone, edit_backend, earlier):
@@ -162,9 +162,9 @@ def test_what_can_be_continued(carphone, media, earlier, frame, video, message):
 def test_bad_continuations_get_a_sentence(carphone, edit_backend, earlier, tmp_path):
     folder, _ = earlier
     with pytest.raises(BadRequestError, match="not the output folder of a run"):
-        run(carphone, RunOptions(PHRASES, 3, continue_from=str(tmp_path)), tmp_path / "x", edit_backend)
+        run(carphone, RunOptions.of(PHRASES, 3, continue_from=str(tmp_path)), tmp_path / "x", edit_backend)
     with pytest.raises(BadRequestError, match="new folder"):
-        run(carphone, RunOptions(PHRASES, 3, continue_from=str(folder)), folder, edit_backend)
+        run(carphone, RunOptions.of(PHRASES, 3, continue_from=str(folder)), folder, edit_backend)
     assert json.loads((folder / "run.json").read_text())["frames_done"] == 30, "the earlier run is untouched"
 
 

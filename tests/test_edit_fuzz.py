@@ -157,8 +157,8 @@ class Visitor:
         p = self.plan
         direction = self.rng.choice(("forward", "backward", "both")) if p["earlier"] is None else None
         stop_after = self.rng.choice((None, None, 0, 1))
-        options = RunOptions(p["phrases"], p["frame"], direction, self.rng.randint(1, 3), p["threshold"],
-                             tuple(sorted(p["removed"])), tuple(p["edits"]), p["earlier"])
+        options = RunOptions.of(p["phrases"], p["frame"], direction, self.rng.randint(1, 3), p["threshold"],
+                                tuple(sorted(p["removed"])), tuple(p["edits"]), p["earlier"])
         self.runs += 1
         out = os.path.join(self.out_dir, f"run{self.runs}")
         sessions = []

@@ -1,6 +1,7 @@
 """Every registered annotation format keeps the writer contract that export/base.py declares
 (`Writer`: `files`, `needs_image`, `write`, `close`, `manifest`), and the one list of formats
-(`export.FORMATS`) is what the CLI, the app's `SAM3_APP_OUTPUTS` and the README name."""
+(`export.FORMATS`) is what the CLI, the app's `SAM3_APP_OUTPUTS` and the README name (the README's
+table of formats is made from the writers: `export.formats_table`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 
 from sam3_video.cli import _parser
 from sam3_video.errors import BadRequestError
-from sam3_video.export import FORMATS, OUTPUTS, Annotations, Categories, ExportContext, Writer, check_outputs
+from sam3_video.export import (FORMATS, FORMATS_TABLE_END, FORMATS_TABLE_START, OUTPUTS, Annotations, Categories,
+                                ExportContext, Writer, check_outputs, formats_table, with_formats_table)
 from sam3_video.results import EncodedFrame
 from sam3_video.types import FrameResult, VideoInfo
 
@@ -134,6 +136,24 @@ def test_the_readme_table_lists_exactly_the_registered_formats():
     table = table[:table.index("\n\n")]
     names = [m.group(1) for m in re.finditer(r"^\| `([a-z]+)` \|", table, flags=re.M)]
     assert sorted(names) == sorted(FORMATS) and len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_format_describes_its_row_of_the_readme_table(name):
+    writer = FORMATS[name]
+    for said in (writer.described, writer.opens_in):
+        assert isinstance(said, str) and said.strip() == said and said, "one line of markdown"
+        assert "|" not in said and "\n" not in said, "a table cell: no bar, no line break"
+
+
+def test_the_readme_table_is_made_from_the_writers():
+    """The README's table between its formats:start and formats:end comments is formats_table():
+    a writer's description changed without the README (or the README's table edited by hand)
+    fails here; `python .ci/readme_formats.py` rewrites the README's block."""
+    text = _readme()
+    start, end = text.index(FORMATS_TABLE_START), text.index(FORMATS_TABLE_END)
+    assert text[start + len(FORMATS_TABLE_START):end].strip() == formats_table()
+    assert with_formats_table(text) == text
 
 
 def test_the_readme_names_every_output_where_it_lists_them():

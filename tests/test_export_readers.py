@@ -37,8 +37,8 @@ def bikes_run(request, media, backend, tmp_path_factory):
     import os
 
     out = tmp_path_factory.mktemp("bikes")
-    summary = run(os.path.join(media, "bikes.mp4"), RunOptions(("bike, person",), 100, "both", 8, 0.0,
-                                                               stride=request.param), out,
+    summary = run(os.path.join(media, "bikes.mp4"), RunOptions.of(("bike, person",), 100, "both", 8, 0.0,
+                                                                  stride=request.param), out,
                   backend=backend, outputs=["all"])
     assert summary.complete and summary.stride == request.param
     assert [r.frame_index for r in read_results(out)] == list(range(100 - 7 * request.param, 100 + 8 * request.param,

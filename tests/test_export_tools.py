@@ -24,7 +24,7 @@ PHRASES = ("car", "person", "bike", "tree", "road", "sign", "wheel", "helmet", "
 @pytest.fixture(scope="module")
 def many_run(carphone, backend, tmp_path_factory):
     out = tmp_path_factory.mktemp("many")
-    summary = run(carphone, RunOptions(PHRASES, 0, "forward", 6, 0.0), out, backend=backend, outputs=["all"])
+    summary = run(carphone, RunOptions.of(PHRASES, 0, "forward", 6, 0.0), out, backend=backend, outputs=["all"])
     assert summary.complete
     return out / "annotations"
 
@@ -206,7 +206,7 @@ def test_the_summary_counts_the_objects_the_files_hold(carphone, backend, tmp_pa
             yield dataclasses.replace(result, masks=masks)
 
     monkeypatch.setattr(VideoSession, "propagate", one_object_never_visible)
-    summary = run(carphone, RunOptions(("person", "window"), 0, "forward", 4, 0.0), tmp_path, backend=backend,
+    summary = run(carphone, RunOptions.of(("person", "window"), 0, "forward", 4, 0.0), tmp_path, backend=backend,
                   outputs=["coco"])
     coco = json.loads((tmp_path / "annotations" / "coco_instances.json").read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}

@@ -73,7 +73,7 @@ def test_calls_are_sized_from_the_pace_seen():
 def test_the_estimate_counts_calls_and_their_start_ups():
     s = sizer()
     info = VideoInfo("v.mp4", 640, 360, 1000, 25.0, 40.0)
-    assert s.estimate(info, RunOptions(("car",), 0, "forward", 20)) == (25, 1)
-    seconds, calls = s.estimate(info, RunOptions(("car",), 0, "forward", None))
+    assert s.estimate(info, RunOptions.of(("car",), 0, "forward", 20)) == (25, 1)
+    seconds, calls = s.estimate(info, RunOptions.of(("car",), 0, "forward", None))
     assert calls > 1 and seconds >= 15 + 0.5 * 1000 + (calls - 1) * 15
-    assert s.estimate(info, RunOptions(("car",), 0, "forward", None, stride=5))[0] < seconds / 4
+    assert s.estimate(info, RunOptions.of(("car",), 0, "forward", None, stride=5))[0] < seconds / 4

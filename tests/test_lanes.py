@@ -23,7 +23,7 @@ from sam3_video.writing import FileWriter, Follower
 def results_only(carphone, backend, tmp_path_factory) -> str:
     """A run of 16 frames of carphone, forward from frame 4, that wrote its results only (as a GPU call)."""
     folder = str(tmp_path_factory.mktemp("results"))
-    assert run(carphone, RunOptions(("person, window",), 4, "forward", 16), folder, backend=backend,
+    assert run(carphone, RunOptions.of(("person, window",), 4, "forward", 16), folder, backend=backend,
                outputs=()).complete
     return folder
 

@@ -52,7 +52,7 @@ def test_a_run_the_cap_bound_says_so_in_its_record_and_summary(capped, carphone,
     from sam3_video.types import RunOptions
     from sam3_video.web.runs import summary_line, summary_of
 
-    record = run(carphone, RunOptions(prompts=("person", "window"), max_frames=3), tmp_path / "capped",
+    record = run(carphone, RunOptions.of(prompts=("person", "window"), max_frames=3), tmp_path / "capped",
                  backend=capped, outputs=["mot"])
     assert record.complete and "at most 1 object" in (record.notice or "")
     assert read_record(str(tmp_path / "capped")).notice == record.notice  # run.json keeps it

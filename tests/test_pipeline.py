@@ -41,7 +41,7 @@ def _annotation_frames(out) -> dict[str, list[int]]:
 @pytest.fixture(scope="module")
 def both_way_run(carphone, backend, tmp_path_factory):
     out = tmp_path_factory.mktemp("both")
-    summary = run(carphone, RunOptions(("person, window",), 20, "both", 6), out, backend=backend)
+    summary = run(carphone, RunOptions.of(("person, window",), 20, "both", 6), out, backend=backend)
     return out, summary
 
 
@@ -95,7 +95,7 @@ def test_stopped_run_keeps_valid_files_for_the_frames_done(carphone, backend, tm
         if p.done == 22:  # all 20 frames forward, then 2 backward (SAM3 holds 15 more back)
             holder["session"].stop()
 
-    summary = run(carphone, RunOptions(("person",), 40, "both", 20), tmp_path, backend=backend,
+    summary = run(carphone, RunOptions.of(("person",), 40, "both", 20), tmp_path, backend=backend,
                   on_progress=on_progress, on_session=lambda s: holder.__setitem__("session", s))
     assert summary.status == "stopped" and 22 <= summary.frames_done < 39
     done = sorted(r.frame_index for r in read_results(tmp_path))
@@ -107,7 +107,7 @@ def test_stopped_run_keeps_valid_files_for_the_frames_done(carphone, backend, tm
 
 
 def test_overlay_carries_the_source_audio(media, backend, tmp_path):
-    summary = run(os.path.join(media, "bigbuckbunny.mp4"), RunOptions(("rabbit",), 10, "forward", 5), tmp_path,
+    summary = run(os.path.join(media, "bigbuckbunny.mp4"), RunOptions.of(("rabbit",), 10, "forward", 5), tmp_path,
                   backend=backend, outputs=["overlay"])
     assert summary.complete
     assert _video_stream(tmp_path / "overlay.mp4")[2] == 1
@@ -120,12 +120,12 @@ def test_overlay_carries_the_source_audio(media, backend, tmp_path):
 
 def test_unknown_output_is_refused_before_any_work(carphone, backend, tmp_path):
     with pytest.raises(BadRequestError, match="Unknown output"):
-        run(carphone, RunOptions(("person",)), tmp_path / "o", backend=backend, outputs=["overlay", "gif"])
+        run(carphone, RunOptions.of(("person",)), tmp_path / "o", backend=backend, outputs=["overlay", "gif"])
     assert not (tmp_path / "o").exists()
 
 
 def test_writing_in_its_own_thread_gives_the_same_files(carphone, backend, tmp_path):
-    opts = RunOptions(("person, window",), 10, "both", 5)
+    opts = RunOptions.of(("person, window",), 10, "both", 5)
     for overlap in (False, True):
         assert run(carphone, opts, tmp_path / str(overlap), backend=backend, overlap=overlap).complete
     same = ["results.jsonl", "annotations/mot.txt", "annotations/mots.txt", "annotations/coco_instances.json",
@@ -152,7 +152,7 @@ def test_the_files_decode_frames_with_a_reader_of_their_own(carphone, backend, t
     monkeypatch.setattr(VideoSession, "frame", lambda self, i: model_reads.add(threading.get_ident()) or frame(self, i))
     monkeypatch.setattr(VideoReader, "__getitem__",
                         lambda self, i: writer_reads.add(threading.current_thread().name) or get(self, i))
-    assert run(carphone, RunOptions(("person",), 0, "forward", 4), tmp_path / "o", backend=backend,
+    assert run(carphone, RunOptions.of(("person",), 0, "forward", 4), tmp_path / "o", backend=backend,
                outputs=outputs).complete
     assert model_reads <= {threading.get_ident()}  # the model's reader: only on the model's thread
     assert "sam3-writer" in writer_reads
@@ -185,7 +185,7 @@ def test_the_model_never_waits_for_the_writers(carphone, backend, tmp_path):
         elif p.written is not None:
             written.append(p.written)
 
-    summary = run(carphone, RunOptions(("person",), 0, "forward", 30), tmp_path, backend=backend, sinks=[held],
+    summary = run(carphone, RunOptions.of(("person",), 0, "forward", 30), tmp_path, backend=backend, sinks=[held],
                   on_progress=on_progress)
     assert summary.complete and held.frames == list(range(30))
     assert _annotation_frames(tmp_path)["coco"] == list(range(30))
@@ -208,7 +208,7 @@ def test_a_sink_that_fails_fails_the_run_and_the_rest_is_closed(carphone, backen
 
     broken = Broken()
     with pytest.raises(OSError, match="No space left"):
-        run(carphone, RunOptions(("person",), 0, "forward", 30), tmp_path, backend=backend, sinks=[broken])
+        run(carphone, RunOptions.of(("person",), 0, "forward", 30), tmp_path, backend=backend, sinks=[broken])
     manifest = json.loads((tmp_path / "run.json").read_text())
     assert manifest["status"] == "failed" and "No space left" in manifest["error"] and broken.closed
     done = [r.frame_index for r in read_results(tmp_path)]

@@ -11,11 +11,12 @@ import pytest
 
 from sam3_video.config import AppLimits, GpuBudget
 from sam3_video.errors import BadRequestError, Sam3VideoError
+from sam3_video.progress import Progress
 from sam3_video.results import read_results
 from sam3_video.types import Edit
 from sam3_video.video import VideoReader, probe
 from sam3_video.web.runs import Outputs
-from sam3_video.web.service import RunProgress, Service
+from sam3_video.web.service import Service
 from tests.conftest import cpu_allocation_failure, frames_in_zip
 
 
@@ -27,7 +28,7 @@ def service(test_model_dir, backend, tmp_path):
 def run_to_end(updates) -> Outputs:
     """Every update of a run; its outputs."""
     items = list(updates)
-    assert all(isinstance(i, RunProgress) for i in items[:-1]) and isinstance(items[-1], Outputs)
+    assert all(isinstance(i, Progress) for i in items[:-1]) and isinstance(items[-1], Outputs)
     return items[-1]
 
 
@@ -62,7 +63,7 @@ def test_stop_keeps_exactly_the_frames_done(service, carphone):
     service.detect("s", 0, "person", None)
     updates = service.propagate("s", "forward", None)
     for item in updates:
-        if isinstance(item, RunProgress) and item.done >= 20:
+        if isinstance(item, Progress) and item.done >= 20:
             service.stop("s")
             break
     out = run_to_end(updates)
@@ -79,7 +80,7 @@ def test_a_closed_run_finishes_on_its_own_and_keeps_its_frames(service, carphone
     service.detect("c", 0, "person", None)
     updates = service.propagate("c", "forward", None)
     for item in updates:
-        if isinstance(item, RunProgress) and item.done >= 10:
+        if isinstance(item, Progress) and item.done >= 10:
             break
     updates.close()
     out = service.results("c")
@@ -96,7 +97,7 @@ def test_a_tab_that_reloads_mid_run_comes_back_to_its_run(service, carphone):
     service.open_video("page-1", carphone)
     shown = service.detect("page-1", 5, "person, window", 0.2)
     updates = service.propagate("page-1", "forward", 30, stop_on_close=False)
-    next(u for u in updates if isinstance(u, RunProgress) and u.done >= 3)
+    next(u for u in updates if isinstance(u, Progress) and u.done >= 3)
     updates.close()  # the page reloads: its event is closed ...
     service.leave("page-1")  # ... and its session unloaded
     assert service.restore("someone-else", "not the token", wait_s=0).back is False
@@ -107,7 +108,7 @@ def test_a_tab_that_reloads_mid_run_comes_back_to_its_run(service, carphone):
     assert back.info.num_frames == 120 and back.preview.objects == shown.objects and back.outputs is None
     assert service.reopened("page-2", back.video) and not service.reopened("page-2", back.video)  # once
     followed = list(service.follow("page-2"))
-    assert isinstance(followed[-1], Outputs) and all(isinstance(u, RunProgress) for u in followed[:-1])
+    assert isinstance(followed[-1], Outputs) and all(isinstance(u, Progress) for u in followed[:-1])
     assert followed[-1].summary["status"] == "complete" and followed[-1].summary["frames"] == 30
     assert service.workspaces.peek("page-1") is None and list(service.follow("page-2")) == []
     again = service.restore("page-3", token, wait_s=0)  # a tab open: no reclaim (a duplicated tab's token)
@@ -122,7 +123,7 @@ def test_a_tab_that_does_not_come_back_is_closed_and_its_run_stopped(service, ca
     service.open_video("gone", carphone)
     service.detect("gone", 0, "person", None)
     updates = service.propagate("gone", "forward", None, stop_on_close=False)
-    next(u for u in updates if isinstance(u, RunProgress) and u.done >= 3)
+    next(u for u in updates if isinstance(u, Progress) and u.done >= 3)
     updates.close()
     ws = service.workspaces.get("gone")
     service.leave("gone")
@@ -168,7 +169,7 @@ def test_a_workspace_in_use_is_not_deleted_until_its_run_ends(service, carphone)
     service.open_video("t", carphone)
     service.detect("t", 0, "person", None)
     updates = service.propagate("t", "forward", None)
-    next(u for u in updates if isinstance(u, RunProgress) and u.done >= 5)
+    next(u for u in updates if isinstance(u, Progress) and u.done >= 5)
     folder = service.workspaces.get("t").dir
     service.close_workspace("t")  # the tab closed mid-run: the run is asked to stop
     service.sweep()
@@ -232,7 +233,7 @@ def test_a_failed_step_keeps_what_was_there(service, carphone):
     with pytest.raises(Sam3VideoError, match="prompt is empty"):
         service.detect("k", 9, " , ", None)
     ws = service.workspaces.get("k")
-    assert ws.frame == 7 and ws.phrases == ("person",)
+    assert ws.start.frame == 7 and ws.start.phrases == ("person",)
     assert [r.id for r in service.remove("k", []).objects] == [r.id for r in shown.objects]
 
 
@@ -346,7 +347,7 @@ def test_clicks_fix_the_preview_and_the_run_starts_from_it(edit_service, carphon
     manifest = json.loads(open(os.path.join(folder, "run.json")).read())
     assert [e["kind"] for e in manifest["edits"]] == ["refine", "add_object"]
     undone = s.clear_edits("c")
-    assert undone.said == "" and s.said("c") == "" and ws.edits == []
+    assert undone.said == "" and s.said("c") == "" and ws.start.edits == ()
     assert (undone.image != shown.image).any()  # the marks went with the clicks
 
 
@@ -364,7 +365,7 @@ def test_clicks_that_cannot_apply_say_why(edit_service, carphone):
         s.click("d", float(xs[0]), float(ys[0]), POSITIVE)
     with pytest.raises(Sam3VideoError, match="(?i)removed|unknown|no object|not tracked"):
         s.click("d", 10, 10, Edit("refine", obj_id=999, labels=(1,)))
-    assert s.workspaces.get("d").edits == []  # the failed click is not kept
+    assert s.workspaces.get("d").start.edits == ()  # the failed click is not kept
 
 
 def test_fixing_a_frame_of_a_stopped_run_continues_from_it(edit_service, carphone):
@@ -542,7 +543,7 @@ def test_a_stop_while_the_files_are_written_keeps_exactly_the_frames_done(servic
     items = []
     for item in service.propagate("w", "forward", 40):
         items.append(item)
-        if isinstance(item, RunProgress) and not release.is_set():
+        if isinstance(item, Progress) and not release.is_set():
             writing_now = "writing the overlay and annotations" in item.text
             if (stop_at == "while the model runs" and item.done >= 8 and held.is_set()) or writing_now:
                 service.stop("w")

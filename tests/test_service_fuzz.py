@@ -13,9 +13,10 @@ import pytest
 
 from sam3_video.config import LIMITS
 from sam3_video.errors import Sam3VideoError
+from sam3_video.progress import Progress
 from sam3_video.types import Edit
 from sam3_video.web.runs import Outputs
-from sam3_video.web.service import RunProgress, Service
+from sam3_video.web.service import Service
 from tests.test_edit_fuzz import FIRST_FRAMES, PHRASES, THRESHOLDS, check_run_folder
 
 OPS = ("detect", "remove", "point", "point", "new_object", "example", "clear", "run", "run", "fix")
@@ -24,7 +25,7 @@ OPS = ("detect", "remove", "point", "point", "new_object", "example", "clear", "
 def workspace_view(ws) -> tuple:
     """What the page shows and the next run replays, as plain values (the box corner aside)."""
     preview = None if ws.preview is None else (ws.preview.obj_ids.tolist(), ws.preview.masks.tobytes())
-    return (ws.frame, ws.phrases, ws.threshold, sorted(ws.removed), list(ws.edits), ws.earlier, ws.said, preview)
+    return (ws.start, ws.said, preview)
 
 
 class PageVisitor:
@@ -88,10 +89,10 @@ class PageVisitor:
         items = []
         for item in self.service.propagate(self.key, direction, self.rng.randint(1, 3)):
             items.append(item)
-            if stop_after is not None and isinstance(item, RunProgress) and item.done >= stop_after:
+            if stop_after is not None and isinstance(item, Progress) and item.done >= stop_after:
                 self.service.stop(self.key)
         outputs = items[-1]
-        assert isinstance(outputs, Outputs) and all(isinstance(i, RunProgress) for i in items[:-1])
+        assert isinstance(outputs, Outputs) and all(isinstance(i, Progress) for i in items[:-1])
         assert outputs.summary["status"] in ("complete", "stopped"), outputs.summary
         check_run_folder(self.ws.run_dir, self.info)
         return f"{direction}: {outputs.summary['status']}, {outputs.summary['frames']} frames"

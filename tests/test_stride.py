@@ -98,7 +98,7 @@ def _lossless_video(frames: list[np.ndarray], path, fps: float) -> str:
 def strided(carphone, backend, tmp_path_factory):
     """Both ways from frame 7, every 3rd frame, 4 frames a direction: 7, 10, 13, 16 then 4, 1."""
     out = tmp_path_factory.mktemp("strided")
-    record = run(carphone, RunOptions(PHRASES, 7, "both", 4, stride=3), out, backend, outputs=["overlay", "mot"])
+    record = run(carphone, RunOptions.of(PHRASES, 7, "both", 4, stride=3), out, backend, outputs=["overlay", "mot"])
     return out, record
 
 
@@ -120,7 +120,7 @@ def test_a_strided_run_equals_the_model_on_a_video_of_those_frames_only(strided,
     with VideoReader(carphone, info) as reader:
         frames = [reader[i].copy() for i in range(1, 120, 3)]  # 1, 4, 7, ...: frame 7's grid
     short = _lossless_video(frames, tmp_path / "every-3rd.mov", info.fps / 3)
-    run(short, RunOptions(PHRASES, 2, "both", 4), tmp_path / "short", backend, outputs=[])  # frame 2 there is 7 here
+    run(short, RunOptions.of(PHRASES, 2, "both", 4), tmp_path / "short", backend, outputs=[])  # frame 2 there is 7 here
     ours = {r.frame_index: r for r in read_results(out)}
     theirs = list(read_results(tmp_path / "short"))
     assert [r.frame_index for r in theirs] == [0, 1, 2, 3, 4, 5]
@@ -163,22 +163,22 @@ def test_a_session_with_a_stride_speaks_the_videos_frames(carphone, backend):
 
 def test_a_bad_stride_in_a_run_is_a_sentence_before_anything_is_written(carphone, backend, tmp_path):
     with pytest.raises(BadRequestError, match="longer than this video"):
-        run(carphone, RunOptions(PHRASES, stride=500), tmp_path / "o", backend)
+        run(carphone, RunOptions.of(PHRASES, stride=500), tmp_path / "o", backend)
     assert not (tmp_path / "o").exists()
 
 
 def test_a_continued_strided_run_keeps_the_stride_and_the_frames_behind(carphone, edit_backend, tmp_path):
     first = tmp_path / "first"
-    run(carphone, RunOptions(PHRASES, 1, "forward", 8, stride=3), first, edit_backend, outputs=["coco"])
+    run(carphone, RunOptions.of(PHRASES, 1, "forward", 8, stride=3), first, edit_backend, outputs=["coco"])
     before = {r.frame_index: r for r in read_results(first)}
     assert sorted(before) == list(range(1, 23, 3))
     for frame, message in ((14, "With a stride of 3 from frame 1, frames 1, 4, 7, ... are done; frame 14 is not one"),):
         with pytest.raises(BadRequestError, match=message.replace(".", r"\.")):
-            run(carphone, RunOptions((), frame, continue_from=str(first)), tmp_path / "x", edit_backend)
+            run(carphone, RunOptions.of((), frame, continue_from=str(first)), tmp_path / "x", edit_backend)
     with pytest.raises(BadRequestError, match="did every 3rd frame; a continuation keeps its stride"):
-        run(carphone, RunOptions((), 13, stride=2, continue_from=str(first)), tmp_path / "x", edit_backend)
+        run(carphone, RunOptions.of((), 13, stride=2, continue_from=str(first)), tmp_path / "x", edit_backend)
     second = tmp_path / "second"
-    record = run(carphone, RunOptions((), 13, max_frames=4, continue_from=str(first)), second, edit_backend,
+    record = run(carphone, RunOptions.of((), 13, max_frames=4, continue_from=str(first)), second, edit_backend,
                  outputs=["overlay", "coco"])
     assert (record.stride, record.frames_done, record.frames_expected) == (3, 8, 8)
     after = {r.frame_index: r for r in read_results(second)}

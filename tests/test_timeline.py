@@ -120,7 +120,7 @@ def test_a_frame_fed_in_any_order_joins_its_neighbours():
 def test_a_run_writes_objects_json_equal_to_its_results(carphone, backend, tmp_path):
     """A real run, every 2nd frame both ways from frame 20, then continued from frame 24."""
     first = tmp_path / "first"
-    record = run(carphone, RunOptions(("person, window",), 20, "both", 6, stride=2), first, backend=backend,
+    record = run(carphone, RunOptions.of(("person, window",), 20, "both", 6, stride=2), first, backend=backend,
                  outputs=["coco"])
     written = json.loads((first / OBJECTS).read_text())
     assert written["stride"] == 2 and written["frame_range"] == record.frame_range == [10, 30]
@@ -131,7 +131,7 @@ def test_a_run_writes_objects_json_equal_to_its_results(carphone, backend, tmp_p
     assert read_timeline(first) == written  # a folder from before objects.json: the same, from results.jsonl
 
     continued = tmp_path / "continued"
-    run(carphone, RunOptions((), 24, "forward", 4, continue_from=str(first)), continued, backend=backend, outputs=["coco"])
+    run(carphone, RunOptions.of((), 24, "forward", 4, continue_from=str(first)), continued, backend=backend, outputs=["coco"])
     facts = json.loads((continued / OBJECTS).read_text())
     assert facts["frame_range"] == [10, 30] and facts["frames_done"] == 11  # frames 10-22 kept, 24-30 new
     assert comparable(facts) == rounded(naive(continued, 2))

@@ -22,7 +22,7 @@ from tests.conftest import frames_in_zip
 def results_only(carphone, backend, tmp_path_factory):
     """A run of 12 frames that wrote its results only, as a GPU call does."""
     folder = str(tmp_path_factory.mktemp("results-only"))
-    assert run(carphone, RunOptions(("person, window",), 0, "forward", 12), folder, backend=backend,
+    assert run(carphone, RunOptions.of(("person, window",), 0, "forward", 12), folder, backend=backend,
                outputs=()).complete
     assert sorted(os.listdir(folder)) == ["results.jsonl", "run.json"]
     return folder

@@ -4,20 +4,11 @@
     for frame in frames: writer.write(frame)   # EncodedFrame, in any order
     writer.close(manifest)                     # files final, manifest.json written, zip made
 
-| name    | files in annotations/                          | for                                  |
-|---------|------------------------------------------------|--------------------------------------|
-| coco    | coco_instances.json, coco/annotations/         | pycocotools, detectron; CVAT (tracks)|
-|         | instances_default.json + coco/images/default/  | datumaro, COCO dataset loaders       |
-| ytvis   | ytvis_results.json, ytvis_dataset.json,        | YouTube-VIS API, TrackEval, VIS      |
-|         | JPEGImages/<video>/NNNNN.jpg                   | training                             |
-| mot     | mot.txt, trackeval/ (MOTChallenge layout),     | TrackEval, py-motmetrics;            |
-|         | mot/gt/gt.txt + labels.txt                     | CVAT MOT 1.1                         |
-| mots    | mots.txt, mots_labels.txt                      | MOTS evaluators (masks)              |
-| labelme | labelme/NNNNN.jpg + .json                      | X-AnyLabeling, labelme               |
-| davis   | davis/NNNNN.png                                | DAVIS 2017 evaluator, VOS tools      |
-| cvat    | cvat_video.xml                                 | CVAT (CVAT 1.1 import, as tracks)    |
-
-docs/formats.md says, per format, which tool reads it and how.
+Each writer says what its files hold and what opens them (`described`, `opens_in`);
+`formats_table()` makes the README's table of formats from them, between the README's
+FORMATS_TABLE_START and FORMATS_TABLE_END comments (`python .ci/readme_formats.py` rewrites it,
+tests/test_export_contract.py checks it). docs/formats.md says, per format, which tool reads it
+and how.
 """
 
 from __future__ import annotations
@@ -51,8 +42,10 @@ FORMATS: dict[str, type[Writer]] = {  # the one list of formats: CLI, SAM3_APP_O
 OUTPUTS: tuple[str, ...] = ("overlay", *FORMATS)
 FOLDER, ZIP, MANIFEST = ANNOTATIONS, ANNOTATIONS_ZIP, ANNOTATIONS_MANIFEST  # the run folder's names (runfolder.py)
 
+FORMATS_TABLE_START, FORMATS_TABLE_END = "<!-- formats:start -->", "<!-- formats:end -->"  # in the README
+
 __all__ = ["FORMATS", "OUTPUTS", "Annotations", "Categories", "ExportContext", "Writer", "get_writer", "check_formats",
-           "check_outputs"]
+           "check_outputs", "formats_table", "with_formats_table"]
 
 
 def check_formats(names: Sequence[str]) -> list[str]:
@@ -80,6 +73,23 @@ def check_outputs(outputs: Sequence[str]) -> list[str]:
             f"Unknown output in '{', '.join(names)}'. Choose from: {', '.join(OUTPUTS)} (or all)."
         ) from None
     return (["overlay"] if overlay else []) + formats
+
+
+def formats_table() -> str:
+    """The README's table of formats, a row per registered format in FORMATS order (markdown)."""
+    rows = [f"| `{name}` | {writer.described} | {writer.opens_in} |" for name, writer in FORMATS.items()]
+    return "\n".join(["| format | files | opens in |", "|---|---|---|", *rows])
+
+
+def with_formats_table(text: str) -> str:
+    """`text` (the README) with `formats_table()` between its FORMATS_TABLE_START and
+    FORMATS_TABLE_END lines, in place of what was there."""
+    try:
+        start = text.index(FORMATS_TABLE_START) + len(FORMATS_TABLE_START)
+        end = text.index(FORMATS_TABLE_END, start)
+    except ValueError:
+        raise ValueError(f"the text has no {FORMATS_TABLE_START} ... {FORMATS_TABLE_END} block") from None
+    return f"{text[:start]}\n\n{formats_table()}\n\n{text[end:]}"
 
 
 def get_writer(name: str, folder: str, context: ExportContext) -> Writer:

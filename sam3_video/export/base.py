@@ -27,6 +27,8 @@ class Writer(ABC):
     - `files`: what the format writes in annotations/, as paths inside it ("name/" is a folder).
       After `close()` each one exists, and the writer has left nothing else there (its spills are
       hidden files, removed on close). manifest.json lists them under "formats".
+    - `described` and `opens_in`: the format's row of the README's table (one line of markdown
+      each: what the files hold, and the tools that read them); `export.formats_table` renders it.
     - `needs_image`: whether `write` reads `frame.image` (the decoded frame, e.g. to ship JPEGs).
       A run decodes the video only when an output says it needs it (writing.py), so a writer that
       says False must never read it.
@@ -38,6 +40,8 @@ class Writer(ABC):
     """
 
     files: ClassVar[tuple[str, ...]]
+    described: ClassVar[str]
+    opens_in: ClassVar[str]
     needs_image: ClassVar[bool] = False
 
     def __init__(self, folder: str, context: ExportContext):

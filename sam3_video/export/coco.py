@@ -38,6 +38,13 @@ def cvat_attributes(track_id: int, score: float) -> dict:
 
 class CocoWriter(Writer):
     files = ("coco_instances.json", "coco/")
+    described = ("`coco_instances.json`: one image per frame (`file_name` 00012.jpg, the labelme frames), "
+                  "annotations with RLE `segmentation`, `bbox`, `area`, `category_id`, `score`, `track_id`, "
+                  "and `attributes` (`track_id`, `keyframe`, `occluded`, `rotation`, `score`: CVAT's own COCO "
+                  "fields); `coco/`: the same JSON in COCO's standard layout, "
+                  "`coco/annotations/instances_default.json` beside the frames in `coco/images/default/`")
+    opens_in = ("pycocotools, COCO tools; CVAT (Upload annotations, COCO 1.0: one track per object); datumaro "
+                "(`coco_instances`) and other COCO dataset loaders (the `coco/` folder)")
     needs_image = True  # coco/images/: decoded by the writer's own video reader (writing.py)
 
     def __init__(self, folder: str, context: ExportContext):

@@ -58,6 +58,9 @@ def cvat_outline(mask: Mask, box: Box | None = None) -> np.ndarray:
 
 class CvatWriter(Writer):
     files = ("cvat_video.xml",)
+    described = ("`cvat_video.xml`: CVAT for video 1.1, one track per object, a polygon keyframe on every "
+                  "frame it is visible (parts and holes joined into one outline), outside where it is not")
+    opens_in = "CVAT (Upload annotations, CVAT 1.1, on a task made from the video)"
 
     def __init__(self, folder: str, context: ExportContext):
         self.path = os.path.join(folder, self.files[0])

@@ -33,6 +33,9 @@ LIMIT_NOTE = (f"indices 1..{MAX_OBJECTS} in order of first appearance (255 is vo
 
 class DavisWriter(Writer):
     files = ("davis/",)
+    described = ("`davis/00012.png`: indexed PNG, 0 background, objects 1..N in order of first appearance "
+                  "(never 255, DAVIS's void); `manifest.json` maps index -> id (`davis.index_to_track_id`)")
+    opens_in = "DAVIS 2017 evaluator, VOS tools"
 
     def __init__(self, folder: str, context: ExportContext):
         self.dir = os.path.join(folder, "davis")

@@ -43,6 +43,11 @@ def _shape(label: str, score: float, points: list, group_id: int) -> dict:
 
 class LabelmeWriter(Writer):
     files = ("labelme/",)
+    described = ("`labelme/00012.jpg` + `labelme/00012.json`: polygons (one per part, however small; every "
+                  "hole cut in; traced, never simplified: they fill back to the mask), `label` = phrase, "
+                  "`group_id` = id, `score`, and the other fields X-AnyLabeling writes; no rectangles (no "
+                  "form opens in both apps)")
+    opens_in = "X-AnyLabeling, labelme (open the folder and keep editing)"
     needs_image = True  # ships the frames: decoded by the writer's own video reader (writing.py)
 
     def __init__(self, folder: str, context: ExportContext):

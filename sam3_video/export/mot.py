@@ -49,6 +49,13 @@ def mots_class(category_id: int) -> int:
 
 class MotWriter(Writer):
     files = ("mot.txt", "mot/gt/gt.txt", "mot/gt/labels.txt", f"{TRACKEVAL}/")
+    described = ("`mot.txt`: `frame,id,left,top,width,height,conf,-1,-1,-1`, frames and pixels from 1; "
+                  "`trackeval/`: the run as a MOTChallenge benchmark in TrackEval's layout (seqmap, "
+                  "`seqinfo.ini`, ground truth `frame,id,left,top,width,height,1,1,1`, mot.txt as tracker "
+                  "`sam3`); `mot/gt/gt.txt` + `mot/gt/labels.txt`: MOT 1.1 ground truth for CVAT "
+                  "(`frame,id,x,y,w,h,1,class,1`, class = line of labels.txt, x, y from 0 as CVAT has them)")
+    opens_in = ("TrackEval (`trackeval/` as it is), py-motmetrics; CVAT (Upload annotations, MOT 1.1, the "
+                "`mot.zip` download)")
 
     def __init__(self, folder: str, context: ExportContext):
         self.path, self.gt_path, self.labels_path = (os.path.join(folder, f) for f in self.files[:3])
@@ -102,6 +109,10 @@ def _challenge_gt(line: str) -> str:
 
 class MotsWriter(Writer):
     files = ("mots.txt", "mots_labels.txt")
+    described = ("`mots.txt`: `frame id class_id height width rle`, frames from 1, no two masks share a "
+                  "pixel; class ids skip MOTS's reserved 1 (car), 2 (pedestrian) and 10 (ignore): phrases are "
+                  "3..9, 11, ...; `mots_labels.txt` names them")
+    opens_in = "MOTS evaluators (TrackEval MOTSChallenge/KITTI MOTS)"
 
     def __init__(self, folder: str, context: ExportContext):
         self.path, self.labels_path = (os.path.join(folder, f) for f in self.files)

@@ -40,6 +40,11 @@ IMAGE_ROOT = "JPEGImages"
 
 class YtvisWriter(Writer):
     files = ("ytvis_results.json", "ytvis_dataset.json", f"{IMAGE_ROOT}/")
+    described = ("`ytvis_results.json` (results list: `video_id, category_id, score, segmentations` "
+                  "compressed RLE or null per frame, `bboxes`, `areas`), `ytvis_dataset.json` (`videos, "
+                  "categories, annotations`: the run as ground truth, segmentations in uncompressed RLE) and "
+                  "`JPEGImages/<video>/00012.jpg`, the frames its `file_names` name")
+    opens_in = "YouTube-VIS API, TrackEval (results and ground truth), VIS training loaders"
     needs_image = True  # ships the frames: decoded by the writer's own video reader (writing.py)
 
     def __init__(self, folder: str, context: ExportContext):

@@ -11,7 +11,7 @@ a box takes two clicks, opposite corners. `marks` says what to draw of them on t
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class Mark(NamedTuple):
     xy: tuple[float, ...]
 
 
-def marks(edits: list[Edit], corner: tuple[float, float] | None) -> list[Mark]:
+def marks(edits: Sequence[Edit], corner: tuple[float, float] | None) -> list[Mark]:
     """What to draw of the clicks made on the frame (`edits`, in order) and a box's pending corner."""
     out = []
     for edit in edits:
@@ -84,7 +84,7 @@ def marks(edits: list[Edit], corner: tuple[float, float] | None) -> list[Mark]:
     return out
 
 
-def merged(edits: list[Edit], edit: Edit) -> list[Edit]:
+def merged(edits: Sequence[Edit], edit: Edit) -> list[Edit]:
     """`edits` with `edit` applied after them; a click on an object joins the earlier clicks on it
     (the model reads every click on an object together)."""
     edits = list(edits)

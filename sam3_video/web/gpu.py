@@ -21,8 +21,9 @@ from typing import Iterator
 from .. import continuation
 from ..config import GpuBudget
 from ..errors import Sam3VideoError
+from ..progress import Progress
 from ..session import VideoSession
-from ..types import Edit, FrameResult, RunOptions, VideoInfo
+from ..types import FrameResult, RunOptions, StartPoint, VideoInfo
 from .gradio_glue import gpu, sentence
 from .jobs import Job
 from .model import ModelRef
@@ -34,19 +35,14 @@ UPDATE_EVERY_S = 0.5  # a running step reports each new frame, and at least this
 
 @dataclass(frozen=True)
 class DetectRequest:
-    """Detect the phrases on `frame` (or start from the run in `continue_from`, its result on
-    `frame`), drop `removed`, apply `edits`: the preview the visitor built, rebuilt on a fresh
-    session (the same calls give the same ids and masks)."""
+    """Detect the phrases of `start` on its frame (or start from the run it continues, its result
+    on that frame), drop its removals, apply its edits: the preview the visitor built, rebuilt on a
+    fresh session (the same calls give the same ids and masks)."""
 
     model: ModelRef
     video: str
     info: VideoInfo
-    frame: int
-    phrases: tuple[str, ...]
-    threshold: float | None
-    removed: tuple[int, ...] = ()
-    edits: tuple[Edit, ...] = ()
-    continue_from: str | None = None
+    start: StartPoint
     seconds: int = 60  # GPU time asked for
 
 
@@ -77,12 +73,12 @@ class RunRequest:
 def detect_step(request: DetectRequest) -> Detected:
     try:
         backend = request.model.load()
+        start = request.start
         with VideoSession(request.video, backend, request.info) as session:
             earlier = None
-            if request.continue_from:
-                earlier = continuation.load(request.continue_from, request.frame, None, request.info)
-            result = session.replay(request.frame, request.phrases, request.threshold, set(request.removed),
-                                    request.edits, earlier)
+            if start.continue_from:
+                earlier = continuation.load(start.continue_from, start.frame, None, request.info)
+            result = session.replay(start.frame, start.phrases, start.threshold, start.removed, start.edits, earlier)
         return Detected(result)
     except Exception as err:  # a sentence for the visitor (a bug's details go to the log)
         return Detected(None, sentence(err, "detection"))
@@ -111,7 +107,7 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
         job = Job(request.model.load(), request.video, request.info, request.options, request.out_dir, should_stop,
                   outputs=())
     except Sam3VideoError as err:
-        yield RunUpdate(finished=True, error=str(err))
+        yield RunUpdate(Progress(finished=True), error=str(err))
         return
     shown = None
     try:
@@ -127,7 +123,7 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
         if job.summary is not None and job.summary.status == "stopped":
             stopped_for = "request" if stop_requested(request.out_dir) else "time"
         final = _update(job, None if job.preview is shown else job.preview)
-        final.finished, final.stopped_for, final.error = True, stopped_for, job.error
+        final.progress.finished, final.stopped_for, final.error = True, stopped_for, job.error
         p = job.progress
         if p is not None and p.fps > 0:
             kept = (job.summary.continued_from or {}).get("frames_kept", 0) if job.summary is not None else 0
@@ -142,7 +138,5 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
 
 
 def _update(job: Job, preview) -> RunUpdate:
-    p = job.progress
-    if p is None:
-        return RunUpdate(preview=preview)
-    return RunUpdate(done=p.done, total=p.total, fps=p.fps, preview=preview)
+    """The job's progress as it leaves the step, with `preview` (None: no new frame drawn)."""
+    return RunUpdate((job.progress or Progress()).sent(preview))

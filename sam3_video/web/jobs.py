@@ -20,7 +20,8 @@ import numpy as np
 
 from ..backends import Backend
 from ..errors import Sam3VideoError
-from ..pipeline import Progress, run
+from ..pipeline import run
+from ..progress import Progress
 from ..render import render, shrink
 from ..runfolder import RunRecord
 from ..session import VideoSession

@@ -82,7 +82,7 @@ def run_facts(review: Review, running: bool, num_frames: int | None = None) -> d
         continued = None if shape.continued is None else {"frame": shape.continued,
                                                           "kept": list(shape.kept) if shape.kept else None}
     else:  # a folder the page did not start (or from before): what its record says
-        start = record.start_frame if record is not None else (done[0] if done else 0)
+        start = record.start.frame if record is not None else (done[0] if done else 0)
         direction = (record.direction if record is not None else None) or "forward"
         covers = list(done) if done else [start, start]
         earlier = record.continued_from if record is not None else None

@@ -26,13 +26,14 @@ from typing import Iterator
 from .. import continuation
 from ..config import GpuBudget
 from ..errors import BadRequestError
+from ..progress import Progress
 from ..runfolder import read_record, write_record
 from ..salvage import frames_in, rewrite
 from ..types import RunOptions, VideoInfo, frame_order
 from ..writing import Follower
 from . import gpu, runs
 from .gpucalls import Pace, Refusal, duration_factor, refusal
-from .runs import Leg, Plan, RunUpdate
+from .runs import Leg, Plan, RunSummary, RunUpdate
 from .workspaces import Workspace, Workspaces
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,9 @@ class Sizer:
     def estimate(self, info: VideoInfo, options: RunOptions, kept: int = 0) -> tuple[int, int]:
         """(GPU seconds, calls) a run of `options` needs, roughly, start-ups included."""
         figures = self.figures()
-        frames = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
+        frames = len(frame_order(info.num_frames, options.start.frame, options.direction or "forward",
                                  options.max_frames, options.stride))
-        needed = figures.start_s + figures.per_edit_s * len(options.edits) + figures.per_frame_s * frames \
+        needed = figures.start_s + figures.per_edit_s * len(options.start.edits) + figures.per_frame_s * frames \
             + figures.per_kept_frame_s * kept
         if figures.max_s <= 0 or needed <= figures.max_s:
             return math.ceil(needed), 1
@@ -119,18 +120,10 @@ def ended_by(refused: Refusal | None, err: BaseException) -> tuple[str, str]:
                                        "worker died); continue, and it goes on from the last frame kept")
 
 
-@dataclass
-class Writing:
-    """After the GPU calls: the run's files are being finished, `written` of `total` frames."""
-
-    written: int
-    total: int
-
-
 class RunLoop:
     """Drives one run's GPU calls for a workspace (the caller holds it in use) and yields each
-    call's `RunUpdate` with the call's number, then `Writing` while the files are finished after
-    the last call, then the run's final summary (a dict).
+    call's `RunUpdate` with the call's number, then a `Progress` with `written` of its `total`
+    frames while the files are finished after the last call, then the run's `RunSummary`.
 
     The GPU calls write results only; a `writing.Follower` writes the overlay and the annotations
     from them in this process, as frames land, and moves them into the run's final folder at the
@@ -140,7 +133,7 @@ class RunLoop:
         self.workspaces, self.sizer, self.outputs = workspaces, sizer, outputs
 
     def legs(self, ws: Workspace, model, options: RunOptions, plan: Plan, kept: list[int]
-             ) -> Iterator[tuple[int, RunUpdate] | Writing | dict]:
+             ) -> Iterator[tuple[int, RunUpdate] | Progress | RunSummary]:
         video, info = ws.need_video()
         here = replace(info, path=video)  # the workspace's own link (Gradio deletes its uploads)
         follower = Follower(tempfile.mkdtemp(prefix="writing-", dir=ws.dir), self.outputs, here)
@@ -150,22 +143,22 @@ class RunLoop:
             follower.discard()  # (done already when the files were moved into the run's folder)
 
     def _legs(self, ws: Workspace, model, options: RunOptions, plan: Plan, kept: list[int], follower: Follower
-              ) -> Iterator[tuple[int, RunUpdate] | Writing | dict]:
+              ) -> Iterator[tuple[int, RunUpdate] | Progress | RunSummary]:
         video, info = ws.need_video()
         before = previous = ws.run_dir  # what the visitor keeps if the first call does nothing
 
         def new_leg() -> str:
             """A new folder for the next call, the workspace's run from now on."""
-            folder = self.workspaces.new_run_dir(ws, {previous, ws.earlier})
+            folder = self.workspaces.new_run_dir(ws, {previous, ws.continue_from})
             self.workspaces.set_run(ws, folder)
             return folder
 
         run_dir = new_leg()
         started, calls, seen, ended, boost = time.monotonic(), 0, None, None, 1.0
         while True:
-            new = len(frame_order(info.num_frames, options.start_frame, options.direction or "forward",
+            new = len(frame_order(info.num_frames, options.start.frame, options.direction or "forward",
                                   options.max_frames, options.stride))
-            seconds = self.sizer.run(new, len(kept), len(options.edits), boost)
+            seconds = self.sizer.run(new, len(kept), len(options.start.edits), boost)
             request = gpu.RunRequest(model, video, info, options, run_dir, seconds, self.sizer.budget.enforced)
             follower.follow(run_dir)  # the files are written from its results as they land, here
             last, err = RunUpdate(), None
@@ -179,7 +172,7 @@ class RunLoop:
                     break
                 except Exception as caught:
                     refused = refusal(caught)
-                    shorter = self.sizer.shorter(request.seconds, refused, len(kept), len(options.edits)) \
+                    shorter = self.sizer.shorter(request.seconds, refused, len(kept), len(options.start.edits)) \
                         if refused is not None and refused.kind == "quota" and not got else None
                     if refused is None or shorter is None:
                         err = caught
@@ -192,7 +185,7 @@ class RunLoop:
                 break
             record = read_record(run_dir)
             if record is None:  # failed before it wrote anything (its sentence says why): back to the last record
-                self.workspaces.prune_runs(ws, {previous, ws.earlier})
+                self.workspaces.prune_runs(ws, {previous, ws.continue_from})
                 self.workspaces.set_run(ws, previous)
                 raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
             done = record.frame_range
@@ -200,7 +193,7 @@ class RunLoop:
             if last.stopped_for == "time" and not stopped and (done is None or done == seen):
                 # its time was up before one more frame (a start-up slower than budgeted): the same
                 # leg again in a new folder, asking twice as long, while the cap allows
-                if boost < 8 and self.sizer.run(new, len(kept), len(options.edits), 2 * boost) > request.seconds:
+                if boost < 8 and self.sizer.run(new, len(kept), len(options.start.edits), 2 * boost) > request.seconds:
                     boost *= 2
                     run_dir = new_leg()
                     continue
@@ -220,10 +213,10 @@ class RunLoop:
                 break
             seen, previous, boost = done, run_dir, 1.0  # the frames done so far: what the visitor keeps if the next call fails
             kept = continuation.load(run_dir, leg.frame, leg.direction, info).kept
-            options = replace(options, start_frame=leg.frame, direction=leg.direction, max_frames=leg.max_frames,
-                              remove_ids=(), edits=(), continue_from=run_dir)
+            options = replace(options, start=options.start.continuing(run_dir, leg.frame), direction=leg.direction,
+                              max_frames=leg.max_frames)
             run_dir = new_leg()
-        self.workspaces.prune_runs(ws, {ws.run_dir, ws.earlier})
+        self.workspaces.prune_runs(ws, {ws.run_dir, ws.continue_from})
         final = ws.run_dir  # the folder with every frame done (_keep_done may have moved it)
         if final is None or final == before:  # not one frame of this run: the earlier run stays as it was
             why = (ended or {}).get("advice") or (ended or {}).get("error") or "run it again"
@@ -231,7 +224,7 @@ class RunLoop:
                                   + (" Your earlier run and its files are kept." if before else ""))
         try:  # the rest of the files, written here after the GPU calls (the GPU is released)
             for written, total in follower.finish(final, read_record(final)):
-                yield Writing(written, total)
+                yield Progress(total=total, written=written)
         except Exception as err:  # the results are kept; the summary says what went wrong
             log.error("writing the files of a run failed", exc_info=err)
             record = read_record(final)
@@ -240,13 +233,12 @@ class RunLoop:
                 write_record(final, record)
             ended = {**(ended or {}), "error": f"Writing the files failed ({err}); the results of every frame "
                                                "done are kept (results.jsonl). Run it again."}
-        summary = runs.summary_of(final)
         ended = {k: v for k, v in (ended or {}).items() if k != "advice"}
-        summary.update(seconds=round(time.monotonic() - started, 1), gpu_calls=calls, covers=[plan.first, plan.last],
-                       stride=options.stride, **ended)
-        if ended and "stopped_by" in ended and summary.get("status") in ("failed", "running"):
-            summary["status"] = "stopped"
-        runs.write_summary(final, summary)
+        summary = replace(RunSummary.read(final), seconds=round(time.monotonic() - started, 1), gpu_calls=calls,
+                          covers=[plan.first, plan.last], stride=options.stride, **ended)
+        if ended and "stopped_by" in ended and summary.status in ("failed", "running"):
+            summary.status = "stopped"
+        summary.write(final)
         yield summary
 
     def _learn(self, last: RunUpdate) -> None:
@@ -266,7 +258,7 @@ class RunLoop:
         record = read_record(current) if current else None
         closed = record is not None and record.status != "running"  # the step closed its files itself
         if current is not None and not closed and frames_in(current) > kept:  # cut off: write its frames again, here
-            folder = self.workspaces.new_run_dir(ws, {current, previous, ws.earlier})
+            folder = self.workspaces.new_run_dir(ws, {current, previous, ws.continue_from})
             try:
                 rewrite(current, folder, info, (), "stopped", advice)  # the results: the files follow them
                 current, closed = folder, True
@@ -275,7 +267,7 @@ class RunLoop:
         if not closed or frames_in(current) == 0:
             current = previous
         self.workspaces.set_run(ws, current)
-        self.workspaces.prune_runs(ws, {current, ws.earlier})
+        self.workspaces.prune_runs(ws, {current, ws.continue_from})
         record = read_record(current) if current else None
         if record is None or not record.frame_range:
             return {"stopped_by": stopped_by, "advice": advice}
@@ -288,9 +280,8 @@ class RunLoop:
 def continue_leg(folder: str) -> Leg | None:
     """Where the run in `folder` goes on, when it ended before it covered what it set out to
     (its summary's `covers`), or None."""
-    summary = runs.summary_of(folder)
+    covers = RunSummary.read(folder).covers
     record = read_record(folder)
-    covers = summary.get("covers")
     if record is None or not covers or not record.frame_range:
         return None
     stride = max(1, int(record.stride or 1))

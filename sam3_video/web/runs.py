@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
-import numpy as np
-
-from ..runfolder import ANNOTATIONS_ZIP, OVERLAY, format_files, read_record
+from ..progress import Progress
+from ..runfolder import ANNOTATIONS_ZIP, OVERLAY, RunRecord, format_files, read_record
 from ..timeline import read_timeline
 from ..types import Direction, frame_order
 
@@ -40,14 +39,11 @@ def stop_requested(folder: str) -> bool:
 
 @dataclass
 class RunUpdate:
-    """What a running GPU step reports, at least every second: the run's counts, the latest frame
-    drawn (only when it changed since the last update), and at the end how it ended."""
+    """What a running GPU step reports, at least every second: the folder's progress (its counts
+    over the frames the folder will hold, the latest frame drawn only when it changed since the
+    last update, `finished` at the end), and at the end how the call ended."""
 
-    done: int = 0  # frames in the folder's outputs so far (an earlier run's kept frames included)
-    total: int | None = None  # frames the folder will hold when complete (None: not known yet)
-    fps: float = 0.0  # frames per second of the model, kept frames aside
-    preview: np.ndarray | None = None
-    finished: bool = False
+    progress: Progress = field(default_factory=Progress)
     stopped_for: str | None = None  # "request" (Stop, a cancel, a closed tab) or "time" (its GPU time is up)
     error: str | None = None  # a sentence: why the run failed
     # what the call cost, for sizing the next ones (runloop.Sizer): new frames run, seconds of model
@@ -58,8 +54,88 @@ class RunUpdate:
 
 
 @dataclass
+class RunSummary:
+    """A run's summary for people and API clients. `to_json()` is the dict they get (summary.json,
+    `Outputs.summary`, /results, the one-shot call): "status" and "frames" always; the keys read
+    from run.json ("frames_expected", "frame_range", "objects_per_label", "seconds") when it
+    comes from one; every other key only when it is set."""
+
+    status: str  # run.json's ("complete", "stopped", "failed", "running")
+    frames: int  # frames in the outputs
+    frames_expected: int | None = None  # None: not from a run.json (then nor are the next three)
+    frame_range: list[int] | None = None  # [first, last] frame in the outputs
+    objects_per_label: dict[str, int] | None = None
+    seconds: float | None = None
+    error: str | None = None  # a sentence: what went wrong
+    notice: str | None = None  # a sentence from the model's side (the object cap bound)
+    gpu_calls: int | None = None  # the app's run: how many GPU calls it took
+    covers: list[int] | None = None  # the app's run: [first, last] frame it set out to cover
+    stride: int | None = None
+    stopped_by: str | None = None  # "you", "the GPU time limit", "the GPU quota", ...
+    objects: list[dict] | None = None  # with the files: each object's frames as ranges (objects.json)
+
+    @classmethod
+    def of_record(cls, record: RunRecord) -> "RunSummary":
+        """What run.json says (a run cut short, or one the app lost track of)."""
+        return cls(record.status, record.frames_done, record.frames_expected, record.frame_range,
+                   record.objects_per_label, record.elapsed_s, record.error or None, record.notice or None)
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "RunSummary":
+        """The summary a dict of `to_json`'s keys holds (without a status: "failed", 0 frames)."""
+        return cls(**{"status": "failed", "frames": 0, **{k: doc[k] for k in _SUMMARY_KEYS if k in doc}})
+
+    def to_json(self) -> dict:
+        recorded = self.frames_expected is not None
+        return {k: getattr(self, k) for k in _SUMMARY_KEYS
+                if k in ("status", "frames") or (recorded and k in _RECORDED) or getattr(self, k) is not None}
+
+    def line(self) -> str:
+        """The summary for people, in one line: 'complete: 39 frames (81-119), 10 objects (5 car,
+        5 person), 26 s' ('stopped by you: 20 of 39 frames ...'; a failure ends with its sentence)."""
+        status = f"stopped by {self.stopped_by}" if self.status == "stopped" and self.stopped_by else self.status
+        frames, expected = self.frames, self.frames_expected
+        parts = [f"{frames} of {expected} frames" if expected and expected != frames else
+                 f"{frames} frame{'s' if frames != 1 else ''}"]
+        if self.frame_range:
+            parts[0] += " ({}-{})".format(*self.frame_range)
+        if self.objects_per_label:
+            total = sum(self.objects_per_label.values())
+            parts.append(f"{total} object{'s' if total != 1 else ''} (" +
+                         ", ".join(f"{n} {label}" for label, n in self.objects_per_label.items()) + ")")
+        if self.seconds is not None:
+            parts.append(f"{self.seconds:.0f} s")
+        return f"{status}: " + ", ".join(parts) + "".join(f". {said}" for said in (self.error, self.notice) if said)
+
+    @classmethod
+    def read(cls, folder: str) -> "RunSummary":
+        """The summary of the run in `folder`: the app's own (SUMMARY) once the run ended, else
+        what run.json says."""
+        try:
+            with open(os.path.join(folder, SUMMARY), encoding="utf-8") as f:
+                return cls.from_json(json.load(f))
+        except (OSError, ValueError, TypeError):
+            pass
+        record = read_record(folder)
+        if record is None:
+            return cls("failed", 0, error="The run left no record (run.json); run it again.")
+        return cls.of_record(record)
+
+    def write(self, folder: str) -> None:
+        tmp = os.path.join(folder, SUMMARY + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_json(), f, indent=2, ensure_ascii=False)
+        os.replace(tmp, os.path.join(folder, SUMMARY))
+
+
+_SUMMARY_KEYS = tuple(f.name for f in fields(RunSummary))
+_RECORDED = ("frames_expected", "frame_range", "objects_per_label", "seconds")
+
+
+@dataclass
 class Outputs:
-    """What a finished (or stopped) run offers: files and a summary for people."""
+    """What a finished (or stopped) run offers: files and a summary for people (a
+    `RunSummary.to_json()`, as API clients get it)."""
 
     overlay: str | None
     annotations_zip: str | None
@@ -68,66 +144,30 @@ class Outputs:
 
 
 def summary_of(folder: str) -> dict:
-    """The summary of the run in `folder` for people and API clients: the app's own (SUMMARY)
-    once the run ended, else what run.json says (a run cut short, or one the app lost track of)."""
-    try:
-        with open(os.path.join(folder, SUMMARY), encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        pass
-    record = read_record(folder)
-    if record is None:
-        return {"status": "failed", "frames": 0, "error": "The run left no record (run.json); run it again."}
-    summary = {"status": record.status, "frames": record.frames_done, "frames_expected": record.frames_expected,
-               "frame_range": record.frame_range, "objects_per_label": record.objects_per_label,
-               "seconds": record.elapsed_s}
-    if record.error:
-        summary["error"] = record.error
-    if record.notice:
-        summary["notice"] = record.notice
-    return summary
+    """The summary of the run in `folder` as API clients get it (`RunSummary.read`)."""
+    return RunSummary.read(folder).to_json()
 
 
-def summary_line(summary: dict) -> str:
-    """The summary for people, in one line: 'complete: 39 frames (81-119), 10 objects (5 car, 5
-    person), 26 s' ('stopped by you: 20 of 39 frames ...'; a failure ends with its sentence)."""
-    status = summary.get("status", "failed")
-    if status == "stopped" and summary.get("stopped_by"):
-        status = f"stopped by {summary['stopped_by']}"
-    frames, expected = summary.get("frames", 0), summary.get("frames_expected")
-    parts = [f"{frames} of {expected} frames" if expected and expected != frames else
-             f"{frames} frame{'s' if frames != 1 else ''}"]
-    if summary.get("frame_range"):
-        parts[0] += " ({}-{})".format(*summary["frame_range"])
-    per_label = summary.get("objects_per_label") or {}
-    if per_label:
-        total = sum(per_label.values())
-        parts.append(f"{total} object{'s' if total != 1 else ''} (" +
-                     ", ".join(f"{n} {label}" for label, n in per_label.items()) + ")")
-    if summary.get("seconds") is not None:
-        parts.append(f"{summary['seconds']:.0f} s")
-    line = f"{status}: " + ", ".join(parts)
-    return line + "".join(f". {summary[k]}" for k in ("error", "notice") if summary.get(k))
+def summary_line(summary: RunSummary | dict) -> str:
+    """The summary (or its JSON) for people, in one line (`RunSummary.line`)."""
+    return (summary if isinstance(summary, RunSummary) else RunSummary.from_json(summary)).line()
 
 
-def write_summary(folder: str, summary: dict) -> None:
-    tmp = os.path.join(folder, SUMMARY + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2, ensure_ascii=False)
-    os.replace(tmp, os.path.join(folder, SUMMARY))
+def write_summary(folder: str, summary: RunSummary | dict) -> None:
+    (summary if isinstance(summary, RunSummary) else RunSummary.from_json(summary)).write(folder)
 
 
 def outputs(folder: str) -> Outputs:
     """The files of the finished run in `folder`: the overlay, annotations.zip, each format; the
     summary with each object's frames (`objects`, as in objects.json)."""
     overlay, zip_path = os.path.join(folder, OVERLAY), os.path.join(folder, ANNOTATIONS_ZIP)
-    summary = summary_of(folder)
+    summary = RunSummary.read(folder)
     try:  # per object, its frames with a mask as ranges (sam3_video/timeline.py)
-        summary["objects"] = read_timeline(folder)["objects"]
+        summary.objects = read_timeline(folder)["objects"]
     except (OSError, ValueError):
         pass
     return Outputs(overlay if os.path.exists(overlay) else None, zip_path if os.path.exists(zip_path) else None,
-                   format_files(folder), summary)
+                   format_files(folder), summary.to_json())
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ in another process (Hugging Face ZeroGPU). A run's folder is the record of the r
 the slider after it, Fix this frame and /results read the files (`runs.py`).
 
 A run is one generator from the visitor's point of view, however many GPU calls it takes: it
-yields `RunProgress` at least every second, then the run's `Outputs`. The run itself goes on in a
+yields `Progress` at least every second, then the run's `Outputs`. The run itself goes on in a
 thread of its own (`live.py`), so that the folder stays in use (never swept) until its files are
 final whoever watches: closed early by an API client (a cancel), it asks the run to stop; a page
 that goes away (a reload) leaves it going on, and the same tab, back (`restore`), follows it again.
@@ -29,18 +29,19 @@ from .. import continuation
 from ..config import LIMITS, ON_SPACE, AppLimits, GpuBudget
 from ..errors import BadRequestError
 from ..export import check_outputs
+from ..progress import Progress
 from ..results import rle_areas
 from ..runfolder import read_record
-from ..session import check_direction, check_frame, check_threshold
-from ..types import Edit, FrameResult, RunOptions, VideoInfo, check_stride, phrases_of
+from ..session import check_direction, check_frame
+from ..types import Edit, FrameResult, RunOptions, StartPoint, VideoInfo, check_stride, phrases_of
 from ..video import VideoReader
 from . import clicks, gpu, review, runloop, runs
 from .live import LiveRun
 from .model import AppModel
 from .previews import Preview, draw, object_rows, to_video_pixels
 from .gpucalls import Pace, duration_factor, refusal
-from .runloop import RunLoop, Sizer, Writing
-from .runs import Outputs, Plan, RunUpdate
+from .runloop import RunLoop, Sizer
+from .runs import Outputs, Plan, RunSummary, RunUpdate
 from .uploads import check_video, keep_upload
 from .workspaces import Workspace, Workspaces
 
@@ -65,19 +66,6 @@ class Restored:
     preview: Preview | None = None
     running: bool = False
     outputs: Outputs | None = None
-
-
-@dataclass
-class RunProgress:
-    """A running run, for the page: counts over the whole run, the latest frame drawn (None: no
-    new one), and a line of text."""
-
-    done: int
-    total: int
-    fps: float
-    eta_s: float | None
-    preview: np.ndarray | None
-    text: str
 
 
 class Service:
@@ -123,12 +111,16 @@ class Service:
             return Restored(ws.token, back=True)
         ws.reopen = _file_id(ws.video)
         running = ws.live is not None and not ws.live.ended
+        frame = ws.start.frame if ws.start is not None else 0
         if ws.preview is not None:
             shown = self._shown(ws, ws.said)
         else:
-            shown = Preview(self.frame_image(key, ws.frame), [], "")
+            shown = Preview(self.frame_image(key, frame), [], "")
         outputs = runs.outputs(ws.run_dir) if ws.run_dir and not running and read_record(ws.run_dir) else None
-        return Restored(ws.token, True, ws.video, ws.info, ws.frame, ws.phrases, ws.threshold, shown, running, outputs)
+        restored = Restored(ws.token, True, ws.video, ws.info, frame, preview=shown, running=running, outputs=outputs)
+        if ws.start is not None:
+            restored.phrases, restored.threshold = ws.start.phrases, ws.start.threshold
+        return restored
 
     def reopened(self, key: str, path: str) -> bool:
         """Whether `path` is the tab's own video given back to its page by `restore` (the page
@@ -151,9 +143,8 @@ class Service:
         if ws.running:
             raise BadRequestError("A run is still going on. Press Stop (or wait for it) before opening another video.")
         with self.workspaces.in_use(ws):
-            ws.video, ws.info = keep_upload(ws.dir, path), info
-            ws.phrases, ws.frame, ws.threshold, ws.removed, ws.edits = (), 0, None, set(), []
-            ws.corner, ws.preview, ws.earlier, ws.said, ws.reopen = None, None, None, "", None
+            ws.video, ws.info, ws.reopen = keep_upload(ws.dir, path), info, None
+            ws.start_over()
             self.workspaces.set_run(ws, None)
         return info, self.frame_image(key, 0)
 
@@ -164,8 +155,8 @@ class Service:
         _, info = ws.need_video()
         index = int(np.clip(int(index or 0), 0, info.num_frames - 1))
         image = _read_frame(ws, index)
-        if ws.preview is not None and ws.frame == index:
-            return draw(image, ws.preview.without(ws.removed), clicks.marks(ws.edits, ws.corner))
+        if ws.preview is not None and ws.start is not None and ws.start.frame == index:
+            return draw(image, ws.preview.without(ws.start.removed), clicks.marks(ws.start.edits, ws.corner))
         frames = self._run_frames(ws)
         return draw(image, frames.get(index, info.height, info.width) if frames and index in frames else None)
 
@@ -187,13 +178,12 @@ class Service:
         return to_video_pixels(info, x, y)
 
     # -- the detected frame and its corrections ----------------------------------------------------
-    def _rebuild(self, ws: Workspace, frame: int, phrases: tuple[str, ...], threshold: float | None,
-                 removed: set[int], edits: list[Edit], earlier: str | None) -> FrameResult:
-        """Detect `phrases` on `frame` (or start from the `earlier` run there), drop `removed`,
-        apply `edits`, in a GPU step; the workspace is not changed (the caller keeps what worked)."""
+    def _rebuild(self, ws: Workspace, start: StartPoint) -> FrameResult:
+        """The preview `start` makes: its phrases detected on its frame (or the run it continues
+        taken there), its removals dropped, its edits applied, in a GPU step; the workspace is not
+        changed (the caller keeps what worked)."""
         video, info = ws.need_video()
-        request = gpu.DetectRequest(self.model.require(), video, info, frame, phrases, threshold,
-                                    tuple(sorted(removed)), tuple(edits), earlier, self.sizer.step(len(edits)))
+        request = gpu.DetectRequest(self.model.require(), video, info, start, self.sizer.step(len(start.edits)))
         with self.workspaces.in_use(ws):
             try:
                 answer = gpu.detect_step(request)
@@ -206,15 +196,20 @@ class Service:
             raise BadRequestError(answer.error)
         return answer.result
 
-    def _replay(self, ws: Workspace, edits: list[Edit]) -> FrameResult:
-        """The workspace's detection (or fixed frame) and removals again, with `edits`."""
-        return self._rebuild(ws, ws.frame, ws.phrases, ws.threshold, ws.removed, edits, ws.earlier)
+    @staticmethod
+    def _start(ws: Workspace, what: str = "") -> tuple[StartPoint, FrameResult]:
+        """The workspace's start point and its preview, else the sentence that says to Detect."""
+        preview = ws.need_preview(what)
+        assert ws.start is not None  # a preview is made from a start point
+        return ws.start, preview
 
     def _shown(self, ws: Workspace, said: str = "") -> Preview:
         """The detected (or fixed) frame with its objects, removals applied, the clicks made on it
         drawn, and `said`."""
-        kept = ws.need_preview().without(ws.removed)
-        return Preview(draw(_read_frame(ws, ws.frame), kept, clicks.marks(ws.edits, ws.corner)), object_rows(kept), said)
+        start, preview = self._start(ws)
+        kept = preview.without(start.removed)
+        return Preview(draw(_read_frame(ws, start.frame), kept, clicks.marks(start.edits, ws.corner)), object_rows(kept),
+                       said)
 
     def said(self, key: str) -> str:
         """What the visitor's last click made, in words ("" once Detect, Undo all clicks or a new
@@ -227,37 +222,37 @@ class Service:
         ws = self.workspaces.get(key)
         _, info = ws.need_video()
         phrases = phrases_of(prompts)
-        frame, threshold = check_frame(info, int(index or 0)), check_threshold(threshold)
-        preview = self._rebuild(ws, frame, phrases, threshold, set(), [], None)
-        ws.phrases, ws.frame, ws.threshold, ws.preview = phrases, frame, threshold, preview
-        ws.earlier, ws.removed, ws.edits, ws.corner, ws.said = None, set(), [], None, ""
+        start = StartPoint(check_frame(info, int(index or 0)), phrases, threshold)
+        ws.start_over(start, self._rebuild(ws, start))
         return self._shown(ws)
 
     def remove(self, key: str, ids: Sequence[int]) -> Preview:
         """Drop objects from the preview (and from the run that follows)."""
         ws = self.workspaces.get(key)
-        preview = ws.need_preview("there are no objects to remove yet.")
+        start, preview = self._start(ws, "there are no objects to remove yet.")
         unknown = sorted(set(int(i) for i in ids) - set(preview.obj_ids.tolist()))
         if unknown:
             raise BadRequestError(f"There is no object #{unknown[0]} on this frame. Pick ids from the table.")
-        ws.removed |= set(int(i) for i in ids)
+        ws.start = start.removing(int(i) for i in ids)
         return self._shown(ws)
 
     def edit(self, key: str, edit: Edit, said: str = "") -> Preview:
         """Apply one correction (a click on an object, a new object's box, an example box) to the
         preview with the model, and keep it for the run."""
         ws = self.workspaces.get(key)
-        before = ws.need_preview("clicks fix the detections on that frame.").without(ws.removed)
-        edits = clicks.merged(ws.edits, edit)
-        ws.preview, ws.edits = self._replay(ws, edits), edits
-        ws.said = clicks.outcome(edit, said, before, ws.preview.without(ws.removed)) if said else ""
+        start, preview = self._start(ws, "clicks fix the detections on that frame.")
+        edited = start.with_edits(clicks.merged(start.edits, edit))
+        ws.preview, ws.start = self._rebuild(ws, edited), edited
+        ws.said = clicks.outcome(edit, said, preview.without(start.removed), ws.preview.without(start.removed)) \
+            if said else ""
         return self._shown(ws, ws.said)
 
     def click(self, key: str, x: float, y: float, intent: Edit) -> Preview:
         """A click on the preview at video pixel (x, y), meant as `intent` (see clicks.py)."""
         ws = self.workspaces.get(key)
-        shown = ws.need_preview("clicks fix the detections on that frame.").without(ws.removed)
-        click = clicks.read_click(intent, x, y, ws.corner, shown, ws.phrases[0] if ws.phrases else "object")
+        start, preview = self._start(ws, "clicks fix the detections on that frame.")
+        click = clicks.read_click(intent, x, y, ws.corner, preview.without(start.removed),
+                                  start.phrases[0] if start.phrases else "object")
         ws.corner = click.corner
         if click.edit is None:
             ws.said = click.said
@@ -267,8 +262,9 @@ class Service:
     def clear_edits(self, key: str) -> Preview:
         """Forget every click since Detect (removals stay)."""
         ws = self.workspaces.get(key)
-        ws.need_preview()
-        ws.preview, ws.edits, ws.corner, ws.said = self._replay(ws, []), [], None, ""
+        start, _ = self._start(ws)
+        start = start.with_edits(())
+        ws.start_over(start, self._rebuild(ws, start))
         return self._shown(ws)
 
     def fix_frame(self, key: str, index: int) -> tuple[Preview, str]:
@@ -287,10 +283,9 @@ class Service:
             raise BadRequestError(f"Frame {index} was not processed by the last run (it covers {frames.covered()}); "
                                   "move the slider to a frame it did.")
         earlier = continuation.load(run_dir, index, None, info, frames)
-        phrases = ws.phrases or earlier.prompts
-        ws.preview = self._rebuild(ws, index, phrases, earlier.threshold, set(), [], run_dir)
-        ws.phrases, ws.frame, ws.threshold, ws.earlier = phrases, index, earlier.threshold, run_dir
-        ws.removed, ws.edits, ws.corner, ws.said = set(), [], None, ""
+        phrases = ws.start.phrases if ws.start is not None and ws.start.phrases else earlier.prompts
+        start = StartPoint(index, phrases, earlier.threshold, continue_from=run_dir)
+        ws.start_over(start, self._rebuild(ws, start))
         kept = f"frames {earlier.kept[0]}-{earlier.kept[-1]} of the run are kept" if earlier.kept else "no frames are kept"
         said = (f"Frame {index} of the last run: remove or click to fix its objects, then Propagate "
                 f"{earlier.direction} continues from it ({kept}).")
@@ -298,9 +293,9 @@ class Service:
 
     # -- runs ---------------------------------------------------------------------------------------
     def propagate(self, key: str, direction: str, max_frames: float | None, stride: float | None = 1,
-                  stop_on_close: bool = True) -> Iterator[RunProgress | Outputs]:
+                  stop_on_close: bool = True) -> Iterator[Progress | Outputs]:
         """Propagate from the detected frame (or continue from a fixed one), every `stride`-th frame:
-        `RunProgress` at least every second, then the run's `Outputs`. Closing this stops the run
+        `Progress` at least every second, then the run's `Outputs`. Closing this stops the run
         when `stop_on_close` (else it goes on: the page's run survives a reload)."""
         ws = self.workspaces.get(key)
         yield from self._run(ws, self._options(ws, direction, max_frames, stride), stop_on_close)
@@ -308,24 +303,23 @@ class Service:
     def _options(self, ws: Workspace, direction: str, max_frames: float | None, stride: float | None) -> RunOptions:
         """The run the visitor's workspace asks for, checked."""
         _, info = ws.need_video()
-        if not ws.phrases:
+        if ws.start is None or not ws.start.phrases:
             raise BadRequestError("Press Detect first, so that you can check what will be tracked.")
         stride = check_stride(stride, info)
-        if ws.earlier:  # continuing a run: on its frames (its stride)
-            stride = _stride_of(ws.earlier)
-        return RunOptions(ws.phrases, ws.frame, check_direction(direction), int(max_frames) if max_frames else None,
-                          ws.threshold, tuple(sorted(ws.removed)), tuple(ws.edits), ws.earlier, stride)
+        if ws.start.continue_from:  # continuing a run: on its frames (its stride)
+            stride = _stride_of(ws.start.continue_from)
+        return RunOptions(ws.start, check_direction(direction), int(max_frames) if max_frames else None, stride)
 
     def estimate(self, key: str, direction: str, max_frames: float | None, stride: float | None = 1) -> str:
         """Roughly how much GPU time the run the visitor set up needs, in words ("" before Detect)."""
         ws = self.workspaces.peek(key)
-        if ws is None or ws.info is None or not ws.phrases:
+        if ws is None or ws.info is None or ws.start is None or not ws.start.phrases:
             return ""
         options = self._options(ws, direction, max_frames, stride)
         seconds, calls = self.sizer.estimate(ws.info, options)
         return gpu_time_words(seconds, calls)
 
-    def continue_run(self, key: str, stop_on_close: bool = True) -> Iterator[RunProgress | Outputs]:
+    def continue_run(self, key: str, stop_on_close: bool = True) -> Iterator[Progress | Outputs]:
         """Go on with the latest run where it ended before covering what it set out to (stopped,
         refused, cut off): from its last frame, the frames done kept."""
         ws = self.workspaces.get(key)
@@ -338,26 +332,26 @@ class Service:
             raise BadRequestError("There is no unfinished run to continue: Propagate starts a new one.")
         earlier = continuation.load(run_dir, leg.frame, leg.direction, info)
         stride = _stride_of(run_dir)
-        ws.preview, ws.frame, ws.removed, ws.edits, ws.corner, ws.earlier = None, leg.frame, set(), [], None, run_dir
-        ws.phrases = ws.phrases or earlier.prompts
-        options = RunOptions(ws.phrases, leg.frame, leg.direction, leg.max_frames, earlier.threshold,
-                             continue_from=run_dir, stride=stride)
-        yield from self._run(ws, options, stop_on_close)
+        phrases = ws.start.phrases if ws.start is not None and ws.start.phrases else earlier.prompts
+        start = StartPoint(phrases=phrases, threshold=earlier.threshold).continuing(run_dir, leg.frame)
+        ws.start_over(start)
+        yield from self._run(ws, RunOptions(start, leg.direction, leg.max_frames, stride), stop_on_close)
 
     def segment_video(self, key: str, path: str, prompts: str, start_frame: int = 0, direction: str = "forward",
                       max_frames: int | None = None, threshold: float | None = None, stride: int | None = 1
-                      ) -> Iterator[RunProgress | Outputs]:
+                      ) -> Iterator[Progress | Outputs]:
         """The one-shot API: open, detect and propagate in one call."""
         self.open_video(key, path)
         ws = self.workspaces.get(key)
         _, info = ws.need_video()
         phrases = phrases_of(prompts)
-        ws.phrases, ws.frame, ws.threshold = phrases, check_frame(info, int(start_frame or 0)), check_threshold(threshold)
-        options = RunOptions(phrases, ws.frame, check_direction(direction), int(max_frames) if max_frames else None,
-                             ws.threshold, stride=check_stride(stride, info))
+        start = StartPoint(check_frame(info, int(start_frame or 0)), phrases, threshold)
+        ws.start_over(start)
+        options = RunOptions(start, check_direction(direction), int(max_frames) if max_frames else None,
+                             check_stride(stride, info))
         yield from self._run(ws, options, stop_on_close=True)
 
-    def _run(self, ws: Workspace, options: RunOptions, stop_on_close: bool) -> Iterator[RunProgress | Outputs]:
+    def _run(self, ws: Workspace, options: RunOptions, stop_on_close: bool) -> Iterator[Progress | Outputs]:
         """Start the run in a thread of its own (`LiveRun`) and follow it. Closed early, the
         follower asks the run to stop when `stop_on_close` (an API client's cancel); a page that
         goes away (a reload) leaves it going on, to be followed again (`follow`)."""
@@ -367,7 +361,7 @@ class Service:
         ws.live = LiveRun.start(self._legs(ws, options), is_last=lambda item: isinstance(item, Outputs))
         yield from self._watch(ws, ws.live, stop_on_close)
 
-    def _watch(self, ws: Workspace, live: LiveRun, stop_on_close: bool) -> Iterator[RunProgress | Outputs]:
+    def _watch(self, ws: Workspace, live: LiveRun, stop_on_close: bool) -> Iterator[Progress | Outputs]:
         try:
             yield from live.follow()
         except GeneratorExit:
@@ -375,37 +369,38 @@ class Service:
                 self.workspaces.stop_run(ws)
             raise
 
-    def follow(self, key: str) -> Iterator[RunProgress | Outputs]:
+    def follow(self, key: str) -> Iterator[Progress | Outputs]:
         """The visitor's run that is going on (a page back after a reload follows it again): its
         progress, then its outputs; nothing when none is going on. Closing this leaves it going."""
         ws = self.workspaces.peek(key)
         if ws is not None and ws.live is not None and not ws.live.ended:
             yield from self._watch(ws, ws.live, stop_on_close=False)
 
-    def _legs(self, ws: Workspace, options: RunOptions) -> Iterator[RunProgress | Outputs]:
+    def _legs(self, ws: Workspace, options: RunOptions) -> Iterator[Progress | Outputs]:
         """The run as one or more GPU calls (`runloop.RunLoop`), holding the workspace in use."""
         _, info = ws.need_video()
         model = self.model.require()
         with self.workspaces.in_use(ws, run=True):
             kept = []
-            if options.continue_from:
-                kept = continuation.load(options.continue_from, options.start_frame, options.direction, info).kept
-            plan = Plan.of(info.num_frames, options.start_frame, options.direction or "forward", options.max_frames,
+            start = options.start
+            if start.continue_from:
+                kept = continuation.load(start.continue_from, start.frame, options.direction, info).kept
+            plan = Plan.of(info.num_frames, start.frame, options.direction or "forward", options.max_frames,
                            kept, options.stride)
             before, earlier_shape, ws.review = ws.run_dir, ws.shape, None  # a new run: nothing picked on it yet
-            ws.shape = review.Shape(plan.first, plan.last, options.start_frame, options.direction or "forward",
-                                    options.stride, options.start_frame if options.continue_from else None,
+            ws.shape = review.Shape(plan.first, plan.last, start.frame, options.direction or "forward",
+                                    options.stride, start.frame if start.continue_from else None,
                                     (kept[0], kept[-1]) if kept else None)
             started, shown = time.monotonic(), len(kept)
             seconds, calls = self.sizer.estimate(info, options, len(kept))
-            yield RunProgress(shown, plan.total, 0.0, None, None, f"starting on the GPU ({gpu_time_words(seconds, calls)})")
+            yield Progress(shown, plan.total, text=f"starting on the GPU ({gpu_time_words(seconds, calls)})")
             try:
                 for item in self.loop.legs(ws, model, options, plan, kept):
-                    if isinstance(item, dict):  # the summary: the run has ended, its folder is final
+                    if isinstance(item, RunSummary):  # the run has ended, its folder is final
                         break
-                    if isinstance(item, Writing):  # the GPU calls are over: the files are being finished
-                        yield RunProgress(shown, plan.total, 0.0, None, None, "GPU released · writing the overlay "
-                                          f"and annotations: {item.written}/{item.total}")
+                    if isinstance(item, Progress):  # the GPU calls are over: the files are being finished
+                        yield Progress(shown, plan.total, text="GPU released · writing the overlay and "
+                                       f"annotations: {item.written}/{item.total}")
                         continue
                     calls, update = item
                     progress = _progress(update, plan, shown, calls, started)
@@ -557,23 +552,24 @@ def _read_frame(ws: Workspace, index: int) -> np.ndarray:
         return reader[index]
 
 
-def _progress(update: RunUpdate, plan: Plan, shown: int, calls: int, started: float) -> RunProgress:
+def _progress(update: RunUpdate, plan: Plan, shown: int, calls: int, started: float) -> Progress:
     """A GPU step's update as progress over the whole run, never below the `shown` count (a call
     that continues another redoes its first frame, and counts nothing while it warms up).
 
     The text names the phase ('warming up', 'forward 20/20 · backward 1/19'); the time left only
     once it is stable: SAM3 holds back its first frames and then hands several at once, so the pace
     of the first few frames says little (`eta_stable`)."""
-    done = min(max(update.done, shown), plan.total)
-    eta = (plan.total - done) / update.fps if update.fps > 0 and eta_stable(done - plan.kept, plan.new) else None
+    step = update.progress
+    done = min(max(step.done, shown), plan.total)
+    eta = (plan.total - done) / step.fps if step.fps > 0 and eta_stable(done - plan.kept, plan.new) else None
     call = f"GPU call {calls}: " if calls > 1 else ""
-    if update.finished:
+    if step.finished:
         text = f"{plan.phases(done)} · closing the files"
-    elif update.total is None:
+    elif step.total is None:
         text = f"{call}warming up ({time.monotonic() - started:.0f} s; SAM3 holds back its first frames)"
     else:
-        text = f"{call}{plan.phases(done)} · {update.fps:.1f} frames/s" + (f" · about {eta:.0f} s left" if eta else "")
-    return RunProgress(done, plan.total, update.fps, eta, update.preview, text)
+        text = f"{call}{plan.phases(done)} · {step.fps:.1f} frames/s" + (f" · about {eta:.0f} s left" if eta else "")
+    return Progress(done, plan.total, step.fps, eta, preview=step.preview, text=text)
 
 
 def gpu_time_words(seconds: int, calls: int) -> str:

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 from ..config import AppLimits
 from ..errors import BadRequestError
 from ..continuation import RunFrames
-from ..types import Edit, FrameResult, VideoInfo
+from ..types import FrameResult, StartPoint, VideoInfo
 from .live import LiveRun
 from .review import Review, Shape
 from .runs import request_stop
@@ -43,15 +43,13 @@ class Workspace:
     dir: str
     video: str | None = None  # the visitor's own link to the upload (uploads.keep_upload)
     info: VideoInfo | None = None
-    phrases: tuple[str, ...] = ()
-    frame: int = 0  # the detected (or fixed) frame, where propagation starts
-    threshold: float | None = None
-    removed: set[int] = field(default_factory=set)
-    edits: list[Edit] = field(default_factory=list)  # clicks and boxes on that frame, in order
+    # what the next run starts from: the detected (or fixed) frame, the phrases, the threshold, the
+    # removals and the clicks and boxes on that frame in order, and (set by Fix this frame) the
+    # folder of the run it continues; None before Detect
+    start: StartPoint | None = None
     corner: tuple[float, float] | None = None  # first corner of a box being drawn with two clicks
     said: str = ""  # what the last click made (clicks.outcome); "" after Detect, Undo all clicks, a new video
     preview: FrameResult | None = None  # the model's result on that frame, removals not applied
-    earlier: str | None = None  # set by Fix this frame: the folder of the run the next one continues
     run_dir: str | None = None  # the latest run's folder (runs.py: the record of what ran)
     touched: float = field(default_factory=time.monotonic)
     run_frames: RunFrames | None = field(default=None, repr=False)  # run_dir's results, read once for the slider
@@ -72,6 +70,16 @@ class Workspace:
     @property
     def name(self) -> str:
         return os.path.basename(self.dir)
+
+    @property
+    def continue_from(self) -> str | None:
+        """The folder of the run the next run continues (set by Fix this frame), or None."""
+        return self.start.continue_from if self.start is not None else None
+
+    def start_over(self, start: StartPoint | None = None, preview: FrameResult | None = None) -> None:
+        """The visitor's choices begin again from `start` (None: nothing detected yet) with its
+        `preview`: no box half drawn, nothing said."""
+        self.start, self.preview, self.corner, self.said = start, preview, None, ""
 
     def need_video(self) -> tuple[str, VideoInfo]:
         if self.video is None or self.info is None:
