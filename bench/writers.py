@@ -16,8 +16,9 @@ that says whether writing keeps up with a model at 30 frames a second (33.3 ms a
 
     python bench/writers.py --source ../shared/media/bigbuckbunny.mp4   # writes bench/results/writers-cpu.md
 
-Run from a tree before writing.py (this script, bench/outlines.py, engine.py and outputs.py copied
-into it) it times that tree's way: the run's sinks fed each result with its masks in memory.
+Run from an older tree (this script, bench/outlines.py, engine.py and outputs.py copied into it) it
+times that tree's way: before writing.py, the run's sinks fed each result with its masks in memory;
+before lanes, one FileWriter (its sinks in threads on 2 cores or more), and no lane rows.
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ def write_all(folder: str, records: list, info, wanted: list[str], processes: in
         return write_all_before(folder, records, info, wanted)
     cpu = _cpu_s()
     start = time.perf_counter()
-    writer = FileWriter(folder, wanted, info, ["thing"], 0, processes=processes)
+    if has_lanes():
+        writer = FileWriter(folder, wanted, info, ["thing"], 0, processes=processes)
+    else:  # a tree from before lanes (writing.py's FileWriter, its sinks in threads on 2 cores or more)
+        writer = FileWriter(folder, wanted, info, ["thing"], 0)
     for record in records:
         writer.write(record)
     error = writer.close(None)
@@ -89,7 +93,7 @@ def _cpu_s() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def write_all_before(folder: str, records: list, info, wanted: list[str]) -> float:
+def write_all_before(folder: str, records: list, info, wanted: list[str]) -> tuple[float, float]:
     """The same through the sinks as `pipeline.run` fed them before writing.py (sam3-video at
     f9ebc42): each frame's result with its masks in memory, frames decoded by the run's reader."""
     from sam3_video.pipeline import open_outputs, write_all as feed
@@ -125,7 +129,8 @@ def measure(size: str, objects: int, frames: int, repeats: int, tmp: str, clip: 
     records = [frame_to_json(EncodedFrame(f)) for f in synthetic_frames(width, height, objects, frames)]
     runs = {name: ([name], 0) for name in ("overlay", *FORMATS)}
     runs["everything, one process"] = (["overlay", *FORMATS], 0)
-    if not before():
+    runs["every format (no overlay), one process"] = (list(FORMATS), 0)
+    if has_lanes():
         runs[f"everything, {lanes} lanes"] = (["overlay", *FORMATS], lanes)
         runs[f"every format (no overlay), {lanes} lanes"] = (list(FORMATS), lanes)
     out = {}
@@ -139,12 +144,12 @@ def measure(size: str, objects: int, frames: int, repeats: int, tmp: str, clip: 
     return out
 
 
-def before() -> bool:
+def has_lanes() -> bool:
     try:
-        import sam3_video.writing  # noqa: F401
+        import sam3_video.lanes  # noqa: F401
     except ImportError:
-        return True
-    return False
+        return False
+    return True
 
 
 def main() -> None:
