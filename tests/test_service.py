@@ -13,11 +13,12 @@ from sam3_video.config import AppLimits, GpuBudget
 from sam3_video.errors import BadRequestError, Sam3VideoError
 from sam3_video.progress import Progress
 from sam3_video.results import read_results
+from sam3_video.runfolder import read_record
 from sam3_video.types import Edit
 from sam3_video.video import VideoReader, probe
 from sam3_video.web.runs import Outputs
 from sam3_video.web.service import Service
-from tests.conftest import cpu_allocation_failure, frames_in_zip
+from tests.conftest import cpu_allocation_failure, frames_in_zip, manifest_in_zip
 
 
 @pytest.fixture()
@@ -136,15 +137,24 @@ def test_a_tab_that_does_not_come_back_is_closed_and_its_run_stopped(service, ca
 
 def test_a_run_longer_than_one_gpu_call_goes_on_in_the_next(test_model_dir, backend, carphone, tmp_path):
     """With 3 s of GPU per call, "both" from frame 30 takes several calls (forward, then backward,
-    each continuing the folder of the last) and covers exactly the frames of one run."""
+    each continuing the folder of the last) and covers exactly the frames of one run; the
+    annotations' manifest describes the run as asked (its start frame, direction and removed
+    object), not the last call's own start."""
     budget = GpuBudget(start_s=1, per_frame_s=0.1, per_kept_frame_s=0.01, per_edit_s=1, max_s=3)
     service = Service(model=test_model_dir, device="cpu", root=str(tmp_path), budget=budget)
     service.open_video("l", carphone)
-    service.detect("l", 30, "person", None)
+    found = service.detect("l", 30, "person", None).objects
+    assert found, "the small model must find objects for this test to mean anything"
+    removed = [int(found[-1].id)]
+    service.remove("l", removed)
     items = list(service.propagate("l", "both", 25))
     out = items[-1]
     assert out.summary["status"] == "complete" and out.summary["gpu_calls"] >= 2
     folder = service.workspaces.get("l").run_dir
+    manifest = manifest_in_zip(os.path.join(folder, "annotations.zip"))
+    assert (manifest["start_frame"], manifest["direction"], manifest["max_frames"]) == (30, "both", 25)
+    assert manifest["removed_ids"] == removed and manifest["continued_from"] is None
+    assert read_record(folder).start.continue_from is not None, "the last call's run.json keeps its own start"
     assert sorted(r.frame_index for r in read_results(folder)) == list(range(6, 55))
     assert probe(out.overlay).num_frames == 49 and out.summary["frames"] == 49
     counts = [i.done for i in items[:-1]]

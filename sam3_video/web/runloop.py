@@ -27,7 +27,7 @@ from .. import continuation
 from ..config import GpuBudget
 from ..errors import BadRequestError
 from ..progress import Progress
-from ..runfolder import read_record, write_record
+from ..runfolder import RunRecord, read_record, write_record
 from ..salvage import frames_in, rewrite
 from ..types import RunOptions, VideoInfo, frame_order
 from ..writing import Follower
@@ -155,6 +155,7 @@ class RunLoop:
 
         run_dir = new_leg()
         started, calls, seen, ended, boost = time.monotonic(), 0, None, None, 1.0
+        first: RunRecord | None = None  # the first call's record: the run as the visitor asked it
         while True:
             new = len(frame_order(info.num_frames, options.start.frame, options.direction or "forward",
                                   options.max_frames, options.stride))
@@ -188,6 +189,7 @@ class RunLoop:
                 self.workspaces.prune_runs(ws, {previous, ws.continue_from})
                 self.workspaces.set_run(ws, previous)
                 raise BadRequestError(last.error or "The run failed before its first frame; run it again.")
+            first = first or record
             done = record.frame_range
             stopped = runs.stop_requested(run_dir)
             if last.stopped_for == "time" and not stopped and (done is None or done == seen):
@@ -223,7 +225,7 @@ class RunLoop:
             raise BadRequestError(f"Nothing of this run was done: {why.rstrip('.')}."
                                   + (" Your earlier run and its files are kept." if before else ""))
         try:  # the rest of the files, written here after the GPU calls (the GPU is released)
-            for written, total in follower.finish(final, read_record(final)):
+            for written, total in follower.finish(final, as_asked(read_record(final), first)):
                 yield Progress(total=total, written=written)
         except Exception as err:  # the results are kept; the summary says what went wrong
             log.error("writing the files of a run failed", exc_info=err)
@@ -275,6 +277,18 @@ class RunLoop:
         return {"stopped_by": stopped_by, "advice": advice,
                 "error": f"Ended by {stopped_by} after {frames_in(current)} frames: the files for {span} are below. "
                          f"{advice}."}
+
+
+def as_asked(record: RunRecord | None, first: RunRecord | None) -> RunRecord | None:
+    """The record of a run's last GPU call (`record`), as the annotations' manifest gives it: the run
+    the visitor asked for, as its first call (`first`) recorded it (its start point with the removed
+    objects and corrections, its direction, frames and the run it continued from), and what the run
+    did, as the last call recorded it. Each later call's run.json keeps its own start (its first
+    frame, continued from the call before), which the next continuation reads."""
+    if record is None or first is None or first is record:
+        return record
+    return replace(record, start=first.start, direction=first.direction, max_frames=first.max_frames,
+                   continued_from=first.continued_from)
 
 
 def continue_leg(folder: str) -> Leg | None:
