@@ -12,6 +12,10 @@ results by a `FileWriter`, which decodes the frames it draws with a video reader
   the run's final folder once the last call has ended (sam3_video/web/runloop.py). On ZeroGPU the
   visitor's GPU time buys model work only.
 
+A long job's outputs are shared out between lanes (sam3_video/lanes.py): processes of their own that
+each write a share from the same results lines, so that writing uses every core; the `FileWriter`
+hands each lane every line and counts a frame written once every lane has.
+
 Writers take only the CPU the model leaves (`lower_priority`: Linux's SCHED_IDLE, else a higher
 niceness), so that on a busy machine the model's thread (a GPU's kernel launches, or the model
 itself on a CPU) comes first.
@@ -78,6 +82,7 @@ class FileWriter:
         self._sent: list[int] = []  # frames handed to every lane, in the order they came
         self._mine_done = 0  # of those, the frames this writer's own sinks were given
         self.part_facts: tuple[dict[str, dict | None], list[str]] = ({}, [])
+        self._closed = False
         try:
             if "overlay" in mine:
                 self.sinks.append(OverlayWriter(out_dir, info, first_frame, self.frame, self.stride))
@@ -136,6 +141,7 @@ class FileWriter:
     def close(self, record: RunRecord | None) -> Exception | None:
         """Close every sink and lane (the annotations last, with the run's `record` as their
         manifest) and return the first error instead of raising it: each file is closed whatever failed."""
+        self._closed = True
         first = call_all([sink.close for sink in self.sinks])
         facts: dict[str, dict | None] = {}
         errors: list[str] = []
@@ -157,9 +163,13 @@ class FileWriter:
         return first
 
     def abort(self) -> None:
-        """Stop every lane and close the reader, the files as they are (to be deleted)."""
-        for lane in getattr(self, "lanes", ()):
+        """Stop every lane, close the sinks here (an overlay's encoder) unless closed already and the
+        reader: the files as they are, to be deleted."""
+        for lane in self.lanes:
             lane.abort()
+        if not self._closed:
+            self._closed = True
+            call_all([sink.close for sink in self.sinks])
         self._close_reader()
 
     def _close_reader(self) -> None:
