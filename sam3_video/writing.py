@@ -109,9 +109,10 @@ class FileWriter:
         done = min([self._mine_done] + [lane.acked for lane in self.lanes])
         return self._sent[:done]
 
-    def write(self, frame: dict | EncodedFrame) -> None:
+    def write(self, frame: dict | EncodedFrame, line: bytes | None = None) -> None:
         """Give one frame (a results record, or an encoded frame) to every sink and lane, even when
-        one fails, then raise the first failure."""
+        one fails, then raise the first failure. `line`: the record's results line, when the caller
+        read it (the lanes get it as it is)."""
         if isinstance(frame, dict):
             frame = RecordFrame(frame, self.info.size, partial(self.frame, int(frame["frame_index"])))
         elif frame._image is None:
@@ -120,7 +121,7 @@ class FileWriter:
         if self.annotations is not None:
             calls.append(partial(self.annotations.write, frame))
         if self.lanes:
-            line = (json.dumps(frame.record, separators=(",", ":")) + "\n").encode("utf-8")
+            line = line or (json.dumps(frame.record, separators=(",", ":")) + "\n").encode("utf-8")
             calls += [partial(lane.send, line) for lane in self.lanes]
             for label, area in zip(frame.labels, frame.areas):  # the manifest's categories, as the lanes number them
                 if area:
@@ -306,7 +307,7 @@ class Follower:
         if self._writer is None:  # the run's phrases and frames, as the folder's run.json says
             self._writer = _writer_for(self.staging, self.wanted, self.info, read_record(self._folder), index)
         self._lines[index] = crc
-        self._writer.write(record)
+        self._writer.write(record, line)
 
     def finish(self, folder: str, record: RunRecord | None, every: int = 10) -> Iterator[tuple[int, int]]:
         """Write what is left of the results of `folder` (the run's final folder, its `record` as
