@@ -540,10 +540,10 @@ def test_a_stop_while_the_files_are_written_keeps_exactly_the_frames_done(servic
     release, held = threading.Event(), threading.Event()
     write = writing.FileWriter.write
 
-    def slow_write(self, frame):
+    def slow_write(self, frame, line=None):
         held.set()
         assert release.wait(600), "the writer was never released"  # only binds if the test is broken
-        return write(self, frame)
+        return write(self, frame, line)
 
     if stop_at == "when only the writing is left":  # a writer that fell behind: all of it after the GPU
         monkeypatch.setattr(writing.Follower, "_work", lambda self: None)
