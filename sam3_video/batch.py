@@ -160,11 +160,12 @@ def run_batch(jobs: list[VideoJob], out_root: str, model: str, backend: str = "a
         inputs = [jobs[k].video for k in todo] + ([os.path.abspath(model)] if os.path.exists(model) else [])
         cluster.check_nodes([n for n in nodes if n.id in hosts], inputs, os.path.abspath(out_root))
         actor = ray.remote(max_restarts=0)(cluster.Segmenter)
+        cores = cluster.writer_cores([n for n in nodes if n.id in hosts], slots)
 
         def spawn(slot: cluster.Slot):
             strategy = NodeAffinitySchedulingStrategy(slot.node, soft=True) if slot.node else "DEFAULT"
             return actor.options(num_cpus=slot.cpus, num_gpus=slot.gpus, scheduling_strategy=strategy).remote(
-                model, backend, device, dtype)
+                model, backend, device, dtype, cores)
 
         cluster.Scheduler(jobs, outputs, spawn, progress).run(todo, slots, reports)
     ordered = [reports[k] for k in range(len(jobs))]

@@ -180,15 +180,24 @@ def plan_workers(nodes: list[Node], videos: int, use_gpus: bool, gpus_per_task: 
     return slots[:min(workers or len(slots), videos)]
 
 
+def writer_cores(nodes: list[Node], slots: list[Slot]) -> int:
+    """The cores each worker's file writers may take (lanes.py): the hosting nodes' CPUs the workers
+    do not reserve, shared out, and one at least, so that workers on one node do not each start a
+    writer process a core of the whole node."""
+    hosts = {s.node for s in slots if s.node}
+    cpus = sum(n.cpus for n in nodes if not hosts or n.id in hosts)
+    return max(1, int((cpus - sum(s.cpus for s in slots)) // max(1, len(slots))))
+
+
 # -- the worker ----------------------------------------------------------------------------------
 class Segmenter:
     """Holds one loaded model; segments the videos the scheduler hands it, one at a time."""
 
-    def __init__(self, model: str, backend: str, device: str, dtype: str):
+    def __init__(self, model: str, backend: str, device: str, dtype: str, writer_cores: int | None = None):
         from .backends import load_backend
         from .errors import Sam3VideoError
 
-        self.backend, self.load_error = None, None
+        self.backend, self.load_error, self.writer_cores = None, None, writer_cores
         try:
             self.backend = load_backend(model, backend, device, dtype)
         except Sam3VideoError as err:  # reported with every video instead of killing the actor
@@ -231,7 +240,8 @@ class Segmenter:
         shutil.rmtree(job.out_dir, ignore_errors=True)  # a cut-off run is redone from scratch
         try:
             record = run(job.video, job.options(), job.out_dir, backend=self.backend, outputs=outputs,
-                         on_progress=lambda p: events.put(("frames", p.done, p.total)))
+                         on_progress=lambda p: events.put(("frames", p.done, p.total)),
+                         writer_cores=self.writer_cores)
         except Sam3VideoError as err:
             return VideoReport(job.video, job.out_dir, "failed", seconds=time.perf_counter() - started, error=str(err))
         except Exception as err:  # one bad video never stops the batch

@@ -15,8 +15,9 @@ sentence>` when a writer failed (the later frames are not written, as in `writin
 `c <json>` when the files are closed (the formats' manifest facts and failures).
 
 How many lanes (`processes`): `SAM3_WRITER_PROCESSES` when set (0: every file in the caller's
-thread, as before lanes), else one a core up to one an output group, and none for a small job
-(under `SMALL_JOB` pixels in all), where starting a process costs more than it saves.
+thread, as before lanes), else one a core (of the machine, or of a batch worker's share) up to one
+an output group, and none for a small job (under `SMALL_JOB` pixels in all), where starting a
+process costs more than it saves.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ COST = {"overlay": 12.0, "cvat": 11.0, "davis": 4.5, "mots": 3.5, "mot": 0.5, "l
         "ytvis": 3.0, "jpeg": 12.0}
 
 
-def processes(wanted: Sequence[str], size: tuple[int, int], frames: int | None) -> int:
+def processes(wanted: Sequence[str], size: tuple[int, int], frames: int | None, cores: int | None = None) -> int:
     """How many lanes write `wanted` (outputs) for a job of `frames` frames of `size` (height, width);
-    0: in the caller's thread."""
+    0: in the caller's thread. `cores`: the cores this job's writing may use (default: the machine's;
+    a batch worker gets its share of a node's spare cores)."""
     groups = len(units(wanted))
     setting = os.environ.get(PROCESSES_ENV, "").strip()
     if setting:
@@ -54,7 +56,7 @@ def processes(wanted: Sequence[str], size: tuple[int, int], frames: int | None) 
         return max(0, min(count, groups))
     if frames is not None and size[0] * size[1] * frames < SMALL_JOB:
         return 0
-    return min(groups, os.cpu_count() or 1)
+    return min(groups, max(1, cores or os.cpu_count() or 1))
 
 
 def units(wanted: Sequence[str]) -> list[tuple[str, ...]]:

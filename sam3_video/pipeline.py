@@ -55,6 +55,7 @@ def run(
     on_session: Callable[[VideoSession], None] | None = None,
     outputs: Sequence[str] = ("all",),
     overlap: bool = True,
+    writer_cores: int | None = None,
 ) -> RunRecord:
     """Segment one video into `out_dir`: results.jsonl and run.json, the `outputs` asked for
     ("overlay", annotation format names, or "all"), plus whatever extra `sinks` write.
@@ -65,8 +66,9 @@ def run(
     and run.json; the overlay, the formats and the `sinks` are written from the results by a
     `writing.FileWriter` with a video reader of its own, with `overlap` in a thread of its own that
     the model never waits for (up to `writing.QUEUE_FRAMES` frames behind). The run returns once
-    every file is final; while the writers finish, `on_progress` gets `Progress.written`. Returns
-    the run's record, as run.json holds it at the end.
+    every file is final; while the writers finish, `on_progress` gets `Progress.written`.
+    `writer_cores`: the cores the writers' processes may take (lanes.py; None: the machine's).
+    Returns the run's record, as run.json holds it at the end.
     """
     out_dir = os.fspath(out_dir)
     wanted = check_outputs(outputs)
@@ -107,18 +109,18 @@ def run(
         files = None
         if wanted or sinks:  # the overlay and the formats: from the results, by a writer of their own
             files = FileWriter(out_dir, wanted, session.info, start.phrases, (kept or order)[0], session.stride,
-                               session.model_info.offset, extra=sinks, frames=expected)
+                               session.model_info.offset, extra=sinks, frames=expected, cores=writer_cores)
         feed = Background(files) if files is not None and overlap else None
         ids_per_label: dict[str, set[int]] = {}
         status, error, done, handed = "complete", None, 0, []
 
         def hand_over(record: dict, line: bytes | None = None) -> None:
             nonlocal done
-            results.write(record, line)
+            line = results.write(record, line)  # dumped once: the lanes are sent this line
             if feed is not None:
-                feed.put(record)  # encoded: a few KB a frame wait, never the masks or the pixels
+                feed.put(record, line)  # encoded: a few KB a frame wait, never the masks or the pixels
             elif files is not None:
-                files.write(record)
+                files.write(record, line)
             count_visible(record, ids_per_label)
             done += 1
             handed.append(int(record["frame_index"]))

@@ -296,9 +296,9 @@ class ResultsWriter:
         self.frames_written = 0
         self._ends: list[int] = []  # the file's size after each frame
 
-    def write(self, frame: FrameResult | EncodedFrame | dict, line: bytes | None = None) -> None:
+    def write(self, frame: FrameResult | EncodedFrame | dict, line: bytes | None = None) -> bytes:
         """Append a frame: a result, or its record (`frame_to_json`); `line`, when given, is the
-        record's line as another results file holds it, copied as it is."""
+        record's line as another results file holds it, copied as it is. Returns the line written."""
         assert self._file is not None, "writer is closed"
         if line is None:
             record = frame if isinstance(frame, dict) else frame_to_json(frame)
@@ -307,6 +307,7 @@ class ResultsWriter:
         self._file.flush()
         self.frames_written += 1
         self._ends.append(self._file.tell())
+        return line
 
     def keep(self, frames: int) -> None:
         """Cut the file back to its first `frames` frames (the ones every other output holds)."""

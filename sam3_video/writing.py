@@ -61,18 +61,19 @@ class FileWriter:
 
     The overlay and the formats are written by `processes` lanes (lanes.py: processes of their own,
     each a share of the outputs) or, with 0, here; None: as many as `lanes.processes` says for a job
-    of `frames` frames (None: not known). The objects' timeline and `extra` sinks are written here.
+    of `frames` frames (None: not known) on `cores` cores (None: the machine's). The objects' timeline and `extra` sinks are written here.
     `part`: this writer is a lane's, writing its share (no timeline; `part_facts` once closed)."""
 
     def __init__(self, out_dir: str, wanted: Sequence[str], info: VideoInfo, prompts: Sequence[str],
                  first_frame: int, stride: int = 1, offset: int = 0, extra: Sequence = (),
-                 processes: int | None = None, frames: int | None = None, part: bool = False):
+                 processes: int | None = None, frames: int | None = None, part: bool = False,
+                 cores: int | None = None):
         self.out_dir, self.info, self.stride, self.offset = out_dir, info, max(1, int(stride)), int(offset)
         self.part = part
         wanted = [name for name in wanted if name == "overlay" or name in FORMATS]
         formats = [name for name in wanted if name in FORMATS]
         if processes is None:
-            processes = lanes.processes(wanted, info.size, frames)
+            processes = lanes.processes(wanted, info.size, frames, cores)
         shares = lanes.split(wanted, processes) if processes and not part else []
         mine = [] if shares else wanted  # what this writer writes itself
         needs_image = bool(extra) or "overlay" in mine or any(FORMATS[f].needs_image for f in mine if f in FORMATS)
@@ -194,12 +195,12 @@ class Background:
     def _work(self) -> None:
         lower_priority()
         while True:
-            frame = self._queue.get()
-            if frame is None:
+            item = self._queue.get()
+            if item is None:
                 return
             if self.error is None:
                 try:
-                    self.writer.write(frame)
+                    self.writer.write(*item)
                 except BaseException as err:  # kept for the model's thread; later frames are dropped
                     self.error = err
 
@@ -207,10 +208,11 @@ class Background:
     def written(self) -> int:
         return len(self.writer.written)
 
-    def put(self, frame: dict | EncodedFrame) -> None:
+    def put(self, frame: dict | EncodedFrame, line: bytes | None = None) -> None:
+        """Queue `frame` (and its results `line`, when the caller has it: lanes are sent it as it is)."""
         if self.error is not None:
             raise self.error
-        self._queue.put(frame)
+        self._queue.put((frame, line))
 
     def drain(self, every_s: float = 0.5) -> Iterator[int]:
         """Wait until every frame put so far is written (idempotent), yielding the frames written

@@ -129,6 +129,17 @@ def test_workers_are_placed_per_node_and_spread_over_the_nodes():
     assert cluster.plan_workers(gpus, videos=100, use_gpus=True, gpus_per_task=0.5) == [cluster.Slot(1, 0.5)] * 8
 
 
+def test_workers_on_one_node_share_its_spare_cores_for_their_writers():
+    gpus = [cluster.Node("g" * 56, "10.0.0.5", 16, 4)]
+    four = cluster.plan_workers(gpus, videos=100, use_gpus=True)
+    assert cluster.writer_cores(gpus, four) == 3  # 16 CPUs, 4 reserved by the workers, 12 / 4
+    small = [cluster.Node("s" * 56, "10.0.0.6", 4, 4)]
+    assert cluster.writer_cores(small, cluster.plan_workers(small, videos=100, use_gpus=True)) == 1  # never 0
+    head, b = cluster.Node("h" * 56, "10.0.0.1", 0, 0), cluster.Node("b" * 56, "10.0.0.3", 16, 0)
+    cpu = cluster.plan_workers([head, b], videos=100, use_gpus=False)
+    assert cluster.writer_cores([head, b], cpu) == 1  # the model takes every core: one writer process each
+
+
 def test_what_a_node_cannot_see_is_one_sentence():
     node = cluster.Node("d" * 56, "10.0.0.9", 2, 0)
     code = cluster.code_fingerprint()

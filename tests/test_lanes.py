@@ -7,10 +7,11 @@ import json
 import os
 import shutil
 import zipfile
+from types import SimpleNamespace
 
 import pytest
 
-from sam3_video import lanes
+from sam3_video import lanes, writing
 from sam3_video.export import FORMATS, OUTPUTS
 from sam3_video.pipeline import run
 from sam3_video.runfolder import read_record
@@ -131,6 +132,25 @@ def test_the_follower_writes_with_lanes(results_only, records, carphone, tmp_pat
     assert "overlay.mp4" in b and "annotations.zip:annotations/cvat_video.xml" in b
 
 
+@pytest.mark.parametrize("overlap", [True, False])
+def test_a_run_sends_its_lanes_the_lines_it_wrote(carphone, backend, tmp_path, monkeypatch, overlap):
+    """pipeline.run turns each record into its results line once: the lanes are sent that line,
+    never a second dump of the record (the model's thread and the writer's share one GIL)."""
+    monkeypatch.setenv(lanes.PROCESSES_ENV, "2")
+
+    def dumps(*args, **kwargs):
+        raise AssertionError("a record was dumped to JSON again for the lanes")
+
+    monkeypatch.setattr(writing, "json", SimpleNamespace(dumps=dumps, loads=json.loads))
+    folder = str(tmp_path / "run")
+    record = run(carphone, RunOptions.of(("person, window",), 4, "forward", 6), folder, backend=backend,
+                 outputs=("overlay", "coco", "mot"), overlap=overlap)
+    assert record.status == "complete" and record.frames_done == 6, record.error
+    with open(os.path.join(folder, "results.jsonl"), encoding="utf-8") as f:
+        assert [json.loads(line)["frame_index"] for line in f] == list(range(4, 10))
+    assert os.path.getsize(os.path.join(folder, "overlay.mp4")) > 0
+
+
 def test_outputs_are_shared_out_by_cost_with_the_jpeg_formats_together():
     every = list(OUTPUTS)
     assert lanes.split(every, 1) == [every]
@@ -152,9 +172,13 @@ def test_how_many_lanes(monkeypatch):
     assert lanes.processes(every, (144, 176), 16) == 0, "a small job is written in-process"
     assert lanes.processes(every, (720, 1280), 600) == min(len(lanes.units(every)), os.cpu_count() or 1)
     assert lanes.processes(every, (720, 1280), None) >= 1
+    assert lanes.processes(every, (720, 1280), 600, cores=2) == 2, "a batch worker's share of the cores"
+    assert lanes.processes(every, (720, 1280), 600, cores=64) == len(lanes.units(every))
+    assert lanes.processes([], (720, 1280), 600, cores=4) == 0
     monkeypatch.setenv(lanes.PROCESSES_ENV, "3")
     assert lanes.processes(every, (144, 176), 16) == 3
     assert lanes.processes(["mot", "mots"], (720, 1280), 600) == 2, "never more lanes than groups"
+    assert lanes.processes(every, (720, 1280), 600, cores=1) == 3, "the setting wins over a share"
     monkeypatch.setenv(lanes.PROCESSES_ENV, "many")
     with pytest.raises(ValueError, match="SAM3_WRITER_PROCESSES must be a whole number"):
         lanes.processes(every, (720, 1280), 600)
