@@ -61,7 +61,8 @@ class FileWriter:
 
     The overlay and the formats are written by `processes` lanes (lanes.py: processes of their own,
     each a share of the outputs) or, with 0, here; None: as many as `lanes.processes` says for a job
-    of `frames` frames (None: not known) on `cores` cores (None: the machine's). The objects' timeline and `extra` sinks are written here.
+    of `frames` frames (None: not known) on `cores` cores (None: the machine's). The objects'
+    timeline and `extra` sinks are written here.
     `part`: this writer is a lane's, writing its share (no timeline; `part_facts` once closed)."""
 
     def __init__(self, out_dir: str, wanted: Sequence[str], info: VideoInfo, prompts: Sequence[str],

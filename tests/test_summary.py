@@ -9,7 +9,7 @@ import numpy as np
 
 from sam3_video.progress import Progress
 from sam3_video.types import FrameResult
-from sam3_video.web.runs import RunSummary, summary_line, summary_of, write_summary
+from sam3_video.web.runs import RunSummary, summary_line, summary_of
 
 #: summary.json as the app wrote it before RunSummary: a run stopped by its GPU time, continued
 APP_SUMMARY = {"status": "stopped", "frames": 20, "frames_expected": 39, "frame_range": [81, 100],
@@ -34,7 +34,7 @@ def test_the_summary_keeps_the_keys_clients_read(tmp_path):
                                                            "10 objects (5 car, 5 person), 26 s. Only 16 objects.")
     summary.write(str(tmp_path))
     assert json.loads((tmp_path / "summary.json").read_text()) == APP_SUMMARY == summary_of(str(tmp_path))
-    write_summary(str(tmp_path), {"status": "failed", "frames": 0, "error": "Boom."})
+    RunSummary.from_json({"status": "failed", "frames": 0, "error": "Boom."}).write(str(tmp_path))
     assert RunSummary.read(str(tmp_path)) == RunSummary("failed", 0, error="Boom.")
 
 

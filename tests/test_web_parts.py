@@ -17,11 +17,11 @@ from sam3_video.web.previews import ObjectRow, draw, object_table
 from sam3_video.web.runs import (
     Leg,
     Plan,
+    RunSummary,
     request_stop,
     stop_requested,
     summary_line,
     summary_of,
-    write_summary,
 )
 from sam3_video.web.service import eta_stable
 
@@ -176,7 +176,7 @@ def test_a_stop_request_and_the_summary_live_in_the_run_folder(tmp_path):
     request_stop(str(tmp_path / "gone"))  # a folder already deleted: nothing to stop
     assert stop_requested(str(tmp_path))
     assert summary_of(str(tmp_path))["status"] == "failed" and "run.json" in summary_of(str(tmp_path))["error"]
-    write_summary(str(tmp_path), {"status": "stopped", "frames": 3})
+    RunSummary.from_json({"status": "stopped", "frames": 3}).write(str(tmp_path))
     assert summary_of(str(tmp_path)) == {"status": "stopped", "frames": 3}
 
 

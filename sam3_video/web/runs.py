@@ -153,10 +153,6 @@ def summary_line(summary: RunSummary | dict) -> str:
     return (summary if isinstance(summary, RunSummary) else RunSummary.from_json(summary)).line()
 
 
-def write_summary(folder: str, summary: RunSummary | dict) -> None:
-    (summary if isinstance(summary, RunSummary) else RunSummary.from_json(summary)).write(folder)
-
-
 def outputs(folder: str) -> Outputs:
     """The files of the finished run in `folder`: the overlay, annotations.zip, each format; the
     summary with each object's frames (`objects`, as in objects.json)."""

@@ -117,10 +117,8 @@ class Service:
         else:
             shown = Preview(self.frame_image(key, frame), [], "")
         outputs = runs.outputs(ws.run_dir) if ws.run_dir and not running and read_record(ws.run_dir) else None
-        restored = Restored(ws.token, True, ws.video, ws.info, frame, preview=shown, running=running, outputs=outputs)
-        if ws.start is not None:
-            restored.phrases, restored.threshold = ws.start.phrases, ws.start.threshold
-        return restored
+        threshold = ws.start.threshold if ws.start is not None else None
+        return Restored(ws.token, True, ws.video, ws.info, frame, ws.phrases, threshold, shown, running, outputs)
 
     def reopened(self, key: str, path: str) -> bool:
         """Whether `path` is the tab's own video given back to its page by `restore` (the page
@@ -283,7 +281,7 @@ class Service:
             raise BadRequestError(f"Frame {index} was not processed by the last run (it covers {frames.covered()}); "
                                   "move the slider to a frame it did.")
         earlier = continuation.load(run_dir, index, None, info, frames)
-        phrases = ws.start.phrases if ws.start is not None and ws.start.phrases else earlier.prompts
+        phrases = ws.phrases or earlier.prompts
         start = StartPoint(index, phrases, earlier.threshold, continue_from=run_dir)
         ws.start_over(start, self._rebuild(ws, start))
         kept = f"frames {earlier.kept[0]}-{earlier.kept[-1]} of the run are kept" if earlier.kept else "no frames are kept"
@@ -313,7 +311,7 @@ class Service:
     def estimate(self, key: str, direction: str, max_frames: float | None, stride: float | None = 1) -> str:
         """Roughly how much GPU time the run the visitor set up needs, in words ("" before Detect)."""
         ws = self.workspaces.peek(key)
-        if ws is None or ws.info is None or ws.start is None or not ws.start.phrases:
+        if ws is None or ws.info is None or not ws.phrases:
             return ""
         options = self._options(ws, direction, max_frames, stride)
         seconds, calls = self.sizer.estimate(ws.info, options)
@@ -332,7 +330,7 @@ class Service:
             raise BadRequestError("There is no unfinished run to continue: Propagate starts a new one.")
         earlier = continuation.load(run_dir, leg.frame, leg.direction, info)
         stride = _stride_of(run_dir)
-        phrases = ws.start.phrases if ws.start is not None and ws.start.phrases else earlier.prompts
+        phrases = ws.phrases or earlier.prompts
         start = StartPoint(phrases=phrases, threshold=earlier.threshold).continuing(run_dir, leg.frame)
         ws.start_over(start)
         yield from self._run(ws, RunOptions(start, leg.direction, leg.max_frames, stride), stop_on_close)

@@ -72,6 +72,11 @@ class Workspace:
         return os.path.basename(self.dir)
 
     @property
+    def phrases(self) -> tuple[str, ...]:
+        """The phrases the next run finds (none before Detect)."""
+        return self.start.phrases if self.start is not None else ()
+
+    @property
     def continue_from(self) -> str | None:
         """The folder of the run the next run continues (set by Fix this frame), or None."""
         return self.start.continue_from if self.start is not None else None
