@@ -2,9 +2,10 @@
 
 `pipeline.run` hands a `Progress` to its `on_progress` after every frame (with the frame's
 result) and while its writers finish (`written`); the web app's propagation job keeps the latest
-one (web/jobs.py), its GPU step sends it on without the result and with the latest frame drawn
-(web/gpu.py, inside a `RunUpdate` that also says how the call ended), and the service hands the
-page the same type again, counted over the whole run and with its line of text (web/service.py).
+one (web/jobs.py), its GPU step sends it on without the result (web/gpu.py, inside a `RunUpdate`
+that also says how the call ended, the latest frame drawn left in a file beside it, which the app
+puts back in `preview`), and the service hands the page the same type again, counted over the
+whole run and with its line of text (web/service.py).
 The CLI's bar reads it too.
 """
 

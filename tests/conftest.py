@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import replace
 
 import pytest
 
@@ -172,7 +171,7 @@ def gpu_call_killed(monkeypatch):
 
     def relay(request, queue):
         for update in real(request):
-            queue.put(replace(update, progress=update.progress.sent(None)))
+            queue.put(update)  # small: its frame drawn is in a file (web/handoff.py)
         queue.put(None)
 
     def killed(request):
@@ -228,6 +227,18 @@ def wait_for_frames(job, n: int) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"the run ended before it reported {n} frames: {job.outputs()[-1:]}")
+
+
+def answer_of(app, job, wait_s: float = 600):
+    """A gradio_client job's answer; one that does not come fails with the end of the app's log
+    (what the app was waiting on), not a bare TimeoutError."""
+    from concurrent.futures import TimeoutError
+
+    try:
+        return job.result(timeout=wait_s)
+    except TimeoutError:
+        with open(app.log, encoding="utf-8", errors="replace") as f:
+            raise AssertionError(f"no answer in {wait_s:g} s; the app's log ends:\n{f.read()[-6000:]}") from None
 
 
 def manifest_in_zip(zip_path) -> dict:

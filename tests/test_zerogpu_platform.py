@@ -19,7 +19,7 @@ import os
 import pytest
 
 from sam3_video.video import probe
-from tests.conftest import frames_in_zip, video_path
+from tests.conftest import answer_of, frames_in_zip, video_path
 
 #: A fake X-IP-Token (spaces reads its payload without checking a signature).
 IP_TOKEN = "x." + base64.urlsafe_b64encode(json.dumps({"sub": "visitor"}).encode()).decode().rstrip("=") + ".y"
@@ -63,7 +63,7 @@ def test_quota_refusals_turn_into_shorter_calls_then_keep_the_frames(zero_platfo
     run ends, stopped by the quota, with every frame done kept and offered, and it says so."""
     app = zero_platform(env={**FIGURES, "SAM3_MAX_GPU_SECONDS": "20"}, quota=24)
     client = detected(app, carphone)
-    _, status, _, zip_path, _, summary = client.submit("forward", None, api_name="/propagate").result(timeout=600)
+    _, status, _, zip_path, _, summary = answer_of(app, client.submit("forward", None, api_name="/propagate"))
     asks = [(int(c["params"]["durationSeconds"]), c.get("status"), c.get("left")) for c in schedules(app)]
     assert asks[0][1] == 200 and asks[1] == (30, 429, asks[1][2]), asks  # the detection; the first run call, refused
     shorter = math.floor(int(asks[1][2]) / 1.5) - 1  # what spaces said was left, at its factor
@@ -80,7 +80,7 @@ def test_a_queue_failure_keeps_the_frames_done(zero_platform, carphone):
     the run, offered, and the summary says why it stopped (Continue is tested in test_service.py)."""
     app = zero_platform(env={**FIGURES, "SAM3_MAX_GPU_SECONDS": "8"}, queue_fail={3})
     client = detected(app, carphone)
-    _, status, _, zip_path, _, summary = client.submit("forward", 40, api_name="/propagate").result(timeout=600)
+    _, status, _, zip_path, _, summary = answer_of(app, client.submit("forward", 40, api_name="/propagate"))
     assert [c.get("status") for c in schedules(app)] == [200, 200, "queue-failed"]
     assert summary["status"] == "stopped" and summary["stopped_by"] == "the GPU queue", summary
     assert "No GPU was available" in summary["error"] and status.startswith("stopped by the GPU queue")
@@ -99,7 +99,7 @@ def test_a_call_killed_mid_run_keeps_every_frame_it_wrote(zero_platform, carphon
     job = client.submit("forward", None, api_name="/propagate")
     wait_for_frames(job, 30)
     assert app.api.kill_running()
-    _, status, _, zip_path, _, summary = job.result(timeout=600)
+    _, status, _, zip_path, _, summary = answer_of(app, job)
     assert summary["status"] == "stopped" and summary["stopped_by"] == "the end of the GPU call", summary
     assert summary["frames"] >= 30, summary  # a frame is reported once its results line is written
     assert status.startswith("stopped by the end of the GPU call") and "continue" in status
@@ -114,7 +114,7 @@ def test_the_gpu_is_held_for_the_model_not_for_the_files(zero_platform, carphone
     CPU where the model and the writers share the cores: bench/gpu_hold.py."""
     app = zero_platform(env={"SAM3_GPU_LEARN_PACE": "0"})
     client = detected(app, carphone)
-    *_, zip_path, _, summary = client.submit("forward", 60, api_name="/propagate").result(timeout=600)
+    *_, zip_path, _, summary = answer_of(app, client.submit("forward", 60, api_name="/propagate"))
     assert summary["status"] == "complete" and summary["frames"] == 60, summary
     overlay, again, files, _ = client.predict(api_name="/results")
     assert probe(video_path(overlay)).num_frames == 60 and frames_in_zip(again) == list(range(60))
@@ -133,7 +133,7 @@ def test_two_visitors_gpu_calls_run_side_by_side(zero_platform, carphone):
     first, second = detected(app, carphone), detected(app, carphone)
     jobs = [client.submit("forward", 12, api_name="/propagate") for client in (first, second)]
     for job in jobs:
-        assert job.result(timeout=600)[-1]["status"] == "complete"
+        assert answer_of(app, job)[-1]["status"] == "complete"
     allowed = {c["params"]["allowToken"]: c["t"] for c in app.api.calls if c["path"] == "/allow"}
     released = {c["params"]["allowToken"]: c["t"] for c in app.api.calls if c["path"] == "/release"}
     spans = sorted((allowed[t], released[t]) for t in allowed if t in released)
@@ -152,7 +152,7 @@ def test_a_visitor_not_logged_in_runs_the_first_example_in_two_minutes_of_quota(
     client.predict(0, "car, light", "", api_name="/detect")
     estimate = client.predict("forward", 0, 5, api_name="/gpu_estimate")
     assert estimate.startswith("needs about") and "1.5x" in estimate
-    *_, zip_path, _, summary = client.submit("forward", 0, 5, api_name="/propagate").result(timeout=900)
+    *_, zip_path, _, summary = answer_of(app, client.submit("forward", 0, 5, api_name="/propagate"), 900)
     assert summary["status"] == "complete" and summary["frames"] == 50, summary
     assert frames_in_zip(zip_path) == list(range(0, 250, 5))
     assert all(c.get("status") == 200 for c in schedules(app)), schedules(app)

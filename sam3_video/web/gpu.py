@@ -8,12 +8,15 @@ step reads its request, writes only into the run folder it was given, and has fi
 work when it returns: no thread of it outlives the call.
 
 Errors the visitor can act on come back as sentences in the answer (spaces would replace an
-exception by its class name).
+exception by its class name). Answers stay under 4 KB: a frame drawn and a frame's masks are left
+in a file of the workspace (`handoff_dir`) for the app to read (handoff.py: a worker killed in the
+middle of a longer answer would leave spaces' reader waiting).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Iterator
@@ -23,14 +26,17 @@ from ..config import GpuBudget
 from ..errors import Sam3VideoError
 from ..progress import Progress
 from ..session import VideoSession
-from ..types import FrameResult, RunOptions, StartPoint, VideoInfo
+from ..types import RunOptions, StartPoint, VideoInfo
 from .gradio_glue import gpu, sentence
+from .handoff import Handoff
 from .jobs import Job
 from .model import ModelRef
 from .runs import RunUpdate, stop_requested
 
 log = logging.getLogger(__name__)
 UPDATE_EVERY_S = 0.5  # a running step reports each new frame, and at least this often (a silent ZeroGPU generator fails)
+DETECTED_FILE = "detected.pkl"  # in the handoff folder: a detection's frame (`Detected.result`)
+LIVE_FRAME_FILE = "live-frame.pkl"  # in the handoff folder: a run's latest frame drawn (`RunUpdate.preview`)
 
 
 @dataclass(frozen=True)
@@ -43,12 +49,13 @@ class DetectRequest:
     video: str
     info: VideoInfo
     start: StartPoint
+    handoff_dir: str  # where the step leaves the frame's objects (the workspace's folder)
     seconds: int = 60  # GPU time asked for
 
 
 @dataclass
 class Detected:
-    result: FrameResult | None  # the frame's objects (removals applied), or None and
+    result: Handoff | None  # the frame's objects (removals applied), left in a file, or None and
     error: str | None = None  # the sentence that says why not
 
 
@@ -65,6 +72,7 @@ class RunRequest:
     info: VideoInfo
     options: RunOptions
     out_dir: str
+    handoff_dir: str  # where the step leaves the latest frame drawn (the workspace's folder)
     seconds: int
     enforced: bool = False
 
@@ -79,7 +87,7 @@ def detect_step(request: DetectRequest) -> Detected:
             if start.continue_from:
                 earlier = continuation.load(start.continue_from, start.frame, None, request.info)
             result = session.replay(start.frame, start.phrases, start.threshold, start.removed, start.edits, earlier)
-        return Detected(result)
+        return Detected(Handoff.leave(result, os.path.join(request.handoff_dir, DETECTED_FILE)))
     except Exception as err:  # a sentence for the visitor (a bug's details go to the log)
         return Detected(None, sentence(err, "detection"))
 
@@ -117,12 +125,12 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
             if should_stop():
                 job.stop()
             if not job.done.is_set():
-                yield _update(job, None if job.preview is shown else job.preview)
+                yield _update(job, None if job.preview is shown else job.preview, request)
                 shown = job.preview
         stopped_for = None
         if job.summary is not None and job.summary.status == "stopped":
             stopped_for = "request" if stop_requested(request.out_dir) else "time"
-        final = _update(job, None if job.preview is shown else job.preview)
+        final = _update(job, None if job.preview is shown else job.preview, request)
         final.progress.finished, final.stopped_for, final.error = True, stopped_for, job.error
         p = job.progress
         if p is not None and p.fps > 0:
@@ -137,6 +145,13 @@ def run_step(request: RunRequest) -> Iterator[RunUpdate]:
             job.done.wait()
 
 
-def _update(job: Job, preview) -> RunUpdate:
-    """The job's progress as it leaves the step, with `preview` (None: no new frame drawn)."""
-    return RunUpdate((job.progress or Progress()).sent(preview))
+def _update(job: Job, preview, request: RunRequest) -> RunUpdate:
+    """The job's progress as it leaves the step, with `preview` (None: no new frame drawn) left in
+    the request's handoff folder."""
+    left = None
+    if preview is not None:
+        try:
+            left = Handoff.leave(preview, os.path.join(request.handoff_dir, LIVE_FRAME_FILE))
+        except OSError as err:  # a preview is not worth failing the run for
+            log.warning("could not leave the frame drawn for the app: %s", err)
+    return RunUpdate((job.progress or Progress()).sent(None), preview=left)

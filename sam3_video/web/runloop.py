@@ -160,7 +160,7 @@ class RunLoop:
             new = len(frame_order(info.num_frames, options.start.frame, options.direction or "forward",
                                   options.max_frames, options.stride))
             seconds = self.sizer.run(new, len(kept), len(options.start.edits), boost)
-            request = gpu.RunRequest(model, video, info, options, run_dir, seconds, self.sizer.budget.enforced)
+            request = gpu.RunRequest(model, video, info, options, run_dir, ws.dir, seconds, self.sizer.budget.enforced)
             follower.follow(run_dir)  # the files are written from its results as they land, here
             last, err = RunUpdate(), None
             while True:  # the call, and shorter ones while the platform refuses it for want of quota
@@ -168,8 +168,8 @@ class RunLoop:
                 got = False
                 try:
                     for update in gpu.run_step(request):
-                        got, last = True, update
-                        yield calls, update
+                        got, last = True, update.opened()
+                        yield calls, last
                     break
                 except Exception as caught:
                     refused = refusal(caught)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from ..progress import Progress
 from ..runfolder import ANNOTATIONS_ZIP, OVERLAY, RunRecord, format_files, read_record
 from ..timeline import read_timeline
 from ..types import Direction, frame_order
+from .handoff import Handoff
 
 STOP_REQUEST = "stop.request"  # present: the visitor asked the run in this folder to stop
 SUMMARY = "summary.json"  # the visitor's summary, written by the app when the run's last call ended
@@ -40,10 +41,12 @@ def stop_requested(folder: str) -> bool:
 @dataclass
 class RunUpdate:
     """What a running GPU step reports, at least every second: the folder's progress (its counts
-    over the frames the folder will hold, the latest frame drawn only when it changed since the
-    last update, `finished` at the end), and at the end how the call ended."""
+    over the frames the folder will hold, `finished` at the end), the latest frame drawn only when
+    it changed since the last update (in a file: handoff.py says why), and at the end how the call
+    ended. `opened()` is the update as the app uses it, the frame in `progress.preview`."""
 
     progress: Progress = field(default_factory=Progress)
+    preview: Handoff | None = None  # the latest frame drawn, when new, left in a file by the step
     stopped_for: str | None = None  # "request" (Stop, a cancel, a closed tab) or "time" (its GPU time is up)
     error: str | None = None  # a sentence: why the run failed
     # what the call cost, for sizing the next ones (runloop.Sizer): new frames run, seconds of model
@@ -51,6 +54,12 @@ class RunUpdate:
     frames_run: int = 0
     model_s: float = 0.0
     start_s: float | None = None
+
+    def opened(self) -> "RunUpdate":
+        """This update with its frame drawn read from its file into `progress.preview`."""
+        if self.preview is None:
+            return self
+        return replace(self, progress=replace(self.progress, preview=self.preview.take_or_none()), preview=None)
 
 
 @dataclass

@@ -181,7 +181,7 @@ class Service:
         taken there), its removals dropped, its edits applied, in a GPU step; the workspace is not
         changed (the caller keeps what worked)."""
         video, info = ws.need_video()
-        request = gpu.DetectRequest(self.model.require(), video, info, start, self.sizer.step(len(start.edits)))
+        request = gpu.DetectRequest(self.model.require(), video, info, start, ws.dir, self.sizer.step(len(start.edits)))
         with self.workspaces.in_use(ws):
             try:
                 answer = gpu.detect_step(request)
@@ -190,9 +190,9 @@ class Service:
                 if shorter is None:
                     raise
                 answer = gpu.detect_step(replace(request, seconds=shorter))
-        if answer.error is not None:
-            raise BadRequestError(answer.error)
-        return answer.result
+        if answer.result is None:
+            raise BadRequestError(answer.error or "The detection failed; run it again.")
+        return answer.result.take(remove=True)
 
     @staticmethod
     def _start(ws: Workspace, what: str = "") -> tuple[StartPoint, FrameResult]:
