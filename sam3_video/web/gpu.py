@@ -4,8 +4,8 @@ Each step is a module-level function that takes one request of plain, picklable 
 returns (or yields) plain values. On Hugging Face ZeroGPU `gpu()` wraps it with `spaces.GPU`: it
 runs in a worker process forked from the app, its request pickled in and its answers pickled
 out, and nothing it changes comes back. Elsewhere it runs in the caller's thread. Either way a
-step reads its request, writes only into the run folder it was given, and has finished all its
-work when it returns: no thread of it outlives the call.
+step reads its request, writes only into the run folder and the handoff folder it was given, and
+has finished all its work when it returns: no thread of it outlives the call.
 
 Errors the visitor can act on come back as sentences in the answer (spaces would replace an
 exception by its class name). Answers stay under 4 KB: a frame drawn and a frame's masks are left
