@@ -265,7 +265,9 @@ def _follow(updates, progress):
 def _run_outputs(updates, progress, request: gr.Request):
     """A run's updates as the page's (preview, status, overlay, annotations, formats, summary).
     A run that breaks once started leaves the status line saying how it ended (the toast says
-    why), not its last progress."""
+    why), not its last progress. No updates (a page that opens with no run to follow) leave the
+    page as it is: Gradio empties every output of a generator that yields nothing, and the page's
+    load chain can end after the visitor has already opened a video."""
     started = False
     try:
         for image, status, out in _follow(updates, progress):
@@ -279,6 +281,8 @@ def _run_outputs(updates, progress, request: gr.Request):
         if ended is not None:
             yield gr.skip(), summary_line(ended), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         raise
+    if not started:
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
 
 @user_errors

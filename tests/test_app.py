@@ -184,3 +184,19 @@ def test_a_run_that_breaks_leaves_the_page_saying_how_it_ended(test_model_dir, c
     app.service.detect("client", 0, "person", None)
     *_, last = app.propagate("forward", 30, 1, client, lambda *a, **k: None)
     assert last[-1]["status"] == "stopped" and last[-1]["stopped_by"] == "the end of the GPU call"
+
+
+def test_a_page_that_opens_with_no_run_to_follow_changes_nothing(test_model_dir, carphone, monkeypatch):
+    """The page's load chain follows the tab's run after a reload (`follow_run`). With none going on
+    it must answer with skips: Gradio empties every output of a generator that yields nothing (seen
+    in Chromium: a textbox's text gone), and the chain can end after the visitor has opened a video,
+    whose first frame then vanished from the page."""
+    import gradio as gr
+
+    monkeypatch.setenv("SAM3_MODEL", test_model_dir)
+    monkeypatch.setenv("SAM3_DEVICE", "cpu")
+    import app
+
+    page = gr.Request(headers={"x-gradio-user": "app"}, session_hash="fresh-tab")
+    app.service.open_video("fresh-tab", carphone)  # opened before the load chain's last step ends
+    assert list(app.follow_run(page, lambda *a, **k: None)) == [(gr.skip(),) * 6]
