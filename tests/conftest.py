@@ -82,6 +82,15 @@ def backend(test_model_dir):
     return load_backend(test_model_dir, backend="auto", device="cpu")
 
 
+@pytest.fixture()
+def service(test_model_dir, backend, tmp_path):
+    """The web app's service on the small SAM3 (CPU), in-process, its workspaces under tmp_path
+    (`backend` first: the model is loaded once per test run)."""
+    from sam3_video.web.service import Service
+
+    return Service(model=test_model_dir, device="cpu", root=str(tmp_path / "root"))
+
+
 @pytest.fixture(scope="session")
 def edit_backend(backend):
     """A private copy of the small backend for edit tests. The random tracker says "no object" for

@@ -10,12 +10,10 @@ import os
 import pickle
 
 import numpy as np
-import pytest
 
 from sam3_video.progress import Progress
 from sam3_video.web import gpu
 from sam3_video.web.handoff import PIPE_BUF, Handoff
-from sam3_video.web.service import Service
 
 
 def sent_size(answer) -> int:
@@ -23,11 +21,6 @@ def sent_size(answer) -> int:
     from spaces.zero.types import OkResult
 
     return 4 + len(pickle.dumps(OkResult(answer)))
-
-
-@pytest.fixture()
-def service(test_model_dir, backend, tmp_path):
-    return Service(model=test_model_dir, device="cpu", root=str(tmp_path / "root"))
 
 
 def test_every_answer_of_a_detection_and_a_run_fits_in_one_pipe_write(service, carphone, monkeypatch):

@@ -21,11 +21,6 @@ from sam3_video.web.service import Service
 from tests.conftest import cpu_allocation_failure, frames_in_zip, manifest_in_zip
 
 
-@pytest.fixture()
-def service(test_model_dir, backend, tmp_path):
-    return Service(model=test_model_dir, device="cpu", root=str(tmp_path / "root"))
-
-
 def run_to_end(updates) -> Outputs:
     """Every update of a run; its outputs."""
     items = list(updates)

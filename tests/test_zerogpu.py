@@ -19,7 +19,7 @@ import pytest
 
 from sam3_video.config import GpuBudget
 from sam3_video.video import probe
-from tests.conftest import ZERO_BUDGET, frames_in_zip, manifest_in_zip, video_path, wait_for_frames
+from tests.conftest import ZERO_BUDGET, answer_of, frames_in_zip, manifest_in_zip, video_path, wait_for_frames
 
 
 @pytest.fixture(scope="module", params=["fresh", "warm"])
@@ -96,7 +96,7 @@ def test_the_visitor_flow(zero, carphone):
 
     calls.mark()
     job = client.submit("forward", 8, api_name="/propagate")
-    preview, status, overlay, zip_path, files, summary = job.result(timeout=600)
+    preview, status, overlay, zip_path, files, summary = answer_of(zero, job)
     assert summary["status"] == "complete" and summary["frames"] == 8 and "complete" in status
     assert len(job.outputs()) >= 3, "at least two progress updates streamed before the result"
     assert frames_in_zip(zip_path) == list(range(8)) and probe(video_path(overlay)).num_frames == 8
@@ -115,7 +115,7 @@ def test_the_visitor_flow(zero, carphone):
     client.predict(fixed[0], 20.0, 30.0, False, api_name="/refine_object")
     assert calls.asked() == [b.step(0), b.step(1)]
     calls.mark()
-    *_, zip_path, _, summary = client.submit("forward", 6, api_name="/propagate").result(timeout=600)
+    *_, zip_path, _, summary = answer_of(zero, client.submit("forward", 6, api_name="/propagate"))
     assert summary["status"] == "complete" and summary["frames"] == 11
     assert frames_in_zip(zip_path) == list(range(11))
     assert manifest_in_zip(zip_path)["continued_from"]["frame"] == 5
@@ -138,7 +138,7 @@ def running(zero, carphone, start: int):
 def test_stop_keeps_exactly_the_frames_done(zero, carphone):
     client, calls, job = running(zero, carphone, 0)
     client.predict(api_name="/stop")
-    _, status, overlay, zip_path, _, summary = job.result(timeout=600)
+    _, status, overlay, zip_path, _, summary = answer_of(zero, job)
     assert summary["status"] == "stopped" and 10 <= summary["frames"] < 120 and status.startswith("stopped")
     assert frames_in_zip(zip_path) == list(range(summary["frames"]))
     assert probe(video_path(overlay)).num_frames == summary["frames"]
@@ -158,7 +158,7 @@ def test_a_client_cancel_stops_the_run_and_keeps_its_frames(zero, carphone):
     assert probe(video_path(overlay)).num_frames == summary["frames"]
     assert_runs_asked(calls.asked(), budget(zero), 90)
     assert_released_after_final(calls, zip_path)
-    *_, summary = client.submit("forward", 3, api_name="/propagate").result(timeout=600)  # the tab goes on
+    *_, summary = answer_of(zero, client.submit("forward", 3, api_name="/propagate"))  # the tab goes on
     assert summary["status"] == "complete" and summary["frames"] == 3
 
 
